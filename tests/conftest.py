@@ -1,0 +1,26 @@
+"""Session-wide test policy.
+
+With RTFS_REQUIRE_ALL_TESTS=1 (set by scripts/test, so always in CI) a skipped test fails
+the session: nothing may be skipped for lack of something the install step could provide.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("RTFS_REQUIRE_ALL_TESTS") == "1" and _skipped:
+        print(f"\n{len(_skipped)} test(s) skipped, which RTFS_REQUIRE_ALL_TESTS forbids:")
+        for nodeid in _skipped:
+            print(f"  {nodeid}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
