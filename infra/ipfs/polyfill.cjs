@@ -1,0 +1,8 @@
+// js-ipfs 0.66's dependencies call Promise.withResolvers (Node >= 22); Node 20 lacks it.
+if (typeof Promise.withResolvers !== 'function') {
+  Promise.withResolvers = function withResolvers() {
+    let resolve, reject
+    const promise = new this((res, rej) => { resolve = res; reject = rej })
+    return { promise, resolve, reject }
+  }
+}

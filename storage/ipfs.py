@@ -1,0 +1,242 @@
+"""`IPFSStore`: blobs added to an IPFS node through its RPC API (Kubo or js-ipfs).
+
+Each put adds the bytes (pinned) and links the resulting CID into the node's MFS at
+`<root>/blobs/<blob id>`, so the blob id -> CID mapping lives on the node, where every
+client of it sees the same store; records live at `<root>/records/<group>/<record id>`.
+Pointers are `ipfs://<CID>`, which any node that can fetch the CID resolves.
+
+RPCs used (all checked against a daemon by the test suite): `add` (pinning), `cat`,
+`pin/rm`, `files/mkdir`, `files/cp`, `files/stat`, `files/ls`, `files/rm`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import ipfshttpclient
+from ipfshttpclient import exceptions as ipfs_errors
+
+from storage.errors import BlobNotFound, StorageUnavailable, StoreURIError
+from storage.protocol import (
+    as_bytes,
+    blob_id_of,
+    check_blob_id,
+    check_group,
+    is_blob_id,
+    verified,
+)
+
+DEFAULT_API_ADDR = "/ip4/127.0.0.1/tcp/5001"
+DEFAULT_ROOT = "/rtfs-l4"
+_ADDR_RE = re.compile(r"/(ip4|ip6|dns|dns4|dns6)/([^/]+)/tcp/(\d+)(?:/https?)?")
+_MISSING_MARKERS = ("does not exist", "not found", "no link named")
+
+
+def _is_missing(error: Exception) -> bool:
+    text = str(error).lower()
+    return isinstance(error, ipfs_errors.ErrorResponse) and any(
+        marker in text for marker in _MISSING_MARKERS
+    )
+
+
+def _host_port(api_addr: str) -> str:
+    """`/ip4/127.0.0.1/tcp/5001[/http]` -> `127.0.0.1:5001`, for URIs and messages."""
+    match = _ADDR_RE.fullmatch(api_addr)
+    if match is None:
+        return api_addr.replace("/", "_")
+    host = f"[{match[2]}]" if match[1] == "ip6" else match[2]
+    return f"{host}:{match[3]}"
+
+
+def parse_ipfs_uri(uri: str) -> tuple[str | None, str]:
+    """Split `ipfs://[host:port][/mfs/root]` into an RPC multiaddr (or None) and an MFS root."""
+    parts = urlsplit(uri)
+    if parts.scheme != "ipfs" or parts.query or parts.fragment:
+        raise StoreURIError(uri, "expected ipfs:// or ipfs://host:port/mfs-root")
+    root = parts.path.rstrip("/") or DEFAULT_ROOT
+    if not parts.netloc:
+        return None, root
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError as e:
+        raise StoreURIError(uri, f"bad port: {e}") from None
+    if not host or port is None:
+        raise StoreURIError(uri, "a host in an ipfs:// URI needs a port (ipfs://127.0.0.1:5001)")
+    proto = "ip6" if ":" in host else "ip4" if host.replace(".", "").isdigit() else "dns"
+    return f"/{proto}/{host}/tcp/{port}", root
+
+
+class IPFSStore:
+    """A `BlobStore` and `RecordStore` on an IPFS node.
+
+    Args:
+        api_addr: the node's RPC API multiaddr, e.g. `/ip4/127.0.0.1/tcp/5001`.
+        root: the MFS directory that holds this store's blob and record links.
+        timeout_s: timeout of each RPC.
+        client_factory: builds a client for an address (default `ipfshttpclient.Client`;
+            the version check of `ipfshttpclient.connect` is skipped on purpose, since it
+            rejects daemons that speak the same RPC API, such as js-ipfs 0.18).
+    """
+
+    def __init__(
+        self,
+        api_addr: str = DEFAULT_API_ADDR,
+        root: str = DEFAULT_ROOT,
+        *,
+        timeout_s: float = 30.0,
+        client_factory: Any = None,
+    ) -> None:
+        if not root.startswith("/") or root == "/":
+            raise StoreURIError(root, "the MFS root must be an absolute path below '/'")
+        self.api_addr = api_addr
+        self.root = root.rstrip("/")
+        self.uri = f"ipfs://{_host_port(api_addr)}{self.root}"
+        self.timeout_s = timeout_s
+        self._factory = client_factory or ipfshttpclient.Client
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._clients_lock = threading.Lock()
+        self._cids: dict[str, str] = {}
+        self._made_dirs: set[str] = set()
+
+    @property
+    def client(self) -> Any:
+        """This thread's RPC client (clients keep a connection session, one per thread)."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            try:
+                client = self._factory(self.api_addr, session=True, timeout=self.timeout_s)
+            except ipfs_errors.Error as e:
+                raise StorageUnavailable(self.uri, f"cannot connect: {e}") from e
+            self._local.client = client
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
+
+    def _call(self, what: str, fn: Any, *args: Any, missing: str | None = None, **kw: Any) -> Any:
+        """Run one RPC, mapping its errors: missing content -> BlobNotFound, else unavailable."""
+        try:
+            return fn(*args, **kw)
+        except ipfs_errors.Error as e:
+            if missing is not None and _is_missing(e):
+                raise BlobNotFound(missing, self.uri) from None
+            raise StorageUnavailable(self.uri, f"{what}: {type(e).__name__}: {e}") from e
+
+    def _mkdir(self, directory: str) -> None:
+        if directory not in self._made_dirs:
+            self._call("files/mkdir", self.client.files.mkdir, directory, parents=True)
+            self._made_dirs.add(directory)
+
+    def _link(self, directory: str, name: str, data: bytes) -> str:
+        """Add `data` (pinned) and link its CID at `directory/name`; return the CID."""
+        cid = self._call("add", self.client.add_bytes, data, opts={"pin": "true"})
+        self._mkdir(directory)
+        path = f"{directory}/{name}"
+        for _ in range(3):  # writers race to link the same name: whoever wins, it holds `cid`
+            current = self._stat_cid(path, name, required=False)
+            if current == cid:
+                return cid
+            if current is not None:  # a damaged or foreign link: replace it
+                try:
+                    self._call("files/rm", self.client.files.rm, path, missing=name)
+                except BlobNotFound:
+                    pass  # another writer removed it first
+            try:
+                self._call("files/cp", self.client.files.cp, f"/ipfs/{cid}", path)
+                return cid
+            except StorageUnavailable as e:
+                if "already has entry" not in e.reason:
+                    raise
+        raise StorageUnavailable(self.uri, f"{path} keeps changing under concurrent writers")
+
+    def _stat_cid(self, path: str, name: str, *, required: bool = True) -> str | None:
+        try:
+            return self._call("files/stat", self.client.files.stat, path, missing=name)["Hash"]
+        except BlobNotFound:
+            if required:
+                raise
+            return None
+
+    def _blob_path(self, blob_id: str) -> str:
+        return f"{self.root}/blobs/{check_blob_id(blob_id)}"
+
+    def cid_of(self, blob_id: str) -> str:
+        """The CID a blob is linked to (cached after the first look-up)."""
+        cid = self._cids.get(blob_id)
+        if cid is None:
+            cid = self._stat_cid(self._blob_path(blob_id), blob_id)
+            self._cids[blob_id] = cid  # type: ignore[assignment]
+        return cid  # type: ignore[return-value]
+
+    def _cat(self, cid: str, name: str) -> bytes:
+        return self._call("cat", self.client.cat, cid, missing=name)
+
+    def put(self, data: bytes) -> str:
+        data = as_bytes(data)
+        blob_id = blob_id_of(data)
+        self._cids[blob_id] = self._link(f"{self.root}/blobs", blob_id, data)
+        return blob_id
+
+    def get(self, blob_id: str) -> bytes:
+        return verified(blob_id, self._cat(self.cid_of(blob_id), blob_id), self.uri)
+
+    def contains(self, blob_id: str) -> bool:
+        return self._stat_cid(self._blob_path(blob_id), blob_id, required=False) is not None
+
+    def delete(self, blob_id: str) -> None:
+        path = self._blob_path(blob_id)
+        cid = self._stat_cid(path, blob_id)
+        self._cids.pop(blob_id, None)
+        self._call("files/rm", self.client.files.rm, path, missing=blob_id)
+        try:
+            self._call("pin/rm", self.client.pin.rm, cid)
+        except StorageUnavailable as e:
+            if "not pinned" not in str(e):
+                raise
+
+    def _list(self, directory: str) -> list[str]:
+        try:
+            listing = self._call("files/ls", self.client.files.ls, directory, missing=directory)
+        except BlobNotFound:
+            return []
+        return [entry["Name"] for entry in listing.get("Entries") or ()]
+
+    def iterate(self) -> Iterator[str]:
+        return (name for name in self._list(f"{self.root}/blobs") if is_blob_id(name))
+
+    def pointer(self, blob_id: str) -> str:
+        return f"ipfs://{self.cid_of(blob_id)}"
+
+    def fetch_pointer(self, pointer: str, blob_id: str) -> bytes:
+        check_blob_id(blob_id)
+        parts = urlsplit(pointer)
+        if parts.scheme != "ipfs" or not parts.netloc or parts.path not in ("", "/"):
+            raise StoreURIError(pointer, "expected ipfs://<CID>")
+        return verified(blob_id, self._cat(parts.netloc, blob_id), pointer)
+
+    def put_record(self, group: str, data: bytes) -> str:
+        data = as_bytes(data)
+        record_id = blob_id_of(data)
+        self._link(f"{self.root}/records/{check_group(group)}", record_id, data)
+        return record_id
+
+    def get_record(self, group: str, record_id: str) -> bytes:
+        path = f"{self.root}/records/{check_group(group)}/{check_blob_id(record_id)}"
+        cid = self._stat_cid(path, f"{group}/{record_id}")
+        return verified(record_id, self._cat(cid, record_id), self.uri)  # type: ignore[arg-type]
+
+    def list_records(self, group: str) -> list[str]:
+        names = self._list(f"{self.root}/records/{check_group(group)}")
+        return [name for name in names if is_blob_id(name)]
+
+    def close(self) -> None:
+        """Close every thread's client session."""
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
+        self._local = threading.local()

@@ -1,0 +1,204 @@
+"""`S3Store`: blobs as objects in an S3 bucket (AWS, MinIO, LocalStack, moto).
+
+Object keys under the store's prefix:
+
+    <prefix>blobs/<blob id>
+    <prefix>records/<namespace>/<hex>/<record id>
+
+The boto3 client is injectable; `make_s3_client` builds one with the default credential chain
+and endpoint resolution (boto3 itself honours `AWS_ENDPOINT_URL`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from storage.errors import BlobNotFound, StorageUnavailable, StoreURIError
+from storage.protocol import (
+    as_bytes,
+    blob_id_of,
+    check_blob_id,
+    check_group,
+    is_blob_id,
+    verified,
+)
+
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+def make_s3_client(
+    *,
+    endpoint_url: str | None = None,
+    region_name: str | None = None,
+    connect_timeout_s: float = 5.0,
+    read_timeout_s: float = 60.0,
+    max_attempts: int = 3,
+    **boto3_args: Any,
+) -> Any:
+    """Build a boto3 S3 client with bounded timeouts and retries.
+
+    Credentials, region and endpoint come from boto3's default chain (environment, config
+    files, instance roles; `AWS_ENDPOINT_URL` included) unless given here; `boto3_args`
+    (e.g. `aws_access_key_id`) go to `boto3.client` as they are.
+    """
+    config = Config(
+        connect_timeout=connect_timeout_s,
+        read_timeout=read_timeout_s,
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        s3={"addressing_style": "path"},
+    )
+    return boto3.client(
+        "s3", endpoint_url=endpoint_url, region_name=region_name, config=config, **boto3_args
+    )
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """Split `s3://bucket/prefix` into the bucket and a prefix ending in '/' (or empty)."""
+    parts = urlsplit(uri)
+    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+        raise StoreURIError(uri, "expected s3://bucket or s3://bucket/prefix")
+    prefix = parts.path.strip("/")
+    return parts.netloc, f"{prefix}/" if prefix else ""
+
+
+def _is_missing(error: ClientError) -> bool:
+    return str(error.response.get("Error", {}).get("Code")) in _MISSING_CODES
+
+
+class S3Store:
+    """A `BlobStore` and `RecordStore` in an S3 bucket.
+
+    Args:
+        bucket: the bucket; it must exist.
+        prefix: key prefix for everything this store writes ('' or ending in '/').
+        client: a boto3 S3 client; the store closes it only if it made it.
+        **client_args: arguments of `make_s3_client` when no client is given.
+    """
+
+    def __init__(
+        self, bucket: str, prefix: str = "", *, client: Any = None, **client_args: Any
+    ) -> None:
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        self.bucket = bucket
+        self.prefix = prefix
+        self.uri = f"s3://{bucket}/{prefix}"
+        self._owns_client = client is None
+        self.client = make_s3_client(**client_args) if client is None else client
+
+    def blob_key(self, blob_id: str) -> str:
+        """The object key that holds (or would hold) a blob."""
+        return f"{self.prefix}blobs/{check_blob_id(blob_id)}"
+
+    def _unavailable(self, action: str, error: Exception) -> StorageUnavailable:
+        return StorageUnavailable(self.uri, f"{action}: {type(error).__name__}: {error}")
+
+    def _get_object(self, bucket: str, key: str, blob_id: str) -> bytes:
+        try:
+            body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
+            with body:
+                return body.read()
+        except ClientError as e:
+            if _is_missing(e):
+                raise BlobNotFound(blob_id, self.uri) from None
+            raise self._unavailable(f"get {key}", e) from e
+        except BotoCoreError as e:
+            raise self._unavailable(f"get {key}", e) from e
+
+    def _put_object(self, key: str, data: bytes) -> None:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+        except (ClientError, BotoCoreError) as e:
+            raise self._unavailable(f"put {key}", e) from e
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as e:
+            if _is_missing(e):
+                return False
+            raise self._unavailable(f"head {key}", e) from e
+        except BotoCoreError as e:
+            raise self._unavailable(f"head {key}", e) from e
+        return True
+
+    def _list_names(self, key_prefix: str) -> list[str]:
+        names: list[str] = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=key_prefix
+            )
+            for page in pages:
+                names.extend(obj["Key"][len(key_prefix) :] for obj in page.get("Contents", ()))
+        except (ClientError, BotoCoreError) as e:
+            raise self._unavailable(f"list {key_prefix}", e) from e
+        return names
+
+    def put(self, data: bytes) -> str:
+        data = as_bytes(data)
+        blob_id = blob_id_of(data)
+        self._put_object(self.blob_key(blob_id), data)
+        return blob_id
+
+    def get(self, blob_id: str) -> bytes:
+        data = self._get_object(self.bucket, self.blob_key(blob_id), blob_id)
+        return verified(blob_id, data, self.uri)
+
+    def contains(self, blob_id: str) -> bool:
+        return self._exists(self.blob_key(blob_id))
+
+    def delete(self, blob_id: str) -> None:
+        key = self.blob_key(blob_id)
+        if not self._exists(key):
+            raise BlobNotFound(blob_id, self.uri)
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as e:
+            raise self._unavailable(f"delete {key}", e) from e
+
+    def iterate(self) -> Iterator[str]:
+        names = self._list_names(f"{self.prefix}blobs/")
+        return (name for name in names if is_blob_id(name))
+
+    def pointer(self, blob_id: str) -> str:
+        key = self.blob_key(blob_id)
+        if not self._exists(key):
+            raise BlobNotFound(blob_id, self.uri)
+        return f"s3://{self.bucket}/{key}"
+
+    def fetch_pointer(self, pointer: str, blob_id: str) -> bytes:
+        check_blob_id(blob_id)
+        parts = urlsplit(pointer)
+        if parts.scheme != "s3" or not parts.netloc or len(parts.path) < 2:
+            raise StoreURIError(pointer, "expected s3://bucket/key")
+        data = self._get_object(parts.netloc, parts.path[1:], blob_id)
+        return verified(blob_id, data, pointer)
+
+    def _record_key(self, group: str, record_id: str) -> str:
+        return f"{self.prefix}records/{check_group(group)}/{check_blob_id(record_id)}"
+
+    def put_record(self, group: str, data: bytes) -> str:
+        data = as_bytes(data)
+        record_id = blob_id_of(data)
+        self._put_object(self._record_key(group, record_id), data)
+        return record_id
+
+    def get_record(self, group: str, record_id: str) -> bytes:
+        key = self._record_key(group, record_id)
+        data = self._get_object(self.bucket, key, f"{group}/{record_id}")
+        return verified(record_id, data, self.uri)
+
+    def list_records(self, group: str) -> list[str]:
+        names = self._list_names(f"{self.prefix}records/{check_group(group)}/")
+        return [name for name in names if is_blob_id(name)]
+
+    def close(self) -> None:
+        """Close the client's connection pool if this store made the client."""
+        if self._owns_client:
+            self.client.close()

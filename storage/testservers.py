@@ -1,0 +1,226 @@
+"""Real servers on 127.0.0.1 for the test suite and the benchmark: moto's S3 and an IPFS daemon.
+
+`IPFSDaemon` runs the js-ipfs daemon installed by `infra/ipfs/install` (or any `jsipfs`
+given to it) in a fresh repository; `MotoServer` runs moto's S3 server in a thread. Both are
+context managers, listen on free loopback ports only, and stop what they started.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Self
+
+INFRA_IPFS = Path(__file__).resolve().parents[1] / "infra" / "ipfs"
+
+
+class ServerStartError(RuntimeError):
+    """A test server did not start; the message carries its log."""
+
+    def __init__(self, what: str, reason: str, log: str = "") -> None:
+        super().__init__(what, reason, log)
+        self.what, self.reason, self.log = what, reason, log
+
+    def __str__(self) -> str:
+        return f"{self.what} did not start: {self.reason}\n--- log ---\n{self.log}"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MotoServer:
+    """moto's S3 server in a thread on 127.0.0.1 (real HTTP through boto3)."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.endpoint_url = ""
+
+    def start(self) -> str:
+        """Start serving; return the endpoint URL."""
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        return self.endpoint_url
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket, so clients get 'connection refused'."""
+        self._server.stop()
+        wsgi = getattr(self._server, "_server", None)
+        if wsgi is not None:
+            wsgi.server_close()
+
+    def client(self, **config: Any) -> Any:
+        """A boto3 S3 client for this server (fake credentials, bounded retries)."""
+        from storage.s3 import make_s3_client
+
+        config.setdefault("region_name", "us-east-1")
+        config.setdefault("aws_access_key_id", "testing")
+        config.setdefault("aws_secret_access_key", "testing")
+        return make_s3_client(endpoint_url=self.endpoint_url, **config)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class IPFSDaemon:
+    """A js-ipfs daemon, offline, in its own repository, with its RPC API on 127.0.0.1.
+
+    Args:
+        repo_dir: an empty or missing directory for `IPFS_PATH` and the daemon's log.
+        jsipfs: the `jsipfs` executable (default: the one `infra/ipfs/install` put in
+            `infra/ipfs/node_modules/.bin`).
+        polyfill: a file for `NODE_OPTIONS=--require` (Node 20 lacks Promise.withResolvers).
+        startup_timeout_s: how long `start` waits for the daemon to answer.
+    """
+
+    def __init__(
+        self,
+        repo_dir: str | os.PathLike[str],
+        *,
+        jsipfs: str | os.PathLike[str] | None = None,
+        polyfill: str | os.PathLike[str] | None = None,
+        startup_timeout_s: float = 120.0,
+    ) -> None:
+        self.repo_dir = Path(repo_dir)
+        self.jsipfs = Path(jsipfs or INFRA_IPFS / "node_modules" / ".bin" / "jsipfs")
+        self.polyfill = Path(polyfill or INFRA_IPFS / "polyfill.cjs")
+        self.startup_timeout_s = startup_timeout_s
+        self.log_path = self.repo_dir / "daemon.log"
+        self.api_addr = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["IPFS_PATH"] = str(self.repo_dir / "repo")
+        env["NO_UPDATE_NOTIFIER"] = "1"
+        env["NODE_OPTIONS"] = f"{env.get('NODE_OPTIONS', '')} --require {self.polyfill}".strip()
+        return env
+
+    def log(self) -> str:
+        """Everything the daemon and its set-up commands printed so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+
+    def _run(self, *args: str) -> None:
+        with self.log_path.open("ab") as log:
+            log.write(f"$ jsipfs {' '.join(args)}\n".encode())
+            log.flush()
+            done = subprocess.run(
+                [str(self.jsipfs), *args],
+                check=False,
+                env=self._env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=self.startup_timeout_s,
+            )
+        if done.returncode != 0:
+            raise ServerStartError(
+                "IPFS daemon", f"jsipfs {args[0]} exited {done.returncode}", self.log()
+            )
+
+    def start(self) -> str:
+        """Initialise the repository, start the daemon, wait until it answers; return the
+        RPC multiaddr. Raises `ServerStartError` with the log when anything fails."""
+        if not self.jsipfs.exists():
+            raise ServerStartError(
+                "IPFS daemon",
+                f"{self.jsipfs} is missing: run infra/ipfs/install (npm ci in infra/ipfs)",
+            )
+        self.repo_dir.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        try:
+            self._run("init", "--profile", "test")
+        except subprocess.TimeoutExpired as e:
+            raise ServerStartError("IPFS daemon", f"timed out: {e}", self.log()) from None
+        self._configure(port)
+        self.api_addr = f"/ip4/127.0.0.1/tcp/{port}"
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [str(self.jsipfs), "daemon", "--offline"],
+                env=self._env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._wait_ready(port)
+        return self.api_addr
+
+    def _configure(self, port: int) -> None:
+        """Pin every listening address to 127.0.0.1 (as `jsipfs config`, without a node
+        start per key): the test profile picks random API and fixed gRPC ports otherwise."""
+        path = self.repo_dir / "repo" / "config"
+        config = json.loads(path.read_text())
+        config["Addresses"].update(
+            API=f"/ip4/127.0.0.1/tcp/{port}",
+            Gateway=f"/ip4/127.0.0.1/tcp/{free_port()}",
+            RPC=f"/ip4/127.0.0.1/tcp/{free_port()}",
+            Swarm=["/ip4/127.0.0.1/tcp/0"],
+        )
+        path.write_text(json.dumps(config, indent=2))
+
+    def _wait_ready(self, port: int) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise ServerStartError(
+                    "IPFS daemon", f"exited with {self._proc.returncode}", self.log()
+                )
+            if "Daemon is ready" in self.log() and _answers(port):
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise ServerStartError(
+            "IPFS daemon", f"not ready in {self.startup_timeout_s} s", self.log()
+        )
+
+    def stop(self) -> None:
+        """Stop the daemon (SIGTERM to its process group, SIGKILL after 15 s)."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _answers(port: int) -> bool:
+    """True if the RPC API answers `id` with a peer id."""
+    import ipfshttpclient
+
+    try:
+        client = ipfshttpclient.Client(f"/ip4/127.0.0.1/tcp/{port}", timeout=5)
+        try:
+            return bool(client.id()["ID"])
+        finally:
+            client.close()
+    except ipfshttpclient.exceptions.Error:
+        return False

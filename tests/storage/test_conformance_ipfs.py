@@ -1,0 +1,82 @@
+"""The conformance suite against a real IPFS daemon started by this test session.
+
+Ground truth: a plain ipfshttpclient client: `files/stat` for the CID the store linked, then
+`cat`, and `pin/ls` for the pin.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import ipfshttpclient
+import pytest
+
+from storage import open_store
+from storage.ipfs import IPFSStore
+from storage.testing import BlobStoreTests
+
+
+class TestIPFSStore(BlobStoreTests):
+    scheme = "ipfs"
+
+    @pytest.fixture
+    def store(self, ipfs_uri: str, ipfs_raw: Any) -> Iterator[Any]:
+        self.raw = ipfs_raw
+        store = open_store(ipfs_uri)
+        yield store
+        store.close()
+
+    def _read(self, path: str) -> bytes | None:
+        try:
+            cid = self.raw.files.stat(path)["Hash"]
+        except ipfshttpclient.exceptions.ErrorResponse as e:
+            assert "does not exist" in str(e)
+            return None
+        return self.raw.cat(cid)
+
+    def _replace(self, path: str, data: bytes) -> None:
+        cid = self.raw.add_bytes(data)
+        self.raw.files.rm(path)
+        self.raw.files.cp(f"/ipfs/{cid}", path)
+
+    def raw_read(self, store: IPFSStore, blob_id: str) -> bytes | None:
+        return self._read(f"{store.root}/blobs/{blob_id}")
+
+    def raw_corrupt(self, store: IPFSStore, blob_id: str, data: bytes) -> None:
+        self._replace(f"{store.root}/blobs/{blob_id}", data)
+        store._cids.clear()  # another client changed the link; this one must look again
+
+    def raw_read_record(self, store: IPFSStore, group: str, record_id: str) -> bytes | None:
+        return self._read(f"{store.root}/records/{group}/{record_id}")
+
+    def raw_corrupt_record(self, store: IPFSStore, group: str, rid: str, data: bytes) -> None:
+        self._replace(f"{store.root}/records/{group}/{rid}", data)
+
+    def test_put_pins_its_content(self, store: IPFSStore) -> None:
+        blob_id = store.put(b"pin me")
+        cid = self.raw.files.stat(f"{store.root}/blobs/{blob_id}")["Hash"]
+        assert self.raw.pin.ls(cid, type="recursive")["Keys"][cid]["Type"] == "recursive"
+        assert store.pointer(blob_id) == f"ipfs://{cid}"
+        store.delete(blob_id)
+        with pytest.raises(Exception, match="not pinned"):
+            self.raw.pin.ls(cid, type="recursive")
+
+    def test_pointer_resolves_without_the_mapping(self, store: IPFSStore, ipfs_uri: str) -> None:
+        """Another store (another MFS root, as on another machine) follows the CID."""
+        blob_id = store.put(b"published elsewhere")
+        stranger = open_store(ipfs_uri + "-stranger")
+        assert not stranger.contains(blob_id)
+        assert stranger.fetch_pointer(store.pointer(blob_id), blob_id) == b"published elsewhere"
+        stranger.close()
+
+    def test_blob_written_by_another_client_is_seen(self, store: IPFSStore) -> None:
+        cid = self.raw.add_bytes(b"from outside")
+        blob_id = "0" * 32
+        self.raw.files.mkdir(f"{store.root}/blobs", parents=True)
+        self.raw.files.cp(f"/ipfs/{cid}", f"{store.root}/blobs/{blob_id}")
+        assert store.contains(blob_id)
+        with pytest.raises(Exception, match="corrupted"):
+            store.get(blob_id)  # bytes that do not hash to the name are refused
+        assert self.raw.cat(cid) == io.BytesIO(b"from outside").read()
