@@ -1,0 +1,1 @@
+"""RTFS: the language of agent plans. read -> compile -> bytecode -> VM."""

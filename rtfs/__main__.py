@@ -1,0 +1,5 @@
+import sys
+
+from rtfs.cli import main
+
+sys.exit(main())

@@ -1,0 +1,91 @@
+"""Printer: values back in RTFS notation.
+
+`to_readable` gives text the reader reads back as an equal value (strings quoted and escaped,
+always on one line); `to_display` is what `str` and `println` show (strings bare at top level).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rtfs.values import Function, Keyword, Map, RList, Symbol, TaggedLiteral
+
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", '"': '\\"', "\\": "\\\\", "\0": "\\0",
+            "\b": "\\b", "\f": "\\f"}
+_MAX_DEPTH = 200
+
+
+def to_readable(value: Any) -> str:
+    """RTFS text for `value`, on one line."""
+    out: list[str] = []
+    _write(value, out, 0)
+    return "".join(out)
+
+
+def to_display(value: Any) -> str:
+    """Text for `str`/`println`: a string is itself, anything else as `to_readable`."""
+    return value if type(value) is str else to_readable(value)
+
+
+def format_float(value: float) -> str:
+    if math.isnan(value):
+        return "##NaN"
+    if math.isinf(value):
+        return "##Inf" if value > 0 else "##-Inf"
+    text = repr(value)
+    return text if any(c in text for c in ".en") else text + ".0"
+
+
+def _write(value: Any, out: list[str], depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        out.append("...")
+        return
+    kind = type(value)
+    if value is None:
+        out.append("nil")
+    elif kind is bool:
+        out.append("true" if value else "false")
+    elif kind is int:
+        out.append(str(value))
+    elif kind is float:
+        out.append(format_float(value))
+    elif kind is str:
+        out.append('"' + "".join(_ESCAPES.get(c, c) for c in value) + '"')
+    elif kind is Keyword or kind is Symbol:
+        out.append(repr(value))
+    elif kind is tuple or kind is RList:
+        _write_items(value, out, depth, "[" if kind is tuple else "(", "]" if kind is tuple else ")")
+    elif isinstance(value, Map):
+        out.append("{")
+        for i, (k, v) in enumerate(value.items()):
+            if i:
+                out.append(" ")
+            _write(k, out, depth + 1)
+            out.append(" ")
+            _write(v, out, depth + 1)
+        out.append("}")
+    elif kind is frozenset:
+        _write_items(sorted(value, key=_sort_key), out, depth, "#{", "}")
+    elif kind is TaggedLiteral:
+        out.append(value.text)
+    elif isinstance(value, (Function, BaseException)):
+        out.append(repr(value))
+    else:
+        out.append(f"#<{type(value).__name__}>")
+
+
+def _write_items(items: Any, out: list[str], depth: int, opener: str, closer: str) -> None:
+    out.append(opener)
+    for i, item in enumerate(items):
+        if i:
+            out.append(" ")
+        _write(item, out, depth + 1)
+    out.append(closer)
+
+
+def _sort_key(value: Any) -> tuple[int, Any, str]:
+    """Sets print in a stable order whatever their hash order: numbers by value first."""
+    if type(value) in (int, float) and value == value:
+        return (0, value, "")
+    return (1, 0, type(value).__name__ + to_readable(value))

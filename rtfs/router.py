@@ -1,0 +1,105 @@
+"""The `CallRouter` protocol: how the VM hands a call to whoever decides where it runs.
+
+The VM asks a router about three kinds of call: a function with a `^:delegation` hint, a
+`(call :capability ...)`, and a call of a global symbol the router `claims`. Every other call
+runs in the VM directly; whether a call site needs the router is resolved once per site (and
+again only when the router's `version` changes), so pure builtins never pay for a decision.
+`rtfs` defines the protocol; the delegation engine implements it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from rtfs.errors import CapabilityError
+from rtfs.values import EMPTY_MAP, DelegationHint, Map
+
+
+class CallKind(StrEnum):
+    FUNCTION = "function"
+    CAPABILITY = "capability"
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedCall:
+    """One call the router decides on.
+
+    name: the callee's symbol as written (or the capability id, without the colon).
+    kind: a function call or a capability call.
+    callee: the function value, or None when the symbol is unbound here or for capabilities.
+    hint: the callee's delegation hint, if it has one.
+    metadata: the `^{...}` map written on the call form (empty when none).
+    args: the evaluated arguments.
+    run_local: runs the call in this VM (raises the VM's error when it cannot, e.g. an
+        unbound symbol or an unknown capability); the router calls it for a local target.
+    line, col: the call form's position.
+    """
+
+    name: str
+    kind: CallKind
+    callee: Any
+    hint: DelegationHint | None
+    metadata: Map
+    args: tuple[Any, ...]
+    run_local: Callable[[], Any]
+    line: int | None = None
+    col: int | None = None
+
+    @property
+    def code(self) -> Any:
+        """The callee's `Code` when it is a compiled RTFS function, else None."""
+        return getattr(self.callee, "code", None)
+
+
+@runtime_checkable
+class CallRouter(Protocol):
+    """Decides where routed calls run.
+
+    Attributes:
+        version: changes whenever `claims` may answer differently; call sites cache the
+            answer per (router, version).
+    """
+
+    version: int
+
+    def claims(self, name: str) -> bool:
+        """Whether calls of the unhinted global `name` go through `route`."""
+        ...
+
+    def route(self, call: RoutedCall) -> Any:
+        """Run `call` wherever it should run and return its value.
+
+        Raises whatever the chosen target raised; the VM reports non-RTFS errors as
+        `HostError` at the call's position.
+        """
+        ...
+
+
+class LocalRouter:
+    """The default: everything runs in the VM; a capability it was not given is an error."""
+
+    version = 0
+
+    def __init__(self, capabilities: dict[str, Callable[..., Any]] | None = None) -> None:
+        self.capabilities = dict(capabilities or {})
+
+    def claims(self, name: str) -> bool:
+        return False
+
+    def route(self, call: RoutedCall) -> Any:
+        if call.kind is CallKind.CAPABILITY:
+            handler = self.capabilities.get(call.name)
+            if handler is None:
+                return call.run_local()
+            return handler(*call.args)
+        return call.run_local()
+
+
+def unknown_capability(name: str) -> CapabilityError:
+    return CapabilityError(f"unknown capability :{name}: no router or registry provides it")
+
+
+__all__ = ["CallKind", "CallRouter", "LocalRouter", "RoutedCall", "EMPTY_MAP"]

@@ -1,0 +1,571 @@
+"""Collections and the higher-order functions over them.
+
+Sequence functions accept vectors, lists, maps (as [key value] entries), sets, strings (as
+one-character strings) and nil (as empty), and return vectors.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from rtfs.errors import RtfsIndexError, RtfsTypeError, RtfsValueError
+from rtfs.ops import get_or
+from rtfs.printer import to_readable
+from rtfs.stdlib import builtin, make_builtin
+from rtfs.values import Keyword, Map, RList, Symbol, truthy, type_name
+
+_MAX_RANGE = 10_000_000
+
+
+def as_seq(fn: str, coll: Any) -> tuple[Any, ...] | RList | str:
+    """`coll` as something indexable in sequence order."""
+    kind = type(coll)
+    if kind is tuple or kind is RList or kind is str:
+        return coll
+    if coll is None:
+        return ()
+    if isinstance(coll, dict):
+        return tuple(coll.items())
+    if kind is frozenset:
+        return tuple(coll)
+    raise RtfsTypeError(f"{fn} expects a collection, got {type_name(coll)}")
+
+
+def _map_arg(fn: str, value: Any) -> Map:
+    if value is None:
+        return Map()
+    if isinstance(value, Map):
+        return value
+    raise RtfsTypeError(f"{fn} expects a map, got {type_name(value)}")
+
+
+def _int(fn: str, value: Any) -> int:
+    if type(value) is int:
+        return value
+    raise RtfsTypeError(f"{fn} expects an integer, got {type_name(value)}")
+
+
+# -- construction -----------------------------------------------------------------------------
+@builtin("vector")
+def vector(*xs: Any) -> tuple[Any, ...]:
+    return xs
+
+
+@builtin("vec")
+def vec(coll: Any) -> tuple[Any, ...]:
+    return tuple(as_seq("vec", coll))
+
+
+@builtin("list")
+def list_(*xs: Any) -> RList:
+    return RList(xs)
+
+
+@builtin("hash-map")
+def hash_map(*kvs: Any) -> Map:
+    if len(kvs) % 2:
+        raise RtfsValueError("hash-map takes key/value pairs")
+    return Map(zip(kvs[0::2], kvs[1::2]))
+
+
+@builtin("set")
+def set_(coll: Any) -> frozenset:
+    return frozenset(as_seq("set", coll))
+
+
+@builtin("range")
+def range_(a: Any, b: Any = None, step: Any = 1) -> tuple[int, ...]:
+    start, stop = (0, a) if b is None else (a, b)
+    for value in (start, stop, step):
+        if type(value) is not int:
+            raise RtfsTypeError(f"range expects integers, got {type_name(value)}")
+    if step == 0:
+        raise RtfsValueError("range step of 0")
+    result = range(start, stop, step)
+    if len(result) > _MAX_RANGE:
+        raise RtfsValueError(f"range of {len(result)} items exceeds {_MAX_RANGE}")
+    return tuple(result)
+
+
+# -- access -----------------------------------------------------------------------------------
+@builtin("get")
+def get(coll: Any, key: Any, default: Any = None) -> Any:
+    return get_or(coll, key, default)
+
+
+@builtin("get-in")
+def get_in(coll: Any, keys: Any, default: Any = None) -> Any:
+    for key in as_seq("get-in", keys):
+        coll = get_or(coll, key, _ABSENT)
+        if coll is _ABSENT:
+            return default
+    return coll
+
+
+_ABSENT = object()
+
+
+@builtin("nth")
+def nth(coll: Any, index: Any, *default: Any) -> Any:
+    seq = as_seq("nth", coll)
+    if type(index) is int and 0 <= index < len(seq):
+        return seq[index]
+    if default:
+        return default[0]
+    raise RtfsIndexError(f"nth index {to_readable(index)} outside 0..{len(seq) - 1}")
+
+
+@builtin("count")
+def count(coll: Any) -> int:
+    if coll is None:
+        return 0
+    if type(coll) in (tuple, RList, str, frozenset) or isinstance(coll, dict):
+        return len(coll)
+    raise RtfsTypeError(f"count expects a collection or string, got {type_name(coll)}")
+
+
+@builtin("first")
+def first(coll: Any) -> Any:
+    seq = as_seq("first", coll)
+    return seq[0] if seq else None
+
+
+@builtin("second")
+def second(coll: Any) -> Any:
+    seq = as_seq("second", coll)
+    return seq[1] if len(seq) > 1 else None
+
+
+@builtin("last")
+def last(coll: Any) -> Any:
+    seq = as_seq("last", coll)
+    return seq[-1] if seq else None
+
+
+@builtin("rest")
+def rest(coll: Any) -> Any:
+    """Everything after the first item; a string stays a string."""
+    seq = as_seq("rest", coll)
+    return seq[1:] if type(seq) is str else tuple(seq[1:])
+
+
+@builtin("next")
+def next_(coll: Any) -> Any:
+    tail = rest(coll)
+    return tail if tail else None
+
+
+@builtin("empty?")
+def is_empty(coll: Any) -> bool:
+    return count(coll) == 0
+
+
+@builtin("contains?")
+def contains(coll: Any, key: Any) -> bool:
+    """Whether `key` is a key of a map, a member of a set, or an index of a vector."""
+    return get_or(coll, key, _ABSENT) is not _ABSENT
+
+
+@builtin("keys")
+def keys(m: Any) -> tuple[Any, ...]:
+    return tuple(_map_arg("keys", m).keys())
+
+
+@builtin("vals")
+def vals(m: Any) -> tuple[Any, ...]:
+    return tuple(_map_arg("vals", m).values())
+
+
+@builtin("key")
+def key(entry: Any) -> Any:
+    return _entry("key", entry)[0]
+
+
+@builtin("val")
+def val(entry: Any) -> Any:
+    return _entry("val", entry)[1]
+
+
+def _entry(fn: str, entry: Any) -> tuple[Any, Any]:
+    if type(entry) is tuple and len(entry) == 2:
+        return entry
+    raise RtfsTypeError(f"{fn} expects a map entry [key value], got {to_readable(entry)[:40]}")
+
+
+# -- "modification" (always a new value) --------------------------------------------------------
+@builtin("conj")
+def conj(coll: Any, *xs: Any) -> Any:
+    if coll is None:
+        return RList(reversed(xs))
+    if type(coll) is tuple:
+        return coll + xs
+    if type(coll) is RList:
+        return RList(tuple(reversed(xs)) + tuple(coll))
+    if type(coll) is frozenset:
+        return coll | frozenset(xs)
+    if isinstance(coll, Map):
+        result = Map(coll)
+        for x in xs:
+            if isinstance(x, Map):
+                result.update(x)
+            else:
+                k, v = _entry("conj", x)
+                result[k] = v
+        return result
+    raise RtfsTypeError(f"conj expects a collection, got {type_name(coll)}")
+
+
+@builtin("cons")
+def cons(x: Any, coll: Any) -> Any:
+    if type(coll) is str and type(x) is str:
+        return x + coll
+    return (x, *as_seq("cons", coll))
+
+
+@builtin("assoc")
+def assoc(coll: Any, k: Any, v: Any, *kvs: Any) -> Any:
+    if len(kvs) % 2:
+        raise RtfsValueError("assoc takes key/value pairs")
+    pairs = [(k, v), *zip(kvs[0::2], kvs[1::2])]
+    if type(coll) is tuple:
+        items = list(coll)
+        for index, value in pairs:
+            if type(index) is not int or not 0 <= index <= len(items):
+                raise RtfsIndexError(f"assoc index {to_readable(index)} outside 0..{len(items)}")
+            if index == len(items):
+                items.append(value)
+            else:
+                items[index] = value
+        return tuple(items)
+    result = Map(_map_arg("assoc", coll))
+    result.update(pairs)
+    return result
+
+
+@builtin("dissoc")
+def dissoc(m: Any, *ks: Any) -> Map:
+    result = Map(_map_arg("dissoc", m))
+    for k in ks:
+        result.pop(k, None)
+    return result
+
+
+@builtin("assoc-in")
+def assoc_in(coll: Any, path: Any, value: Any) -> Any:
+    keys_ = as_seq("assoc-in", path)
+    if not keys_:
+        return value
+    inner = get_or(coll, keys_[0], None)
+    return assoc(coll, keys_[0], assoc_in(inner, keys_[1:], value))
+
+
+@builtin("update", needs_vm=True)
+def update(ex: Any, coll: Any, k: Any, f: Any, *args: Any) -> Any:
+    return assoc(coll, k, ex.call(f, [get_or(coll, k, None), *args]))
+
+
+@builtin("update-in", needs_vm=True)
+def update_in(ex: Any, coll: Any, path: Any, f: Any, *args: Any) -> Any:
+    keys_ = as_seq("update-in", path)
+    if not keys_:
+        return ex.call(f, [coll, *args])
+    inner = get_or(coll, keys_[0], None)
+    return assoc(coll, keys_[0], update_in(ex, inner, keys_[1:], f, *args))
+
+
+@builtin("merge")
+def merge(*maps: Any) -> Any:
+    if all(m is None for m in maps):
+        return None
+    result = Map()
+    for m in maps:
+        result.update(_map_arg("merge", m))
+    return result
+
+
+@builtin("select-keys")
+def select_keys(m: Any, ks: Any) -> Map:
+    source = _map_arg("select-keys", m)
+    return Map((k, source[k]) for k in as_seq("select-keys", ks) if k in source)
+
+
+@builtin("rename-keys")
+def rename_keys(m: Any, renames: Any) -> Map:
+    source, table = _map_arg("rename-keys", m), _map_arg("rename-keys", renames)
+    return Map((table.get(k, k), v) for k, v in source.items())
+
+
+@builtin("zipmap")
+def zipmap(ks: Any, vs: Any) -> Map:
+    return Map(zip(as_seq("zipmap", ks), as_seq("zipmap", vs)))
+
+
+@builtin("into")
+def into(to: Any, source: Any) -> Any:
+    return conj(to, *as_seq("into", source)) if to is not None else RList(as_seq("into", source))
+
+
+@builtin("empty")
+def empty(coll: Any) -> Any:
+    if isinstance(coll, Map):
+        return Map()
+    return {tuple: (), RList: RList(), frozenset: frozenset(), str: ""}.get(type(coll))
+
+
+# -- slicing and reordering -----------------------------------------------------------------------
+@builtin("concat")
+def concat(*colls: Any) -> tuple[Any, ...]:
+    return tuple(x for c in colls for x in as_seq("concat", c))
+
+
+@builtin("subvec")
+def subvec(v: Any, start: Any, end: Any = None) -> tuple[Any, ...]:
+    seq = as_seq("subvec", v)
+    stop = len(seq) if end is None else _int("subvec", end)
+    if not 0 <= _int("subvec", start) <= stop <= len(seq):
+        raise RtfsIndexError(f"subvec range {start}..{stop} outside 0..{len(seq)}")
+    return tuple(seq[start:stop])
+
+
+@builtin("take")
+def take(n: Any, coll: Any) -> tuple[Any, ...]:
+    return tuple(as_seq("take", coll)[: max(_int("take", n), 0)])
+
+
+@builtin("drop")
+def drop(n: Any, coll: Any) -> tuple[Any, ...]:
+    return tuple(as_seq("drop", coll)[max(_int("drop", n), 0):])
+
+
+@builtin("reverse")
+def reverse(coll: Any) -> tuple[Any, ...]:
+    return tuple(reversed(as_seq("reverse", coll)))
+
+
+@builtin("distinct")
+def distinct(coll: Any) -> tuple[Any, ...]:
+    seen: set[tuple[type, Any]] = set()
+    result = []
+    for x in as_seq("distinct", coll):
+        marker = (type(x) is bool, x)
+        if marker not in seen:
+            seen.add(marker)
+            result.append(x)
+    return tuple(result)
+
+
+@builtin("flatten")
+def flatten(coll: Any) -> tuple[Any, ...]:
+    out: list[Any] = []
+    stack = [iter(as_seq("flatten", coll))]
+    while stack:
+        for x in stack[-1]:
+            if type(x) in (tuple, RList):
+                stack.append(iter(x))
+                break
+            out.append(x)
+        else:
+            stack.pop()
+    return tuple(out)
+
+
+@builtin("partition")
+def partition(n: Any, step_or_coll: Any, coll: Any = _ABSENT) -> tuple[tuple[Any, ...], ...]:
+    step, coll = (n, step_or_coll) if coll is _ABSENT else (step_or_coll, coll)
+    if _int("partition", n) <= 0 or _int("partition", step) <= 0:
+        raise RtfsValueError("partition sizes must be positive")
+    seq = as_seq("partition", coll)
+    return tuple(tuple(seq[i:i + n]) for i in range(0, len(seq) - n + 1, step))
+
+
+def compare(a: Any, b: Any) -> int:
+    """Natural order: nil first; numbers, strings, keywords, symbols, booleans among their own
+    kind; vectors by length, then item by item."""
+    if a is None or b is None:
+        return (a is not None) - (b is not None)
+    ka, kb = _order_kind(a), _order_kind(b)
+    if ka != kb:
+        raise RtfsTypeError(f"cannot compare {type_name(a)} with {type_name(b)}")
+    if ka == "vector":
+        if len(a) != len(b):
+            return (len(a) > len(b)) - (len(a) < len(b))
+        for x, y in zip(a, b):
+            c = compare(x, y)
+            if c:
+                return c
+        return 0
+    if ka in ("keyword", "symbol"):
+        a, b = a.name, b.name
+    return (a > b) - (a < b)
+
+
+def _order_kind(x: Any) -> str:
+    kind = type(x)
+    if kind in (int, float):
+        return "number"
+    if kind is bool:
+        return "bool"
+    if kind is str:
+        return "string"
+    if kind is Keyword:
+        return "keyword"
+    if kind is Symbol:
+        return "symbol"
+    if kind in (tuple, RList):
+        return "vector"
+    raise RtfsTypeError(f"{type_name(x)} values have no natural order")
+
+
+builtin("compare")(lambda a, b: compare(a, b))
+
+
+def _comparator(ex: Any, fn: Any) -> Any:
+    """A sort key from an RTFS comparator: a boolean `less than` or a number like compare's."""
+
+    def cmp(a: Any, b: Any) -> int:
+        result = ex.call(fn, [a, b])
+        if type(result) is bool or result is None:
+            if truthy(result):
+                return -1
+            return 1 if truthy(ex.call(fn, [b, a])) else 0
+        return int(result)
+
+    return functools.cmp_to_key(cmp)
+
+
+@builtin("sort", needs_vm=True)
+def sort(ex: Any, comparator_or_coll: Any, coll: Any = _ABSENT) -> tuple[Any, ...]:
+    if coll is _ABSENT:
+        return tuple(sorted(as_seq("sort", comparator_or_coll), key=functools.cmp_to_key(compare)))
+    return tuple(sorted(as_seq("sort", coll), key=_comparator(ex, comparator_or_coll)))
+
+
+@builtin("sort-by", needs_vm=True)
+def sort_by(ex: Any, keyfn: Any, coll: Any) -> tuple[Any, ...]:
+    items = as_seq("sort-by", coll)
+    keyed = [(ex.call(keyfn, [x]), x) for x in items]
+    by_key = functools.cmp_to_key(lambda a, b: compare(a[0], b[0]))
+    return tuple(x for _, x in sorted(keyed, key=by_key))
+
+
+# -- higher-order -----------------------------------------------------------------------------
+@builtin("map", needs_vm=True)
+def map_(ex: Any, f: Any, coll: Any, *colls: Any) -> tuple[Any, ...]:
+    if not colls:
+        return tuple([ex.call(f, [x]) for x in as_seq("map", coll)])
+    seqs = [as_seq("map", c) for c in (coll, *colls)]
+    return tuple(ex.call(f, list(items)) for items in zip(*seqs))
+
+
+@builtin("map-indexed", needs_vm=True)
+def map_indexed(ex: Any, f: Any, coll: Any) -> tuple[Any, ...]:
+    return tuple(ex.call(f, [i, x]) for i, x in enumerate(as_seq("map-indexed", coll)))
+
+
+@builtin("mapcat", needs_vm=True)
+def mapcat(ex: Any, f: Any, coll: Any) -> tuple[Any, ...]:
+    return concat(*map_(ex, f, coll))
+
+
+@builtin("filter", needs_vm=True)
+def filter_(ex: Any, pred: Any, coll: Any) -> tuple[Any, ...]:
+    return tuple([x for x in as_seq("filter", coll) if truthy(ex.call(pred, [x]))])
+
+
+@builtin("remove", needs_vm=True)
+def remove(ex: Any, pred: Any, coll: Any) -> tuple[Any, ...]:
+    return tuple([x for x in as_seq("remove", coll) if not truthy(ex.call(pred, [x]))])
+
+
+@builtin("keep", needs_vm=True)
+def keep(ex: Any, f: Any, coll: Any) -> tuple[Any, ...]:
+    results = (ex.call(f, [x]) for x in as_seq("keep", coll))
+    return tuple(r for r in results if r is not None)
+
+
+@builtin("reduce", needs_vm=True)
+def reduce_(ex: Any, f: Any, init_or_coll: Any, coll: Any = _ABSENT) -> Any:
+    if coll is _ABSENT:
+        items = as_seq("reduce", init_or_coll)
+        if not items:
+            return ex.call(f, [])
+        acc, items = items[0], items[1:]
+    else:
+        acc, items = init_or_coll, as_seq("reduce", coll)
+    for x in items:
+        acc = ex.call(f, [acc, x])
+    return acc
+
+
+@builtin("apply", needs_vm=True)
+def apply(ex: Any, f: Any, *args: Any) -> Any:
+    if not args:
+        return ex.call(f, [])
+    return ex.call(f, [*args[:-1], *as_seq("apply", args[-1])])
+
+
+@builtin("some", needs_vm=True)
+def some(ex: Any, pred: Any, coll: Any) -> Any:
+    for x in as_seq("some", coll):
+        result = ex.call(pred, [x])
+        if truthy(result):
+            return result
+    return None
+
+
+@builtin("every?", needs_vm=True)
+def every(ex: Any, pred: Any, coll: Any) -> bool:
+    return all(truthy(ex.call(pred, [x])) for x in as_seq("every?", coll))
+
+
+@builtin("group-by", needs_vm=True)
+def group_by(ex: Any, f: Any, coll: Any) -> Map:
+    groups: dict[Any, list[Any]] = {}
+    for x in as_seq("group-by", coll):
+        groups.setdefault(ex.call(f, [x]), []).append(x)
+    return Map((k, tuple(v)) for k, v in groups.items())
+
+
+@builtin("partition-by", needs_vm=True)
+def partition_by(ex: Any, f: Any, coll: Any) -> tuple[tuple[Any, ...], ...]:
+    runs: list[list[Any]] = []
+    previous: Any = _ABSENT
+    for x in as_seq("partition-by", coll):
+        marker = ex.call(f, [x])
+        if previous is _ABSENT or marker != previous:
+            runs.append([])
+        runs[-1].append(x)
+        previous = marker
+    return tuple(tuple(run) for run in runs)
+
+
+@builtin("frequencies")
+def frequencies(coll: Any) -> Map:
+    counts: dict[Any, int] = {}
+    for x in as_seq("frequencies", coll):
+        counts[x] = counts.get(x, 0) + 1
+    return Map(counts)
+
+
+@builtin("comp")
+def comp(*fns: Any) -> Any:
+    def composed(ex: Any, *args: Any) -> Any:
+        if not fns:
+            return args[0] if args else None
+        result = ex.call(fns[-1], list(args))
+        for f in reversed(fns[:-1]):
+            result = ex.call(f, [result])
+        return result
+
+    return make_builtin("comp", composed, needs_vm=True)
+
+
+@builtin("partial")
+def partial(f: Any, *bound: Any) -> Any:
+    return make_builtin("partial", lambda ex, *args: ex.call(f, [*bound, *args]), needs_vm=True)
+
+
+@builtin("constantly")
+def constantly(value: Any) -> Any:
+    return make_builtin("constantly", lambda *args: value)
