@@ -27,25 +27,45 @@ from delegation.errors import (
 
 SAMPLES: list[tuple[DelegationError, type[BaseException], dict[str, object]]] = [
     (DelegationError("boom"), Exception, {}),
-    (ConfigError("bad value", "a/delegation.toml", ("delegation", "cache_ttl"), 4),
-     ValueError, {"file": "a/delegation.toml", "line": 4, "key_path": "delegation.cache_ttl"}),
-    (TargetError(["local-model"], "tag 'local-model' takes 1 field(s)"), ValueError,
-     {"value": ["local-model"]}),
-    (MetadataError("confidence", 2.0, "must be between 0 and 1"), ValueError,
-     {"key": "confidence", "value": 2.0}),
+    (
+        ConfigError("bad value", "a/delegation.toml", ("delegation", "cache_ttl"), 4),
+        ValueError,
+        {"file": "a/delegation.toml", "line": 4, "key_path": "delegation.cache_ttl"},
+    ),
+    (
+        TargetError(["local-model"], "tag 'local-model' takes 1 field(s)"),
+        ValueError,
+        {"value": ["local-model"]},
+    ),
+    (
+        MetadataError("confidence", 2.0, "must be between 0 and 1"),
+        ValueError,
+        {"key": "confidence", "value": 2.0},
+    ),
     (PlanCacheError("/tmp/plans", "not msgpack"), ValueError, {"path": "/tmp/plans"}),
-    (ProviderUnavailable("openai", "OPENAI_API_KEY not set"), ConnectionError,
-     {"provider_id": "openai", "reason": "OPENAI_API_KEY not set"}),
-    (ProviderTimeout("openai", "no answer within 10 s"), TimeoutError,
-     {"provider_id": "openai"}),
-    (ProviderError("openai", "POST returned HTTP 500", 500, "oops"), RuntimeError,
-     {"status": 500, "body": "oops"}),
-    (ProviderInputError("summarizer", "prompt must be a string"), TypeError,
-     {"provider_id": "summarizer"}),
+    (
+        ProviderUnavailable("openai", "OPENAI_API_KEY not set"),
+        ConnectionError,
+        {"provider_id": "openai", "reason": "OPENAI_API_KEY not set"},
+    ),
+    (ProviderTimeout("openai", "no answer within 10 s"), TimeoutError, {"provider_id": "openai"}),
+    (
+        ProviderError("openai", "POST returned HTTP 500", 500, "oops"),
+        RuntimeError,
+        {"status": 500, "body": "oops"},
+    ),
+    (
+        ProviderInputError("summarizer", "prompt must be a string"),
+        TypeError,
+        {"provider_id": "summarizer"},
+    ),
     (UnknownProvider("LocalModel(x)", ("LocalModel(y)",)), KeyError, {"target": "LocalModel(x)"}),
     (UnknownCapability("translate", ("summarize",)), KeyError, {"capability": "translate"}),
-    (SecurityViolation("generate-code", "sensitive and no local target"), PermissionError,
-     {"symbol": "generate-code"}),
+    (
+        SecurityViolation("generate-code", "sensitive and no local target"),
+        PermissionError,
+        {"symbol": "generate-code"},
+    ),
 ]
 
 
@@ -64,7 +84,8 @@ def test_error_pickles_with_fields_message_and_bases(
 
 def test_samples_cover_every_error_class() -> None:
     defined = {
-        obj for _, obj in inspect.getmembers(errors, inspect.isclass)
+        obj
+        for _, obj in inspect.getmembers(errors, inspect.isclass)
         if issubclass(obj, DelegationError)
     }
     assert defined == set(ALL_ERRORS)
@@ -72,12 +93,17 @@ def test_samples_cover_every_error_class() -> None:
 
 
 def test_config_error_message_names_file_line_and_key() -> None:
-    error = ConfigError("must be >= 0, not -1", "conf/delegation.toml",
-                        ("delegation", "static_routes", "ai-*"), 12)
-    assert str(error) == 'conf/delegation.toml:12: delegation.static_routes."ai-*": ' \
-                         "must be >= 0, not -1"
-    assert str(ConfigError("TOML syntax error: x", "f.toml", None, 3)) == \
-        "f.toml:3: TOML syntax error: x"
+    error = ConfigError(
+        "must be >= 0, not -1", "conf/delegation.toml", ("delegation", "static_routes", "ai-*"), 12
+    )
+    assert (
+        str(error) == 'conf/delegation.toml:12: delegation.static_routes."ai-*": '
+        "must be >= 0, not -1"
+    )
+    assert (
+        str(ConfigError("TOML syntax error: x", "f.toml", None, 3))
+        == "f.toml:3: TOML syntax error: x"
+    )
     assert str(ConfigError("no line", None, "a.b")) == "<config>: a.b: no line"
 
 
@@ -86,12 +112,15 @@ def test_provider_timeout_is_caught_as_unavailable() -> None:
         raise ProviderTimeout("openai", "slow")
 
 
-@pytest.mark.parametrize("path, text", [
-    (("delegation", "cache_ttl"), "delegation.cache_ttl"),
-    (("delegation", "static_routes", "ai-*"), 'delegation.static_routes."ai-*"'),
-    (("a", 'say "hi"'), 'a."say \\"hi\\""'),
-    (("security", "sensitive", 1), "security.sensitive[1]"),
-    ((), ""),
-])
+@pytest.mark.parametrize(
+    "path, text",
+    [
+        (("delegation", "cache_ttl"), "delegation.cache_ttl"),
+        (("delegation", "static_routes", "ai-*"), 'delegation.static_routes."ai-*"'),
+        (("a", 'say "hi"'), 'a."say \\"hi\\""'),
+        (("security", "sensitive", 1), "security.sensitive[1]"),
+        ((), ""),
+    ],
+)
 def test_format_key_path_spells_paths_like_toml(path: tuple, text: str) -> None:
     assert format_key_path(path) == text

@@ -41,23 +41,26 @@ def test_empty_map_gives_empty_metadata() -> None:
     assert EMPTY_METADATA.to_dict() == {}
 
 
-@pytest.mark.parametrize("key, value, reason", [
-    ("confidence", 1.5, "between 0 and 1"),
-    ("confidence", -0.01, "between 0 and 1"),
-    ("confidence", "high", "must be a number"),
-    ("confidence", True, "must be a number"),
-    ("confidence", float("nan"), "finite"),
-    ("agent-trust-score", 2, "between 0 and 1"),
-    ("agent-cost", -1, "must be >= 0"),
-    ("agent-cost", float("inf"), "finite"),
-    ("complexity", "extreme", "must be one of low, medium, high"),
-    ("complexity", 3, "must be one of"),
-    ("intent-type", 5, "must be a string"),
-    ("delegated-agent", ["a"], "must be a string"),
-    ("sensitive", "yes", "true or false"),
-    ("context", ["a", "b"], "mapping with string keys"),
-    ("context", {1: "a"}, "mapping with string keys"),
-])
+@pytest.mark.parametrize(
+    "key, value, reason",
+    [
+        ("confidence", 1.5, "between 0 and 1"),
+        ("confidence", -0.01, "between 0 and 1"),
+        ("confidence", "high", "must be a number"),
+        ("confidence", True, "must be a number"),
+        ("confidence", float("nan"), "finite"),
+        ("agent-trust-score", 2, "between 0 and 1"),
+        ("agent-cost", -1, "must be >= 0"),
+        ("agent-cost", float("inf"), "finite"),
+        ("complexity", "extreme", "must be one of low, medium, high"),
+        ("complexity", 3, "must be one of"),
+        ("intent-type", 5, "must be a string"),
+        ("delegated-agent", ["a"], "must be a string"),
+        ("sensitive", "yes", "true or false"),
+        ("context", ["a", "b"], "mapping with string keys"),
+        ("context", {1: "a"}, "mapping with string keys"),
+    ],
+)
 def test_invalid_values_name_the_key(key: str, value: object, reason: str) -> None:
     with pytest.raises(MetadataError, match=reason) as info:
         DelegationMetadata.from_mapping({key: value})
@@ -102,15 +105,24 @@ def test_digest_is_pinned_across_versions() -> None:
     # If this changes, plans cached by an older version would be read with a new meaning:
     # bump DIGEST_FORMAT instead of editing the number.
     assert EMPTY_METADATA.digest() == xxhash.xxh3_64_intdigest(
-        msgpack.packb([1, None, None, None, None, None, None, None, False]))
+        msgpack.packb([1, None, None, None, None, None, None, None, False])
+    )
     assert DelegationMetadata(confidence=1).digest() == DelegationMetadata(confidence=1.0).digest()
 
 
-@pytest.mark.parametrize("key, value", [
-    ("confidence", 0.3), ("intent_type", "generation"), ("complexity", "low"),
-    ("generation_method", "template"), ("delegated_agent", "other"),
-    ("agent_trust_score", 0.1), ("agent_cost", 5.0), ("sensitive", False),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("confidence", 0.3),
+        ("intent_type", "generation"),
+        ("complexity", "low"),
+        ("generation_method", "template"),
+        ("delegated_agent", "other"),
+        ("agent_trust_score", 0.1),
+        ("agent_cost", 5.0),
+        ("sensitive", False),
+    ],
+)
 def test_every_decision_field_changes_the_digest(key: str, value: object) -> None:
     base = DelegationMetadata.from_mapping(FULL)
     changed = dataclasses.replace(base, **{key: value})
@@ -118,9 +130,14 @@ def test_every_decision_field_changes_the_digest(key: str, value: object) -> Non
     assert changed != base
 
 
-@pytest.mark.parametrize("key, value", [
-    ("reasoning", "other words"), ("context", {"user": "bob"}), ("source", "intent"),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("reasoning", "other words"),
+        ("context", {"user": "bob"}),
+        ("source", "intent"),
+    ],
+)
 def test_explanations_do_not_change_the_digest(key: str, value: object) -> None:
     base = DelegationMetadata.from_mapping(FULL)
     changed = dataclasses.replace(base, **{key: value})

@@ -42,8 +42,11 @@ def test_tagged_forms_are_explicit_lists() -> None:
     assert LocalPure().to_tagged() == ["local-pure"]
     assert LocalModel("sentiment-rules").to_tagged() == ["local-model", "sentiment-rules"]
     assert RemoteModel("openai").to_tagged() == ["remote-model", "openai"]
-    assert L4CacheHit("file:///s/blobs/ab", "00ff").to_tagged() == \
-        ["l4-cache-hit", "file:///s/blobs/ab", "00ff"]
+    assert L4CacheHit("file:///s/blobs/ab", "00ff").to_tagged() == [
+        "l4-cache-hit",
+        "file:///s/blobs/ab",
+        "00ff",
+    ]
 
 
 def test_targets_are_frozen_and_hashable_values() -> None:
@@ -61,20 +64,23 @@ def test_describe_is_the_table_form() -> None:
     assert str(hit) == "L4CacheHit(file:///x/blobs/1, sig 01234567…)"
 
 
-@pytest.mark.parametrize("bad, reason", [
-    ("local-pure", "expected a non-empty list"),
-    ([], "expected a non-empty list"),
-    (["local-sentiment-rules"], "unknown tag 'local-sentiment-rules'"),
-    ([7], "unknown tag 7"),
-    (["local-model"], "takes 1 field"),
-    (["local-pure", "x"], "takes 0 field"),
-    (["remote-model", "a", "b"], "takes 1 field"),
-    (["l4-cache-hit", "file:///p"], "takes 2 field"),
-    (["local-model", ""], "non-empty string"),
-    (["remote-model", 5], "non-empty string"),
-    (["l4-cache-hit", "file:///p", b"\x00"], "non-empty string"),
-    ({"local-model": "x"}, "expected a non-empty list"),
-])
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        ("local-pure", "expected a non-empty list"),
+        ([], "expected a non-empty list"),
+        (["local-sentiment-rules"], "unknown tag 'local-sentiment-rules'"),
+        ([7], "unknown tag 7"),
+        (["local-model"], "takes 1 field"),
+        (["local-pure", "x"], "takes 0 field"),
+        (["remote-model", "a", "b"], "takes 1 field"),
+        (["l4-cache-hit", "file:///p"], "takes 2 field"),
+        (["local-model", ""], "non-empty string"),
+        (["remote-model", 5], "non-empty string"),
+        (["l4-cache-hit", "file:///p", b"\x00"], "non-empty string"),
+        ({"local-model": "x"}, "expected a non-empty list"),
+    ],
+)
 def test_from_tagged_rejects_bad_input_clearly(bad: object, reason: str) -> None:
     with pytest.raises(TargetError, match=reason) as info:
         from_tagged(bad)
@@ -95,25 +101,36 @@ REMOTES = ("openai", "deepl-translate")
 LOCALS = ("sentiment-rules", "summarizer", "codegen", "remote-mirror")
 
 
-@pytest.mark.parametrize("name, target", [
-    ("local-pure", LOCAL_PURE),
-    ("remote-openai", RemoteModel("openai")),
-    ("remote-deepl-translate", RemoteModel("deepl-translate")),
-    ("local-sentiment-rules", LocalModel("sentiment-rules")),
-    ("local-remote-mirror", LocalModel("remote-mirror")),
-])
+@pytest.mark.parametrize(
+    "name, target",
+    [
+        ("local-pure", LOCAL_PURE),
+        ("remote-openai", RemoteModel("openai")),
+        ("remote-deepl-translate", RemoteModel("deepl-translate")),
+        ("local-sentiment-rules", LocalModel("sentiment-rules")),
+        ("local-remote-mirror", LocalModel("remote-mirror")),
+    ],
+)
 def test_config_names_resolve_against_declared_ids(name: str, target) -> None:
     assert resolve_target_name(name, REMOTES, LOCALS) == target
 
 
-@pytest.mark.parametrize("name, message", [
-    ("remote-anthropic", "no remote provider 'anthropic' is declared"),
-    ("local-sentiment", "no local model 'sentiment' is declared; did you mean "
-                        "'local-sentiment-rules'?"),
-    ("sentiment-rules", "a target is 'local-pure', 'remote-<provider id>' or 'local-<model id>'"),
-    ("remote-", "no remote provider '' is declared"),
-    ("remote-sentiment-rules", "no remote provider 'sentiment-rules'"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("remote-anthropic", "no remote provider 'anthropic' is declared"),
+        (
+            "local-sentiment",
+            "no local model 'sentiment' is declared; did you mean 'local-sentiment-rules'?",
+        ),
+        (
+            "sentiment-rules",
+            "a target is 'local-pure', 'remote-<provider id>' or 'local-<model id>'",
+        ),
+        ("remote-", "no remote provider '' is declared"),
+        ("remote-sentiment-rules", "no remote provider 'sentiment-rules'"),
+    ],
+)
 def test_unknown_config_names_are_errors_with_hints(name: str, message: str) -> None:
     with pytest.raises(ValueError, match="unknown target") as info:
         resolve_target_name(name, REMOTES, LOCALS)
