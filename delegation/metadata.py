@@ -138,7 +138,11 @@ class DelegationMetadata:
 
 _FIELD_NAMES = tuple(f.name for f in fields(DelegationMetadata))
 _STRING_FIELDS = (
-    "reasoning", "source", "intent_type", "generation_method", "delegated_agent",
+    "reasoning",
+    "source",
+    "intent_type",
+    "generation_method",
+    "delegated_agent",
 )
 
 
