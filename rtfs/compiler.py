@@ -281,13 +281,13 @@ class Compiler(PatternCompiler):
         self.fb.emit(Op.DEF_GLOBAL, self.fb.name_index(name))
 
     def compile_fn(self, form: Seq) -> None:
+        """`(fn name? hint? [params] ...)`; the hint may also come before the name."""
         spec = form.items[1:]
+        at = 1 if spec and isinstance(spec[0], HintForm) else 0
         name = None
-        for i, item in enumerate(spec[:2]):
-            if _is_symbol(item):
-                name = item.value.name
-                spec = spec[:i] + spec[i + 1:]
-                break
+        if len(spec) > at and _is_symbol(spec[at]):
+            name = spec[at].value.name
+            spec = spec[:at] + spec[at + 1:]
         self.compile_function(form, spec, name, bind_self=name is not None)
 
     def compile_function(self, form: Seq, spec: list[Form], name: str | None, *,

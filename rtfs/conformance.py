@@ -37,6 +37,7 @@ class Expectation:
     value: Any = None
     tolerance: float = 0.0
     unordered: bool = False
+    alternatives: tuple[Any, ...] = ()  # other values the commentary accepts: "42 (or [42])"
 
     @property
     def concrete(self) -> bool:
@@ -65,12 +66,23 @@ def parse_expectation(text: str) -> Expectation:
         number = approx.group(1) or approx.group(3)
         decimals = approx.group(2) or approx.group(4)
         return Expectation("approx", text, float(number), 10.0 ** -len(decimals))
+    literal = _leading_literal(text)
+    if literal is None:
+        return Expectation("prose", text)
+    value, rest = literal
+    alternative = re.match(r"\s*\(or\s+(.*)\)\s*$", rest)
+    others = _leading_literal(alternative.group(1)) if alternative else None
+    return Expectation("value", text, value, unordered="order may vary" in rest,
+                       alternatives=(others[0],) if others else ())
+
+
+def _leading_literal(text: str) -> tuple[Any, str] | None:
+    """The literal value `text` starts with, and the text after it."""
     for item, _, end in read_spans(text):
         if isinstance(item, Form) and _is_literal(item):
-            unordered = "order may vary" in text[end:]
-            return Expectation("value", text, form_to_value(item), unordered=unordered)
-        break
-    return Expectation("prose", text)
+            return form_to_value(item), text[end:]
+        return None
+    return None
 
 
 def _is_literal(form: Form) -> bool:
@@ -126,11 +138,15 @@ def _meets(expectation: Expectation, value: Any, failed: bool) -> bool:
         return False
     if expectation.kind == "approx":
         return type(value) is float and abs(value - expectation.value) <= expectation.tolerance
-    if expectation.unordered and type(value) in (tuple, RList):
-        expected = expectation.value
+    return any(_same(value, expected, expectation.unordered)
+               for expected in (expectation.value, *expectation.alternatives))
+
+
+def _same(value: Any, expected: Any, unordered: bool) -> bool:
+    if unordered and type(value) in (tuple, RList):
         return (type(expected) is type(value) and len(expected) == len(value)
                 and sorted(map(to_readable, value)) == sorted(map(to_readable, expected)))
-    return strict_equal(value, expectation.value)
+    return strict_equal(value, expected)
 
 
 def strict_equal(actual: Any, expected: Any) -> bool:

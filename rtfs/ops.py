@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rtfs.errors import InternalError, RtfsError, RtfsRecursionError, RtfsTypeError, UserError
-from rtfs.values import Keyword, Map, RList, type_name
+from rtfs.values import Keyword, Map, RList, rtfs_equal, type_name
 
 _SEQUENTIAL = (tuple, RList, str)
 
@@ -13,8 +13,8 @@ _SEQUENTIAL = (tuple, RList, str)
 def get_or(coll: Any, key: Any, default: Any) -> Any:
     """`(get coll key default)`: maps by key, vectors and strings by index, sets by member."""
     if isinstance(coll, dict):
-        if type(key) is bool and key not in coll:  # True would find the key 1
-            return default
+        if type(key) is bool or (key in _BOOL_LOOKALIKES and type(key) in (int, float)):
+            return _get_exact(coll, key, default)
         return coll.get(key, default)
     kind = type(coll)
     if kind in _SEQUENTIAL:
@@ -23,6 +23,17 @@ def get_or(coll: Any, key: Any, default: Any) -> Any:
         return default
     if kind is frozenset:
         return key if key in coll else default
+    return default
+
+
+_BOOL_LOOKALIKES = (0, 1)  # Python hashes True like 1 and False like 0
+
+
+def _get_exact(coll: dict, key: Any, default: Any) -> Any:
+    """Lookup that keeps booleans and numbers apart, which Python's hashing does not."""
+    for candidate, value in coll.items():
+        if rtfs_equal(candidate, key):
+            return value
     return default
 
 

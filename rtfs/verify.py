@@ -29,6 +29,8 @@ MAX_STACK = 65_535
 MAX_LOCALS = 65_535
 MAX_OPERAND = 65_535
 
+_VALID_OPS = frozenset(int(op) for op in Op)
+
 State = tuple[int, tuple[tuple[int, int], ...]]  # stack height, open try blocks
 
 
@@ -56,6 +58,8 @@ def _verify_one(code: Code) -> None:
     if len(code.site_cache) != len(code.sites):
         code.site_cache = [None] * len(code.sites)
     for pc in range(count):
+        if code.ops[pc] not in _VALID_OPS:
+            raise _fail(code, pc, f"unknown opcode {code.ops[pc]}")
         _check_operand(code, pc, Op(code.ops[pc]), code.args[pc])
     _check_stack(code)
 

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rtfs.errors import RtfsSyntaxError
+from rtfs.reader import Atom, HintForm, Seq, form_to_value, read, read_each
+from rtfs.values import DelegationHint, HintKind, Keyword, Map, RList, Symbol, TaggedLiteral
+
+
+def value(text: str):
+    [form] = read(text)
+    return form_to_value(form)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("42", 42), ("-17", -17), ("+42", 42), ("-0", 0), ("9223372036854775808", 2**63),
+    ("123456789012345678901234567890", 123456789012345678901234567890),
+    ("3.14159", 3.14159), ("1.23e4", 12300.0), ("-4.56E-2", -0.0456), ("0x42", 66),
+    ("0xFF", 255), ("0o755", 493), ("0b1010", 10), ("1/2", 0.5), ("true", True),
+    ("false", False), ("nil", None), ('"a\\nb\\t\\"q\\"\\\\"', 'a\nb\t"q"\\'),
+    ('"\\u03b1"', "α"), (":a", Keyword("a")), (":ns/a", Keyword("ns/a")),
+    ("ns/name", Symbol("ns/name")), ("[1 [2]]", (1, (2,))), ("{:a 1}", Map({Keyword("a"): 1})),
+    ("#{1 2}", frozenset({1, 2})), ("'x", RList((Symbol("quote"), Symbol("x")))),
+])
+def test_literals(text, expected):
+    got = value(text)
+    assert got == expected and type(got) is type(expected)
+
+
+def test_special_floats():
+    assert value("##Inf") == math.inf and value("##-Inf") == -math.inf
+    assert math.isnan(value("##NaN"))
+
+
+def test_rtfs2_literals_keep_their_text():
+    assert value("550e8400-e29b-41d4-a716-446655440000") == TaggedLiteral(
+        "uuid", "550e8400-e29b-41d4-a716-446655440000")
+    assert value("2024-01-15T10:30:45.123Z").tag == "timestamp"
+    assert value("resource://local/a.txt") == TaggedLiteral("resource", "resource://local/a.txt")
+
+
+def test_comments_and_positions():
+    forms = read(";; line comment\n#| block #| nested |# |#\n  (+ 1\n     x)")
+    [call] = forms
+    assert (call.line, call.col) == (3, 3)
+    x = call.items[2]
+    assert isinstance(x, Atom) and x.value is Symbol("x") and (x.line, x.col) == (4, 6)
+
+
+def test_type_annotation_is_kept_on_the_symbol():
+    [vec] = read("[x:int y]")
+    assert vec.items[0].value is Symbol("x") and vec.items[0].annotation == "int"
+    assert vec.items[1].annotation is None
+
+
+def test_both_delegation_hint_notations():
+    [seed] = read('(defn ai ^:delegation {:target "remote-openai" :sensitive true} [t] t)')
+    hint = seed.items[2]
+    assert isinstance(hint, HintForm)
+    assert hint.hint == DelegationHint(HintKind.TARGET, "remote-openai", (("sensitive", True),))
+    [ccos] = read('(defn ^:delegation :remote "gpt4o" add [x y] (+ x y))')
+    assert ccos.items[1].hint == DelegationHint(HintKind.REMOTE, "gpt4o")
+    [local] = read("(fn ^:delegation :local [x] x)")
+    assert local.items[1].hint == DelegationHint(HintKind.LOCAL)
+    [model] = read('(fn ^:delegation :local-model "phi" [x] x)')
+    assert model.items[1].hint == DelegationHint(HintKind.LOCAL_MODEL, "phi")
+
+
+def test_metadata_attaches_to_the_next_form():
+    [call] = read("^{:sensitive true} (summarize doc)")
+    assert isinstance(call, Seq) and call.meta == Map({Keyword("sensitive"): True})
+    [sym] = read("^:private x")
+    assert sym.meta == Map({Keyword("private"): True})
+
+
+def test_anonymous_function_shorthand():
+    [fn] = read("#(+ % %2 %&)")
+    params = [a.value.name for a in fn.items[1].items]
+    assert fn.items[0].value is Symbol("fn") and params == ["%1", "%2", "&", "%&"]
+
+
+@pytest.mark.parametrize("text, message, position", [
+    ("(+ 1 2", "unclosed '('", (1, 1)),
+    ("(+ 1]", "expected ')'", (1, 5)),
+    (")", "unexpected closing", (1, 1)),
+    ('"abc', "unterminated string", (1, 1)),
+    ('"a\\q"', "unknown escape", (1, 3)),
+    ("1.2.3", "invalid number", (1, 1)),
+    (":", "invalid keyword", (1, 1)),
+    ("{:a}", "even number", (1, 1)),
+    ("\n  ^:delegation :remote 5", "needs a string id", (2, 3)),
+    ("#| open", "unterminated block comment", (1, 1)),
+])
+def test_syntax_errors_carry_positions(text, message, position):
+    with pytest.raises(RtfsSyntaxError) as info:
+        read(text)
+    assert message in info.value.message
+    assert (info.value.line, info.value.col) == position
+
+
+def test_nesting_is_bounded():
+    with pytest.raises(RtfsSyntaxError, match="nested deeper"):
+        read("(" * 500 + ")" * 500)
+
+
+def test_read_each_recovers_after_errors():
+    items = list(read_each(') (+ 1 2) (f "\\q" (g)) 3 (h'))
+    kinds = [type(i).__name__ for i in items]
+    assert kinds == ["RtfsSyntaxError", "Seq", "RtfsSyntaxError", "Atom", "RtfsSyntaxError"]
+    assert items[3].value == 3
