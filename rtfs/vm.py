@@ -210,6 +210,7 @@ class Execution:
         code = closure.code
         locals_ = _bind_args(code, list(args), None, None)
         ops, opargs, consts, cells = code.ops, code.args, code.consts, closure.cells
+        sites, site_cache = code.sites, code.site_cache
         stack: list[Any] = []
         blocks: list[tuple[int, int]] = []
         pc = 0
@@ -225,17 +226,17 @@ class Execution:
                     elif op == LOAD_CONST:
                         stack.append(consts[arg])
                     elif op == CALL_GLOBAL:
-                        site = code.sites[arg]
-                        argc = site.argc
+                        site = sites[arg]
+                        argc = site[0]
                         if argc:
                             call_args = stack[-argc:]
                             del stack[-argc:]
                         else:
                             call_args = []
-                        callee = globals_.get(site.name, _MISSING)
-                        entry = code.site_cache[arg]
+                        callee = globals_.get(site[1], _MISSING)
+                        entry = site_cache[arg]
                         if entry is None or entry[0] is not router or entry[1] != router.version:
-                            entry = code.site_cache[arg] = (
+                            entry = site_cache[arg] = (
                                 router, router.version, router.claims(site.name))
                         kind = type(callee)
                         if entry[2] or (kind is Closure and callee.code.hint is not None):
@@ -257,6 +258,7 @@ class Execution:
                             frames.append((code, pc, stack, locals_, cells, blocks, closure))
                             code, closure, locals_ = ncode, callee, new_locals
                             ops, opargs, consts, cells = code.ops, code.args, code.consts, callee.cells
+                            sites, site_cache = code.sites, code.site_cache
                             stack, blocks, pc = [], [], 0
                         elif callee is _MISSING:
                             raise UnboundSymbolError(f"unbound symbol: {site.name}")
@@ -275,6 +277,7 @@ class Execution:
                             return value
                         code, pc, stack, locals_, cells, blocks, closure = frames.pop()
                         ops, opargs, consts = code.ops, code.args, code.consts
+                        sites, site_cache = code.sites, code.site_cache
                         stack.append(value)
                     elif op == LOAD_DEREF:
                         value = locals_[arg].value
@@ -292,7 +295,7 @@ class Execution:
                     elif op == JUMP:
                         pc = arg
                     elif op == CALL:
-                        site = code.sites[arg]
+                        site = sites[arg]
                         argc = site.argc
                         call_args = stack[len(stack) - argc:]
                         del stack[len(stack) - argc:]
@@ -308,6 +311,7 @@ class Execution:
                             frames.append((code, pc, stack, locals_, cells, blocks, closure))
                             code, closure, locals_ = ncode, callee, new_locals
                             ops, opargs, consts, cells = code.ops, code.args, code.consts, callee.cells
+                            sites, site_cache = code.sites, code.site_cache
                             stack, blocks, pc = [], [], 0
                         else:
                             stack.append(self.call_direct(callee, call_args))
@@ -367,6 +371,7 @@ class Execution:
                         raise err from exc
                     code, pc, stack, locals_, cells, blocks, closure = frames.pop()
                     ops, opargs, consts = code.ops, code.args, code.consts
+                    sites, site_cache = code.sites, code.site_cache
                     err = err.at(*code.position(pc - 1))
                 handler, height = blocks.pop()
                 del stack[height:]

@@ -39,6 +39,8 @@ def _integer(fn: str, value: Any) -> int:
 # -- arithmetic ---------------------------------------------------------------------------------
 @builtin("+")
 def add(*xs: Any) -> Any:
+    if len(xs) == 2 and type(xs[0]) is int and type(xs[1]) is int:  # the common case, fast
+        return xs[0] + xs[1]
     total = 0
     for x in xs:
         total += _number("+", x)
@@ -47,6 +49,8 @@ def add(*xs: Any) -> Any:
 
 @builtin("-")
 def subtract(x: Any, *ys: Any) -> Any:
+    if len(ys) == 1 and type(x) is int and type(ys[0]) is int:
+        return x - ys[0]
     result = _number("-", x)
     if not ys:
         return -result
@@ -229,6 +233,8 @@ def not_equal(x: Any, *ys: Any) -> bool:
 
 def _chain(name: str, holds: Any) -> None:
     def compare(x: Any, *ys: Any) -> bool:
+        if len(ys) == 1 and type(x) is int and type(ys[0]) is int:
+            return holds(x, ys[0])
         previous = _number(name, x)
         for y in ys:
             if not holds(previous, _number(name, y)):
