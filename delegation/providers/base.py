@@ -1,0 +1,126 @@
+"""The `ModelProvider` protocol and what every provider shares.
+
+A provider runs a prompt on one model, local or remote. The engine finds it through the
+`ProviderRegistry` by target (`LocalModel(id)` / `RemoteModel(id)`) or through the
+`CapabilityRegistry` by capability id; the conformance suite `delegation.testing.
+ModelProviderTests` checks every implementation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from delegation.errors import ProviderInputError
+
+
+@dataclass(frozen=True, slots=True)
+class ModelResult:
+    """What one inference returned.
+
+    Attributes:
+        text: the answer as text (a label, a summary, a completion).
+        value: the structured answer (e.g. `{"label": ..., "compound": ...}` for sentiment);
+            plain str/float/dict/list values only, so it converts to RTFS and msgpack.
+        latency_s: wall time the call took, measured by the provider's timer.
+        cost: what the call cost, in the config's `cost_per_call` unit.
+        provider_id: the provider that answered.
+    """
+
+    text: str
+    value: Any
+    latency_s: float
+    cost: float
+    provider_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """Whether a provider can serve now; `reason` says why not (or what was checked)."""
+
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+@runtime_checkable
+class ModelProvider(Protocol):
+    """A model the engine can delegate a call to.
+
+    Attributes:
+        id: the provider's id in the config (`remote_providers.<id>` / `local_models.<id>`).
+        cost_per_call: the cost charged for one `infer` (>= 0); used to prefer cheaper
+            targets and reported in each `ModelResult`.
+        capabilities: the capability ids it offers (`summarize`, `translate`, ...).
+    """
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def cost_per_call(self) -> float: ...
+
+    @property
+    def capabilities(self) -> tuple[str, ...]: ...
+
+    def infer(self, prompt: str, **params: Any) -> ModelResult:
+        """Run `prompt` on the model.
+
+        Args:
+            prompt: the input text.
+            **params: provider-specific options (each provider documents its own).
+
+        Raises:
+            ProviderInputError: `prompt` is not a string or a parameter is unknown/invalid.
+            ProviderUnavailable: the provider cannot serve now (no key, unreachable,
+                not installed); `ProviderTimeout` when it did not answer in time.
+            ProviderError: the provider answered with an error.
+        """
+        ...
+
+    def health(self) -> Health:
+        """Say whether `infer` can work now, without spending money (cheap, may be cached)."""
+        ...
+
+
+class BaseProvider:
+    """Shared plumbing: identity, argument checks and result timing."""
+
+    accepted_params: Collection[str] = ()
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        cost_per_call: float = 0.0,
+        capabilities: tuple[str, ...] = (),
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.id = id
+        self.cost_per_call = cost_per_call
+        self.capabilities = tuple(capabilities)
+        self._timer = timer
+
+    def _check(self, prompt: object, params: Mapping[str, Any]) -> str:
+        if not isinstance(prompt, str):
+            raise ProviderInputError(
+                self.id, f"prompt must be a string, not {type(prompt).__name__}"
+            )
+        unknown = sorted(set(params) - set(self.accepted_params))
+        if unknown:
+            accepted = ", ".join(sorted(self.accepted_params)) or "none"
+            raise ProviderInputError(
+                self.id, f"unknown parameter(s) {', '.join(unknown)} (accepted: {accepted})"
+            )
+        return prompt
+
+    def _result(self, text: str, value: Any, started: float) -> ModelResult:
+        latency = max(0.0, self._timer() - started)
+        return ModelResult(text, value, latency, self.cost_per_call, self.id)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.id!r})"
