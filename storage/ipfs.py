@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
+import warnings
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +29,12 @@ from storage.protocol import (
     check_group,
     is_blob_id,
     verified,
+)
+
+# ipfshttpclient 0.8.0a2 passes urllib3 a keyword that urllib3 2.x deprecates, on every
+# connection; the warning is about that library, not about anything a caller can change.
+warnings.filterwarnings(
+    "ignore", message="The 'strict' parameter is no longer needed", category=FutureWarning
 )
 
 DEFAULT_API_ADDR = "/ip4/127.0.0.1/tcp/5001"

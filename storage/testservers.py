@@ -216,6 +216,8 @@ def _answers(port: int) -> bool:
     """True if the RPC API answers `id` with a peer id."""
     import ipfshttpclient
 
+    import storage.ipfs  # noqa: F401  (installs its filter for ipfshttpclient's warning)
+
     try:
         client = ipfshttpclient.Client(f"/ip4/127.0.0.1/tcp/{port}", timeout=5)
         try:

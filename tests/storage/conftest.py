@@ -15,7 +15,8 @@ from storage.testservers import IPFSDaemon, MotoServer, ServerStartError
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # ipfshttpclient 0.8.0a2 passes urllib3 an argument it deprecates; not our code.
+    # pytest resets warning filters per test; keep storage.ipfs's filter for ipfshttpclient's
+    # deprecated urllib3 argument (not our code) so real warnings stay visible.
     config.addinivalue_line(
         "filterwarnings", "ignore:The 'strict' parameter is no longer needed:FutureWarning"
     )
