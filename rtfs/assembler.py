@@ -62,7 +62,6 @@ class FunctionBuilder:
         self.freevars: list[str] = []
         self.free_sources: list[Var | int] = []  # parent's Var, or index into parent's freevars
         self._free_index: dict[Any, int] = {}
-        self.global_refs: set[str] = set()
         self.children = 0
         self.line, self.col = 0, 0
 

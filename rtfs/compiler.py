@@ -62,7 +62,8 @@ class Compiler(PatternCompiler):
         self.compile_body(forms)
         fb.emit(Op.RETURN)
         code = fb.assemble(params=(), rest=None, return_type=None, hint=None)
-        self.units.append(hashing.Unit(code, _toplevel_form(forms), fb.global_refs, None))
+        toplevel = _toplevel_form(forms)
+        self.units.append(hashing.Unit(code, toplevel, hashing.symbols_in(toplevel), None))
         return code
 
     def error(self, message: str, form: Form) -> RtfsSyntaxError:
@@ -103,7 +104,6 @@ class Compiler(PatternCompiler):
         if free is not None:
             fb.emit(Op.LOAD_FREE, free)
             return
-        fb.global_refs.add(name)
         fb.emit(Op.LOAD_GLOBAL, fb.name_index(name))
 
     def compile_collection(self, form: Seq) -> None:
@@ -139,7 +139,6 @@ class Compiler(PatternCompiler):
             if fb.find_local(name, False) is None and fb.find_free(name) is None:
                 for arg in args:
                     self.compile_expr(arg)
-                fb.global_refs.add(name)
                 fb.emit(Op.CALL_GLOBAL, fb.site(len(args), name, form.meta))
                 return
         self.compile_expr(head)
@@ -315,8 +314,8 @@ class Compiler(PatternCompiler):
             code = fb.assemble(params=params, rest=rest, return_type=return_type, hint=hint)
         finally:
             self.fb = outer
-        self.units.append(hashing.Unit(code, form, fb.global_refs, name if defn else None))
-        outer.global_refs |= fb.global_refs
+        self.units.append(hashing.Unit(code, form, hashing.symbols_in(form),
+                                       name if defn else None))
         for source in fb.free_sources:
             if isinstance(source, Var):
                 outer.emit(Op.LOAD_CELLREF, source.slot)

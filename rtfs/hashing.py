@@ -19,7 +19,7 @@ import xxhash
 from rtfs.bytecode import COMPILER_VERSION, FORMAT_VERSION, Code
 from rtfs.canonical import packb, value_to_plain
 from rtfs.reader import Atom, Form, HintForm, Seq
-from rtfs.values import DelegationHint
+from rtfs.values import DelegationHint, Symbol
 
 
 @dataclass
@@ -30,6 +30,41 @@ class Unit:
     form: Form
     refs: set[str]
     defn_name: str | None
+
+
+def symbols_in(form: Form) -> set[str]:
+    """Every symbol name written in `form`: the names a definition may call.
+
+    Source hashes take their dependencies from this (intersected with the user functions
+    known), not from the compiler's scope analysis, so that a node can compute the source
+    hash of a definition from its text alone, without compiling it (the L4 compile cache).
+    """
+    names: set[str] = set()
+    stack = [form]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Seq):
+            stack.extend(item.items)
+        elif isinstance(item, Atom) and isinstance(item.value, Symbol):
+            names.add(item.value.name)
+    return names
+
+
+def defn_source_hash(form: Form, name: str, resolve: Callable[[str], bytes | None]) -> bytes:
+    """The source hash `compile_program([form])` gives the function a top-level `defn` form
+    defines, computed without compiling."""
+    deps = _external_deps(symbols_in(form) - {name}, {}, resolve)
+    return _source_hash(canonical_form(form), deps)
+
+
+def _external_deps(names: Iterable[str], known: dict[str, bytes],
+                   resolve: Callable[[str], bytes | None]) -> list[list[Any]]:
+    out = []
+    for name in sorted(names):
+        found = known[name] if name in known else resolve(name)
+        if found is not None:
+            out.append([name, found.hex()])
+    return out
 
 
 def xxh128(data: bytes) -> bytes:
@@ -72,13 +107,13 @@ def assign_source_hashes(units: list[Unit], resolve: Callable[[str], bytes | Non
     defns = {u.defn_name: u for u in units if u.defn_name is not None}
     known: dict[str, bytes] = {}
 
-    def dep_hash(name: str) -> bytes | None:
-        return known.get(name) if name in defns else resolve(name)
+    def resolve_outside(name: str) -> bytes | None:
+        return None if name in defns else resolve(name)
 
     for component in _components(defns):
         members = sorted(component)
-        outside = sorted({r for m in members for r in defns[m].refs} - set(members))
-        external = [[n, h.hex()] for n in outside if (h := dep_hash(n)) is not None]
+        outside = {r for m in members for r in defns[m].refs} - set(members)
+        external = _external_deps(outside, known, resolve_outside)
         extra: list[list[Any]] = []
         if len(members) > 1:  # mutual recursion: hash the cycle as a whole
             forms = [[m, canonical_form(defns[m].form)] for m in members]
@@ -91,7 +126,7 @@ def assign_source_hashes(units: list[Unit], resolve: Callable[[str], bytes | Non
             known[name] = unit.code.source_hash
     for unit in units:
         if unit.defn_name is None:
-            deps = [[n, h.hex()] for n in sorted(unit.refs) if (h := dep_hash(n)) is not None]
+            deps = _external_deps(unit.refs, known, resolve_outside)
             unit.code.deps = tuple((n, h) for n, h in deps)
             unit.code.source_hash = _source_hash(canonical_form(unit.form), deps)
 
