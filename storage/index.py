@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -133,7 +133,7 @@ class L4Index:
             len(data),
         )
         signature = self.signing_key.sign(unsigned.signed_payload())
-        record = IndexRecord(**{**unsigned.__dict__, "signature": signature})
+        record = replace(unsigned, signature=signature)
         encoded = record.encode()
         self.store.put_record(f"iface/{iface}", encoded)
         self.store.put_record(f"source/{source}", encoded)
@@ -168,8 +168,8 @@ class L4Index:
 
     def versions(self, interface_hash: str) -> list[IndexRecord]:
         """Every decodable record of an interface, newest first, trusted or not (for `ls`)."""
-        group = f"iface/{check_hash('interface_hash', interface_hash)}"
-        return self._candidates(group, "interface_hash", interface_hash.lower(), None)[0]
+        iface = check_hash("interface_hash", interface_hash)
+        return self._candidates(f"iface/{iface}", "interface_hash", iface, None)[0]
 
     def stats(self) -> IndexStats:
         """A snapshot of the lookup, hit, miss and rejection counters."""
