@@ -196,6 +196,30 @@ class SecurityViolation(DelegationError, PermissionError):
         return f"call {self.symbol} refused by security policy: {self.reason}"
 
 
+class CallUnavailable(DelegationError, ConnectionError):
+    """A call with no target that can serve it now (and no usable fallback)."""
+
+    def __init__(self, symbol: str, reason: str) -> None:
+        super().__init__(symbol, reason)
+        self.symbol = symbol
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"call {self.symbol} cannot run: {self.reason}"
+
+
+class StorageFailure(DelegationError, OSError):
+    """L4 storage failed while a call needed it (the store's own error is the cause)."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(what, reason)
+        self.what = what
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"L4 storage failed for {self.what}: {self.reason}"
+
+
 ALL_ERRORS: tuple[type[DelegationError], ...] = (
     DelegationError,
     ConfigError,
@@ -209,4 +233,6 @@ ALL_ERRORS: tuple[type[DelegationError], ...] = (
     UnknownProvider,
     UnknownCapability,
     SecurityViolation,
+    CallUnavailable,
+    StorageFailure,
 )

@@ -327,7 +327,7 @@ class L1PlanCache:
             data = msgpack.packb([FILE_FORMAT, FILE_KIND, rows], use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as e:
             raise PlanCacheError(str(path), f"a plan's metadata cannot be encoded: {e}") from e
-        _atomic_write(Path(path), data)
+        atomic_write(Path(path), data)
         return len(rows)
 
     def load(self, path: str | Path) -> LoadReport:
@@ -390,7 +390,8 @@ def _row(row: Any, index: int, path: str) -> tuple[str, str, DelegationPlan]:
         raise PlanCacheError(path, f"row {index}: {e}") from None
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:

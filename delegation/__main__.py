@@ -1,0 +1,5 @@
+import sys
+
+from delegation.cli import main
+
+sys.exit(main())

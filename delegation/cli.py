@@ -1,0 +1,154 @@
+"""`delegation` / `python -m delegation`: run RTFS plans with the delegation engine.
+
+  delegation run FILE [--config F] [--explain | --json]
+  delegation decide SYMBOL... [--config F] [--meta '{:complexity :high}']
+  delegation config check F
+
+The configuration is `--config F`, else `delegation.toml` beside the program, else the
+built-in default (local models only; runs offline). Errors are one line on stderr, never a
+traceback: exit 1 for a program that fails, 2 for a bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from delegation.config import DelegationConfig, default_config, load_config
+from delegation.errors import ConfigError, DelegationError
+from delegation.explain import as_json, explain_table
+from delegation.runtime import Runtime
+from rtfs.errors import RtfsError
+from rtfs.printer import to_readable
+from rtfs.reader import form_to_value, read
+from storage import StorageError
+
+
+class UsageError(Exception):
+    """Exit status 2."""
+
+
+def _config(explicit: str | None, program: Path | None) -> tuple[DelegationConfig, str]:
+    if explicit is not None:
+        return load_config(explicit), explicit
+    if program is not None:
+        beside = program.parent / "delegation.toml"
+        if beside.is_file():
+            return load_config(beside), f"{beside} (beside the program)"
+    return default_config(), "built-in default (local models only)"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    program = Path(args.file)
+    try:
+        source = program.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"cannot read {program}: {getattr(err, 'strerror', None) or err}")
+    config, origin = _config(args.config, program)
+    runtime = Runtime(config, environ=os.environ)
+    error = None
+    try:
+        result = runtime.run(source)
+        value = result.value
+    except (RtfsError, DelegationError, StorageError) as err:
+        error, value = _one_line(err), None
+    calls, functions = runtime.last_calls, runtime.last_functions
+    if args.json:
+        print(as_json(value, calls, functions, config_source=origin, error=error))
+    else:
+        if error is None:
+            print(to_readable(value))
+        if args.explain:
+            print()
+            print(explain_table(calls, functions, config_source=origin,
+                                plans_restored=runtime.plans_restored))
+    if error is not None:
+        print(f"delegation: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    config, origin = _config(args.config, None)
+    runtime = Runtime(config, environ=os.environ)
+    meta = None
+    if args.meta:
+        forms = read(args.meta)
+        meta = form_to_value(forms[0]) if forms else None
+        if not isinstance(meta, dict):
+            raise UsageError("--meta takes an RTFS map such as '{:complexity :high}'")
+    print(f"config: {origin}")
+    for symbol in args.symbols:
+        decision = runtime.decide(symbol, metadata=meta)
+        target = str(decision.target) if decision.target is not None else "nowhere"
+        print(f"{symbol}: {target} [{decision.layer}] {decision.reason}")
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    print(f"{args.file}: ok")
+    print(f"  default target: {config.default_target}")
+    for route in config.routes.routes:
+        fallback = f" (fallback {route.fallback})" if route.fallback else ""
+        print(f"  route {route.pattern!r} -> {route.target}{fallback}")
+    for pid, provider in config.remote_providers.items():
+        print(f"  remote provider {pid}: {provider.kind} {provider.base_url} {provider.model}")
+    for mid, model in config.local_models.items():
+        print(f"  local model {mid}: {model.kind}")
+    print(f"  security: level {config.security.level}, sensitive "
+          f"{list(config.security.sensitive.patterns)}")
+    print(f"  l4: {config.l4.store_uri} (enabled: {config.enable_l4_cache})")
+    return 0
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, RtfsError):
+        where = f" ({err.line}:{err.col})" if err.line is not None else ""
+        cause = f" [{err.__cause__}]" if err.__cause__ is not None and not isinstance(
+            err.__cause__, RtfsError) and str(err.__cause__) not in err.message else ""
+        return f"{err.kind}: {err.message}{where}{cause}"
+    return f"{type(err).__name__}: {err}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="delegation", description="The RTFS delegation engine.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run an RTFS program")
+    run.add_argument("file")
+    run.add_argument("--config", metavar="F")
+    output = run.add_mutually_exclusive_group()
+    output.add_argument("--explain", action="store_true", help="print the routing table")
+    output.add_argument("--json", action="store_true", help="print value and trace as JSON")
+    run.set_defaults(run=cmd_run)
+    decide = sub.add_parser("decide", help="show where calls of SYMBOL would run, and why")
+    decide.add_argument("symbols", nargs="+", metavar="SYMBOL")
+    decide.add_argument("--config", metavar="F")
+    decide.add_argument("--meta", metavar="MAP", help="call metadata, an RTFS map")
+    decide.set_defaults(run=cmd_decide)
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate a delegation.toml")
+    check.add_argument("file")
+    check.set_defaults(run=cmd_config_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (UsageError, ConfigError) as err:
+        print(f"delegation: {err}", file=sys.stderr)
+        return 2
+    except (RtfsError, DelegationError, StorageError) as err:
+        print(f"delegation: {_one_line(err)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""RTFS functions in L4: publish what this node compiled, find what another node compiled.
+
+Each compiled top-level `defn` is published under three keys (DESIGN.md, "Keys"):
+its interface hash, its source hash (the compile cache: a node with the same source skips
+compiling), and its *name key*, xxh3_128 of [format, "rtfs-name", qualified name], so that a
+plan calling a function it has no source for (and so cannot know the parameter names and
+types the interface hash covers) can still find the newest trusted version by name.
+Every lookup goes through the L4 index, which checks SHA-256 and the Ed25519 signature
+before handing bytes out; the bytes are then decoded and verified as bytecode before
+anything of them runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import xxhash
+
+from rtfs.bytecode import FORMAT_VERSION, Code
+from rtfs.canonical import packb
+from rtfs.encoding import decode, encode
+from rtfs.errors import BytecodeError
+from storage import IndexRecord, L4Index
+
+
+def name_key(symbol: str, namespace: str = "user") -> str:
+    qualified = symbol if "/" in symbol else f"{namespace}/{symbol}"
+    return xxhash.xxh3_128_hexdigest(packb([FORMAT_VERSION, "rtfs-name", qualified]))
+
+
+@dataclass(frozen=True)
+class PublishedFunction:
+    """A function found in L4: its verified bytes and the record that vouches for them."""
+
+    symbol: str
+    record: IndexRecord
+    data: bytes
+
+    @property
+    def pointer(self) -> str:
+        return self.record.pointer
+
+    @property
+    def signature(self) -> str:
+        return self.record.signature.hex()
+
+    @property
+    def label(self) -> str:
+        return f"{self.record.blob_id[:12]} (key {self.record.key_id[:8]})"
+
+
+class CodeLibrary:
+    """Publishes and finds compiled RTFS functions in one L4 index; thread-safe.
+
+    Decoded code is cached by blob id, so a function fetched once runs from memory after.
+    Storage failures are reported to the caller (`StorageError`), never hidden.
+    """
+
+    def __init__(self, index: L4Index, namespace: str = "user") -> None:
+        self.index = index
+        self.namespace = namespace
+        self._decoded: dict[str, Code] = {}
+        self._lock = threading.Lock()
+
+    def publish(self, code: Code) -> IndexRecord:
+        """Publish one compiled function under its interface, source and name keys."""
+        if code.source_hash is None:
+            raise ValueError(f"{code.qualname} has no source hash: compile it first")
+        data = encode(code)
+        source = code.source_hash.hex()
+        record = self.index.publish(code.interface_hash_hex(), source, data)
+        self.index.publish(name_key(code.name, self.namespace), source, data)
+        return record
+
+    def by_source(self, source_hash: str) -> Code | None:
+        """The compiled function with this source hash, if a trusted node published it."""
+        found = self.index.lookup_source(source_hash)
+        if found is None:
+            return None
+        code = self.decode(found.record.blob_id, found.data)
+        if code.source_hash is None or code.source_hash.hex() != source_hash:
+            return None  # filed under a hash it does not have: not what we asked for
+        return code
+
+    def find_by_name(self, symbol: str) -> PublishedFunction | None:
+        """The newest trusted function published under `symbol`, if any."""
+        found = self.index.lookup_interface(name_key(symbol, self.namespace))
+        if found is None:
+            return None
+        return PublishedFunction(symbol, found.record, found.data)
+
+    def decode(self, blob_id: str, data: bytes) -> Code:
+        """Decode and verify bytecode (cached by blob id).
+
+        Raises:
+            BytecodeError: the bytes are not valid RTFS bytecode.
+        """
+        with self._lock:
+            code = self._decoded.get(blob_id)
+        if code is None:
+            code = decode(data)
+            if code.freevars:
+                raise BytecodeError(f"{code.qualname}: a published function cannot capture "
+                                    "variables")
+            with self._lock:
+                self._decoded[blob_id] = code
+        return code

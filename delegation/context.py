@@ -1,0 +1,95 @@
+"""The call context: what a decision looks at, and the fingerprints that key the L1 cache.
+
+- `arg_type_fingerprint`: xxh3_64 of the canonical type signature of the RTFS arguments.
+- `runtime_context_hash`: xxh3_64 of the policy version, the providers available now, the
+  security level and the digest of the call's decision-relevant metadata, so that a plan
+  cached under one context is never used under another (DESIGN.md, "Keys").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import xxhash
+
+from delegation.errors import MetadataError
+from delegation.l1 import task_key
+from delegation.metadata import EMPTY_METADATA, DelegationMetadata
+from rtfs.values import DelegationHint, Keyword, Map, Symbol, type_signature
+
+FINGERPRINT_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """One call, as the engine sees it.
+
+    Attributes:
+        symbol: the callee's name (or the capability id): the L1 "agent".
+        arg_type_fingerprint: see the module docstring.
+        runtime_context_hash: see the module docstring.
+        metadata: the call's validated metadata (empty when it has none).
+        hint: the callee's `^:delegation` hint, if any.
+        sensitive: the call must never reach a remote provider (metadata or policy).
+        has_source: the callee is an RTFS function compiled on this node.
+        is_capability: a `(call :capability ...)` rather than a function call.
+        semantic_hash: optional hash of the input's meaning (for the L2 layer).
+    """
+
+    symbol: str
+    arg_type_fingerprint: int
+    runtime_context_hash: int
+    metadata: DelegationMetadata = EMPTY_METADATA
+    hint: DelegationHint | None = None
+    sensitive: bool = False
+    has_source: bool = False
+    is_capability: bool = False
+    semantic_hash: int | None = None
+
+    @property
+    def task(self) -> str:
+        """The L1 task key: hex(arg fingerprint XOR runtime context hash)."""
+        return task_key(self.arg_type_fingerprint, self.runtime_context_hash)
+
+
+def arg_type_fingerprint(args: Iterable[Any]) -> int:
+    signature = [type_signature(a) for a in args]
+    return xxhash.xxh3_64_intdigest(msgpack.packb([FINGERPRINT_FORMAT, signature]))
+
+
+def runtime_context_hash(policy_version: str, providers: Iterable[str], security_level: str,
+                         metadata_digest: int) -> int:
+    fields = [FINGERPRINT_FORMAT, policy_version, sorted(providers), security_level,
+              metadata_digest]
+    return xxhash.xxh3_64_intdigest(msgpack.packb(fields))
+
+
+def metadata_from_rtfs(meta: Mapping[Any, Any] | None,
+                       extra: Iterable[tuple[str, Any]] = ()) -> DelegationMetadata:
+    """Call-site metadata (`^{:complexity :high}`) plus hint extras as `DelegationMetadata`.
+
+    Keyword keys and values become strings; nested maps become dicts (for `:context`).
+
+    Raises:
+        MetadataError: an unknown key or an invalid value, named.
+    """
+    plain: dict[str, Any] = {}
+    for key, value in [*(meta or {}).items(), *extra]:
+        name = key.name if isinstance(key, (Keyword, Symbol)) else key
+        if not isinstance(name, str):
+            raise MetadataError(str(key), value, "metadata keys must be keywords")
+        plain[name] = _plain(value)
+    return DelegationMetadata.from_mapping(plain) if plain else EMPTY_METADATA
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (Keyword, Symbol)):
+        return value.name
+    if isinstance(value, Map):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,335 @@
+"""Deciding where a call runs.
+
+`StaticDelegationEngine.decide(ctx)` follows the seed's order and says which layer decided:
+
+    explicit hint > static exact route > static glob route > L1 plan cache > call metadata
+    > capability registry > L4 (published by name, no local source) > learned scores
+    > the configured default (LocalPure unless configured otherwise)
+
+Wrappers compose on top, each with the same `decide`, as
+`Resilient(SecurityAware(Static))`: `SecurityAwareDelegationEngine` makes sure a sensitive
+call, or a provider outside the allow-list, never reaches a remote provider (it replaces such
+a target with a local fallback or refuses the call, and withholds remote fallbacks), and then
+`ResilientDelegationEngine` replaces a target that is unhealthy (health check or open circuit)
+with the fallback that is left, or says why nothing can serve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any, Protocol
+
+from delegation.config import DelegationConfig, SecurityConfig
+from delegation.context import CallContext
+from delegation.errors import ConfigError, DelegationError
+from delegation.l1 import L1PlanCache
+from delegation.metadata import Complexity
+from delegation.providers.base import Health
+from delegation.targets import (
+    LOCAL_PURE,
+    ExecTarget,
+    L4CacheHit,
+    LocalModel,
+    LocalPure,
+    RemoteModel,
+    resolve_target_name,
+)
+from rtfs.values import DelegationHint, HintKind
+
+
+class Layer(StrEnum):
+    """Which part of the engine made a decision."""
+
+    HINT = "hint"
+    STATIC_EXACT = "static-exact"
+    STATIC_GLOB = "static-glob"
+    L1 = "l1-cache"
+    METADATA = "metadata"
+    CAPABILITY = "capability"
+    L4 = "l4"
+    LEARNED = "learned"
+    DEFAULT = "default"
+    FALLBACK = "fallback"
+    SECURITY = "security"
+    UNAVAILABLE = "unavailable"
+
+
+# Layers whose decisions are worth caching as L1 plans (the others are cheaper to redo, or,
+# for fallback/security/unavailable, must never be cached).
+CACHEABLE_LAYERS = frozenset({Layer.METADATA, Layer.CAPABILITY, Layer.L4, Layer.LEARNED})
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where a call runs and why.
+
+    `target` is None when the call cannot run anywhere allowed (`reason` says why).
+    `fallback` is where to go if the target fails while running; `replaced` is the decision a
+    wrapper overrode; `payload` carries what the executor needs (the L4 record).
+    """
+
+    target: ExecTarget | None
+    layer: Layer
+    reason: str
+    confidence: float = 1.0
+    fallback: ExecTarget | None = None
+    from_cache: bool = False
+    replaced: Decision | None = None
+    payload: Any = None
+    withheld: str | None = None  # a fallback the security context took away, and why
+
+
+class Engine(Protocol):
+    def decide(self, ctx: CallContext) -> Decision: ...
+
+
+class L4Directory(Protocol):
+    def find_by_name(self, symbol: str) -> Any | None:
+        """The trusted published record for `symbol`, if any (with .pointer and .signature)."""
+        ...
+
+
+class Learner(Protocol):
+    def best(self, symbol: str, candidates: Sequence[ExecTarget]) -> tuple[ExecTarget, str] | None:
+        ...
+
+
+class StaticDelegationEngine:
+    """The decision layers, in order. Pure: no I/O except through its injected parts.
+
+    Args:
+        config: the policy.
+        plans: the L1 plan cache (None to disable the layer).
+        capabilities: capability id -> offering targets (`CapabilityRegistry`-like).
+        l4: finds functions published by name (None when L4 is off).
+        learner: suggests a target from recorded outcomes (None to disable).
+    """
+
+    def __init__(self, config: DelegationConfig, *, plans: L1PlanCache | None = None,
+                 capabilities: Any = None, l4: L4Directory | None = None,
+                 learner: Learner | None = None) -> None:
+        self.config = config
+        self.plans = plans
+        self.capabilities = capabilities
+        self.l4 = l4 if config.enable_l4_cache else None
+        self.learner = learner
+        self._hint_targets: dict[DelegationHint, ExecTarget] = {}
+
+    def decide(self, ctx: CallContext) -> Decision:
+        if ctx.hint is not None:
+            return Decision(self._hint_target(ctx.hint), Layer.HINT,
+                            f"^:delegation {ctx.hint.kind} {ctx.hint.target or ''}".rstrip())
+        route = self.config.route_for(ctx.symbol)
+        if route is not None:
+            layer = Layer.STATIC_GLOB if route.is_glob else Layer.STATIC_EXACT
+            where = f" (line {route.line})" if route.line else ""
+            return Decision(route.target, layer, f"static route {route.pattern!r}{where}",
+                            fallback=route.fallback)
+        if self.plans is not None:
+            plan = self.plans.get(ctx.symbol, ctx.task)
+            if plan is not None:
+                return Decision(plan.target, Layer.L1, f"cached plan: {plan.reasoning}",
+                                plan.confidence, from_cache=True)
+        for layer in (self._by_metadata, self._by_capability, self._by_l4, self._by_learning):
+            decision = layer(ctx)
+            if decision is not None:
+                return decision
+        return Decision(self.config.default_target, Layer.DEFAULT,
+                        "no hint, route, plan or metadata applies: configured default")
+
+    # -- layers ------------------------------------------------------------------------------
+    def _hint_target(self, hint: DelegationHint) -> ExecTarget:
+        target = self._hint_targets.get(hint)
+        if target is None:
+            target = self._hint_targets[hint] = self._resolve_hint(hint)
+        return target
+
+    def _resolve_hint(self, hint: DelegationHint) -> ExecTarget:
+        if hint.kind is HintKind.LOCAL:
+            return LOCAL_PURE
+        if hint.kind is HintKind.LOCAL_MODEL:
+            return LocalModel(hint.target or "")
+        if hint.kind is HintKind.REMOTE:
+            return RemoteModel(hint.target or "")
+        try:
+            return resolve_target_name(hint.target or "", self.config.remote_providers,
+                                       self.config.local_models)
+        except ConfigError as err:
+            raise DelegationError(f"delegation hint target {hint.target!r}: {err}") from err
+
+    def _candidates(self, symbol: str) -> tuple[ExecTarget, ...]:
+        if self.capabilities is None or symbol not in self.capabilities:
+            return ()
+        return tuple(self.capabilities.targets_for(symbol))
+
+    def _by_metadata(self, ctx: CallContext) -> Decision | None:
+        meta = ctx.metadata
+        if meta.delegated_agent is not None:
+            trusted = meta.agent_trust_score is None or meta.agent_trust_score >= 0.5
+            target = self._agent_target(meta.delegated_agent)
+            if target is not None and trusted:
+                return Decision(target, Layer.METADATA,
+                                f"metadata delegates to {meta.delegated_agent}",
+                                meta.confidence if meta.confidence is not None else 1.0)
+        candidates = list(self._candidates(ctx.symbol))
+        if not candidates or (meta.complexity is None and meta.agent_cost is None):
+            return None
+        reasons = []
+        if meta.agent_cost is not None:
+            affordable = [t for t in candidates if self._cost(t) <= meta.agent_cost]
+            if not affordable:
+                return None
+            candidates = sorted(affordable, key=self._cost)
+            reasons.append(f"cheapest within agent_cost {meta.agent_cost:g}")
+        low_confidence = meta.confidence is None or meta.confidence < 0.5
+        if meta.complexity is Complexity.HIGH and low_confidence:
+            candidates.sort(key=lambda t: not isinstance(t, RemoteModel))
+            reasons.append("high complexity and low local confidence: capable remote first")
+        elif meta.complexity is Complexity.LOW:
+            candidates.sort(key=lambda t: isinstance(t, RemoteModel))
+            reasons.append("low complexity: local first")
+        return Decision(candidates[0], Layer.METADATA, "; ".join(reasons),
+                        meta.confidence if meta.confidence is not None else 0.7)
+
+    def _agent_target(self, agent: str) -> ExecTarget | None:
+        if agent in self.config.remote_providers:
+            return RemoteModel(agent)
+        if agent in self.config.local_models:
+            return LocalModel(agent)
+        try:
+            return resolve_target_name(agent, self.config.remote_providers,
+                                       self.config.local_models)
+        except ConfigError:
+            return None
+
+    def _cost(self, target: ExecTarget) -> float:
+        if isinstance(target, RemoteModel):
+            return self.config.remote_providers[target.id].cost_per_call
+        if isinstance(target, LocalModel):
+            return self.config.local_models[target.id].cost_per_call
+        return 0.0
+
+    def _by_capability(self, ctx: CallContext) -> Decision | None:
+        candidates = self._candidates(ctx.symbol)
+        if not candidates:
+            return None
+        return Decision(candidates[0], Layer.CAPABILITY,
+                        f"capability {ctx.symbol!r} offered by {candidates[0]}", 0.8)
+
+    def _by_l4(self, ctx: CallContext) -> Decision | None:
+        if self.l4 is None or ctx.has_source or ctx.is_capability:
+            return None
+        record = self.l4.find_by_name(ctx.symbol)
+        if record is None:
+            return None
+        target = L4CacheHit(record.pointer, record.signature)
+        return Decision(target, Layer.L4, f"no local source; published in L4 as {record.label}",
+                        0.9, payload=record)
+
+    def _by_learning(self, ctx: CallContext) -> Decision | None:
+        if self.learner is None:
+            return None
+        suggestion = self.learner.best(ctx.symbol, self._candidates(ctx.symbol))
+        if suggestion is None:
+            return None
+        target, why = suggestion
+        return Decision(target, Layer.LEARNED, why, 0.6)
+
+
+HealthCheck = Callable[[ExecTarget], Health]
+
+
+class ResilientDelegationEngine:
+    """Keeps calls away from targets that cannot serve now.
+
+    An unhealthy target (failed health check, open circuit) is replaced by the decision's
+    fallback when that one is healthy; with no usable fallback the decision says the target
+    is unavailable, with the reason, and nothing is contacted.
+    """
+
+    def __init__(self, inner: Engine, health: HealthCheck) -> None:
+        self.inner = inner
+        self.health = health
+
+    def decide(self, ctx: CallContext) -> Decision:
+        decision = self.inner.decide(ctx)
+        target = decision.target
+        if target is None or isinstance(target, (LocalPure, L4CacheHit)):
+            return decision
+        status = self.health(target)
+        if status.ok:
+            return decision
+        fallback = decision.fallback
+        if fallback is not None:
+            fallback_status = self.health(fallback)
+            if fallback_status.ok:
+                return Decision(fallback, Layer.FALLBACK,
+                                f"{target} unavailable ({status.reason}); route fallback",
+                                decision.confidence, replaced=decision)
+            return Decision(None, Layer.UNAVAILABLE,
+                            f"{target} unavailable ({status.reason}); fallback {fallback} "
+                            f"unavailable too ({fallback_status.reason})", replaced=decision)
+        if decision.withheld is not None:
+            return Decision(None, Layer.SECURITY, f"refused: {target} unavailable "
+                            f"({status.reason}) and {decision.withheld}", replaced=decision)
+        return Decision(None, Layer.UNAVAILABLE, f"{target} unavailable: {status.reason}",
+                        replaced=decision)
+
+
+class SecurityAwareDelegationEngine:
+    """The security context: remote only when allowed and the call is not sensitive.
+
+    A forbidden remote target is replaced by the decision's local fallback (if healthy) or
+    the call is refused; a forbidden remote *fallback* is withheld, so no later layer can
+    send the call there. The replaced decision is kept for the explanation.
+    """
+
+    def __init__(self, inner: Engine, config: DelegationConfig,
+                 health: HealthCheck | None = None) -> None:
+        self.inner = inner
+        self.security = config.security
+        self.health = health
+
+    def decide(self, ctx: CallContext) -> Decision:
+        decision = self.inner.decide(ctx)
+        problem = security_problem(self.security, ctx, decision.target)
+        if problem is None:
+            withheld = security_problem(self.security, ctx, decision.fallback)
+            if withheld is None:
+                return decision
+            return replace(decision, fallback=None, withheld=withheld)
+        local = self._local_alternative(decision)
+        if local is not None:
+            return Decision(local, Layer.SECURITY, f"{problem}; ran on local {local}",
+                            decision.confidence, replaced=decision)
+        return Decision(None, Layer.SECURITY, f"refused: {problem}; no local target",
+                        replaced=decision)
+
+    def _local_alternative(self, decision: Decision) -> ExecTarget | None:
+        candidate = decision.fallback
+        if candidate is None or _remote_of(candidate) is not None:
+            return None
+        if isinstance(candidate, LocalPure) or self.health is None or self.health(candidate).ok:
+            return candidate
+        return None
+
+
+def security_problem(security: SecurityConfig, ctx: CallContext,
+                     target: ExecTarget | None) -> str | None:
+    """Why the security context forbids running `ctx` on `target`, or None if it allows it."""
+    remote = _remote_of(target)
+    if remote is None:
+        return None
+    if ctx.sensitive:
+        return f"{ctx.symbol} is sensitive and never leaves this node ({target} refused)"
+    if not security.remote_allowed(remote.id):
+        return f"provider {remote.id!r} is not in the security allow-list"
+    return None
+
+
+def _remote_of(target: ExecTarget | None) -> RemoteModel | None:
+    return target if isinstance(target, RemoteModel) else None
+
+

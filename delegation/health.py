@@ -1,0 +1,116 @@
+"""Availability: circuit breakers per target, combined with each provider's health check.
+
+A breaker opens after `failure_threshold` consecutive failures and refuses calls until
+`reset_timeout_s` has passed on its timer; then it lets one trial call through (half-open):
+success closes it, failure opens it again. The timer is injected, so tests advance a fake
+clock instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from enum import StrEnum
+
+from delegation.errors import UnknownProvider
+from delegation.providers.base import Health
+from delegation.targets import ExecTarget, L4CacheHit, LocalPure
+
+
+class CircuitState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half-open"
+
+
+class CircuitBreaker:
+    """Counts consecutive failures of one target; thread-safe."""
+
+    def __init__(self, *, failure_threshold: int = 3, reset_timeout_s: float = 30.0,
+                 timer: Callable[[], float] = time.monotonic) -> None:
+        if failure_threshold < 1 or reset_timeout_s < 0:
+            raise ValueError("failure_threshold >= 1 and reset_timeout_s >= 0 required")
+        self.failure_threshold = failure_threshold
+        self.reset_timeout_s = reset_timeout_s
+        self._timer = timer
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._trial_running = False
+
+    @property
+    def state(self) -> CircuitState:
+        with self._lock:
+            return self._state()
+
+    def _state(self) -> CircuitState:
+        if self._opened_at is None:
+            return CircuitState.CLOSED
+        if self._timer() - self._opened_at >= self.reset_timeout_s:
+            return CircuitState.HALF_OPEN
+        return CircuitState.OPEN
+
+    def allow(self) -> bool:
+        """Whether a call may go through now (in half-open state, only one trial at a time)."""
+        with self._lock:
+            state = self._state()
+            if state is CircuitState.CLOSED:
+                return True
+            if state is CircuitState.HALF_OPEN and not self._trial_running:
+                self._trial_running = True
+                return True
+            return False
+
+    def record_success(self) -> None:
+        with self._lock:
+            self._failures, self._opened_at, self._trial_running = 0, None, False
+
+    def record_failure(self) -> None:
+        with self._lock:
+            self._failures += 1
+            self._trial_running = False
+            if self._opened_at is not None or self._failures >= self.failure_threshold:
+                self._opened_at = self._timer()
+
+    @property
+    def failures(self) -> int:
+        return self._failures
+
+
+class HealthMonitor:
+    """`monitor(target) -> Health`: the target's circuit first, then its provider's check."""
+
+    def __init__(self, registry: object, *, failure_threshold: int = 3,
+                 reset_timeout_s: float = 30.0,
+                 timer: Callable[[], float] = time.monotonic) -> None:
+        self.registry = registry
+        self._make = lambda: CircuitBreaker(failure_threshold=failure_threshold,
+                                            reset_timeout_s=reset_timeout_s, timer=timer)
+        self._breakers: dict[ExecTarget, CircuitBreaker] = {}
+        self._lock = threading.Lock()
+
+    def breaker(self, target: ExecTarget) -> CircuitBreaker:
+        with self._lock:
+            found = self._breakers.get(target)
+            if found is None:
+                found = self._breakers[target] = self._make()
+            return found
+
+    def __call__(self, target: ExecTarget) -> Health:
+        if isinstance(target, (LocalPure, L4CacheHit)):
+            return Health(True, "runs in the VM")
+        breaker = self.breaker(target)
+        if breaker.state is CircuitState.OPEN:
+            return Health(False, f"circuit open after {breaker.failures} consecutive failures")
+        try:
+            provider = self.registry.get(target)  # type: ignore[attr-defined]
+        except UnknownProvider as err:
+            return Health(False, str(err))
+        return provider.health()
+
+    def record(self, target: ExecTarget, ok: bool) -> None:
+        if isinstance(target, (LocalPure, L4CacheHit)):
+            return
+        breaker = self.breaker(target)
+        breaker.record_success() if ok else breaker.record_failure()

@@ -1,0 +1,129 @@
+"""Learning from outcomes: every routed call's success, latency and cost, per target.
+
+`Learner.best(symbol, candidates)` suggests the target with the best record for a symbol once
+it has enough observations: success rate first, then lower latency, then lower cost. The
+record persists beside the L1 plans, so what one run learned the next run uses.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgpack
+
+from delegation.errors import PlanCacheError
+from delegation.l1 import atomic_write
+from delegation.targets import ExecTarget, from_tagged
+
+FILE_FORMAT = 1
+FILE_KIND = "rtfs-outcomes"
+
+
+@dataclass
+class TargetRecord:
+    """What one target did for one symbol."""
+
+    calls: int = 0
+    successes: int = 0
+    latency_ewma_s: float = 0.0
+    cost_total: float = 0.0
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.calls if self.calls else 0.0
+
+    def add(self, ok: bool, latency_s: float, cost: float, alpha: float) -> None:
+        self.calls += 1
+        self.successes += ok
+        first = self.calls == 1
+        self.latency_ewma_s = latency_s if first else (
+            alpha * latency_s + (1 - alpha) * self.latency_ewma_s)
+        self.cost_total += cost
+
+
+class Learner:
+    """Outcome statistics per (symbol, target); thread-safe.
+
+    Args:
+        min_calls: observations a target needs before it can be suggested.
+        alpha: weight of the newest latency in the moving average.
+    """
+
+    def __init__(self, *, min_calls: int = 3, alpha: float = 0.3) -> None:
+        self.min_calls = min_calls
+        self.alpha = alpha
+        self._lock = threading.Lock()
+        self._records: dict[str, dict[ExecTarget, TargetRecord]] = {}
+
+    def record(self, symbol: str, target: ExecTarget, ok: bool, latency_s: float,
+               cost: float = 0.0) -> None:
+        with self._lock:
+            per_symbol = self._records.setdefault(symbol, {})
+            per_symbol.setdefault(target, TargetRecord()).add(ok, latency_s, cost, self.alpha)
+
+    def records(self, symbol: str) -> dict[ExecTarget, TargetRecord]:
+        with self._lock:
+            return {t: TargetRecord(**vars(r)) for t, r in self._records.get(symbol, {}).items()}
+
+    def best(self, symbol: str, candidates: Sequence[ExecTarget] = ()
+             ) -> tuple[ExecTarget, str] | None:
+        """The best-recorded target among `candidates` and those already tried, with why."""
+        records = self.records(symbol)
+        pool = [t for t in {*candidates, *records} if records.get(t, TargetRecord()).calls
+                >= self.min_calls and records[t].successes]
+        if not pool:
+            return None
+        best = max(pool, key=lambda t: (records[t].success_rate, -records[t].latency_ewma_s,
+                                        -records[t].cost_total / records[t].calls))
+        r = records[best]
+        return best, (f"learned: {r.success_rate:.0%} success over {r.calls} calls, "
+                      f"{r.latency_ewma_s * 1e3:.1f} ms typical")
+
+    def save(self, path: str | Path) -> int:
+        with self._lock:
+            rows = [[symbol, target.to_tagged(), r.calls, r.successes, r.latency_ewma_s,
+                     r.cost_total]
+                    for symbol, per in sorted(self._records.items())
+                    for target, r in per.items()]
+        data = msgpack.packb([FILE_FORMAT, FILE_KIND, rows], use_bin_type=True)
+        atomic_write(Path(path), data)
+        return len(rows)
+
+    def load(self, path: str | Path) -> int:
+        """Merge a saved record; a missing file restores nothing.
+
+        Raises:
+            PlanCacheError: the file exists but is not an outcome record.
+        """
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return 0
+        except OSError as err:
+            raise PlanCacheError(str(path), f"cannot read: {err.strerror}") from err
+        rows = _decode(data, str(path))
+        with self._lock:
+            for symbol, target, calls, successes, latency, cost in rows:
+                self._records.setdefault(symbol, {})[target] = TargetRecord(
+                    calls, successes, latency, cost)
+        return len(rows)
+
+
+def _decode(data: bytes, path: str) -> list[tuple[str, ExecTarget, int, int, float, float]]:
+    try:
+        fmt, kind, rows = msgpack.unpackb(data, raw=False)
+        if (fmt, kind) != (FILE_FORMAT, FILE_KIND):
+            raise ValueError(f"not a {FILE_KIND} v{FILE_FORMAT} file")
+        out = []
+        for symbol, tagged, calls, successes, latency, cost in rows:
+            if not (isinstance(symbol, str) and 0 <= successes <= calls):
+                raise ValueError("malformed row")
+            out.append((symbol, from_tagged(tagged), int(calls), int(successes),
+                        float(latency), float(cost)))
+        return out
+    except Exception as err:  # any malformed content is one clear error naming the file
+        raise PlanCacheError(path, f"corrupt outcome record: {err}") from err

@@ -1,0 +1,214 @@
+"""`Runtime`: the embedded delegation engine around one RTFS VM.
+
+    runtime = Runtime(load_config("delegation.toml"), environ=os.environ)
+    result = runtime.run_file("plan.rtfs")
+    result.value, result.calls, result.functions
+
+Everything runs in this process: local caches, a local-directory L4 by default, no Ray. Each
+top-level `defn` is looked up in L4 by its source hash before it is compiled (a hit skips the
+compiler), and published after it is compiled; every routed call goes through the
+`DelegationRouter`. L1 plans and learned outcomes are restored when the runtime starts and
+saved after every run, beside the local L4 store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from delegation.codelib import CodeLibrary
+from delegation.config import DelegationConfig, default_config
+from delegation.context import CallContext, arg_type_fingerprint, metadata_from_rtfs
+from delegation.engine import (
+    Decision,
+    ResilientDelegationEngine,
+    SecurityAwareDelegationEngine,
+    StaticDelegationEngine,
+)
+from delegation.errors import StorageFailure
+from delegation.health import HealthMonitor
+from delegation.l1 import L1PlanCache
+from delegation.learning import Learner
+from delegation.providers import build_registry
+from delegation.router import CallRecord, ContextFactory, DelegationRouter, Executor
+from rtfs import hashing
+from rtfs.compiler import compile_program
+from rtfs.errors import RtfsError
+from rtfs.reader import Atom, Form, Seq, read
+from rtfs.values import Closure, Symbol
+from rtfs.vm import VM
+from storage import StorageError, open_l4
+from storage.signing import load_key_list
+
+PLANS_FILE = "l1-plans.msgpack"
+OUTCOMES_FILE = "outcomes.msgpack"
+
+
+@dataclass
+class FunctionRecord:
+    """How a top-level `defn` got its code: compiled here, or loaded from L4."""
+
+    name: str
+    source_hash: str
+    origin: str  # "compiled" | "compiled+published" | "l4"
+    detail: str = ""
+
+
+@dataclass
+class RunResult:
+    """What `Runtime.run` returns: the last value, each top-level value, and the trace."""
+
+    value: Any
+    values: list[Any]
+    calls: list[CallRecord]
+    functions: list[FunctionRecord] = field(default_factory=list)
+
+
+class Runtime:
+    """One embedded delegation engine and the VM it routes for.
+
+    Args:
+        config: the policy (default: the built-in offline configuration).
+        environ: environment variables, read only for API keys and runner settings.
+        out: where RTFS `println` writes (default stdout).
+        clock: wall clock (plan timestamps); monotonic: health and TTL clock; timer: latency.
+        l4_index: an already-open L4 index to use instead of the configured store.
+    """
+
+    def __init__(self, config: DelegationConfig | None = None, *,
+                 environ: Mapping[str, str] | None = None, out: IO[str] | None = None,
+                 clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 timer: Callable[[], float] = time.perf_counter,
+                 l4_index: Any = None) -> None:
+        self.config = config or default_config()
+        cfg = self.config
+        self.registry = build_registry(cfg, environ or {}, clock=monotonic, timer=timer)
+        self.plans = L1PlanCache(cfg.cache_ttl_s, cfg.l1_max_entries, timer=monotonic,
+                                 wall_clock=clock)
+        self.learner = Learner()
+        self.plans_restored = self.plans.load(cfg.state_dir / PLANS_FILE).restored
+        self.learner.load(cfg.state_dir / OUTCOMES_FILE)
+        self.library = self._open_library(l4_index) if cfg.enable_l4_cache else None
+        self.health = HealthMonitor(self.registry, timer=monotonic)
+        static = StaticDelegationEngine(cfg, plans=self.plans,
+                                        capabilities=self.registry.capabilities,
+                                        l4=self.library, learner=self.learner)
+        self.engine = ResilientDelegationEngine(
+            SecurityAwareDelegationEngine(static, cfg, self.health), self.health)
+        self.contexts = ContextFactory(cfg, self.health, self.registry.targets(), monotonic)
+        self.router = DelegationRouter(
+            config=cfg, engine=self.engine,
+            executor=Executor(self.registry, self.library, lambda: self.vm),
+            contexts=self.contexts, health=self.health, plans=self.plans,
+            learner=self.learner, library=self.library,
+            defined=lambda name: name in self.vm.globals,
+            capabilities=self.registry.capabilities, timer=timer, clock=clock)
+        self.vm = VM(router=self.router, out=out)
+        self.last_calls: list[CallRecord] = []
+        self.last_functions: list[FunctionRecord] = []
+
+    def _open_library(self, index: Any) -> CodeLibrary:
+        l4 = self.config.l4
+        if index is None:
+            index = open_l4(l4.store_uri, signing_key=l4.signing_key,
+                            trusted_keys=_key_values(l4.trusted_keys),
+                            revoked_keys=_key_values(l4.revoked_keys),
+                            state_dir=self.config.state_dir)
+        return CodeLibrary(index)
+
+    # -- running ---------------------------------------------------------------------------------
+    def run(self, source: str) -> RunResult:
+        """Run an RTFS program; raises the first RTFS error (the trace so far is kept in
+        `last_calls`). Plans and outcomes are saved afterwards either way."""
+        self.last_calls, self.last_functions = [], []
+        values = []
+        try:
+            for form in read(source):
+                values.append(self._run_form(form))
+        finally:
+            self.last_calls = self.router.take_records()
+            self.save()
+        return RunResult(values[-1] if values else None, values, self.last_calls,
+                         self.last_functions)
+
+    def run_file(self, path: str | Path) -> RunResult:
+        return self.run(Path(path).read_text(encoding="utf-8"))
+
+    def _run_form(self, form: Form) -> Any:
+        name = _defn_name(form)
+        if name is not None and self.library is not None:
+            source_hash = hashing.defn_source_hash(form, name, self.vm.source_hash_of)
+            code = self._from_l4(name, source_hash.hex())
+            if code is not None:
+                closure = self.vm.globals[name] = Closure(code, (), name)
+                return closure
+        code = compile_program([form], resolve_source=self.vm.source_hash_of)
+        value = self.vm.run(code)
+        if name is not None:
+            self._publish(name, code.children()[0])
+        return value
+
+    def _from_l4(self, name: str, source_hash: str) -> Any:
+        try:
+            code = self.library.by_source(source_hash)  # type: ignore[union-attr]
+        except (StorageError, RtfsError) as err:
+            self.last_functions.append(FunctionRecord(name, source_hash, "compiled",
+                                                      f"L4 lookup failed: {err}"))
+            return None
+        if code is not None:
+            self.last_functions.append(FunctionRecord(name, source_hash, "l4",
+                                                      "loaded verified bytecode"))
+        return code
+
+    def _publish(self, name: str, code: Any) -> None:
+        source_hash = code.source_hash_hex()
+        if self.library is None:
+            self.last_functions.append(FunctionRecord(name, source_hash, "compiled"))
+            return
+        if self.last_functions and self.last_functions[-1].name == name:
+            self.last_functions.pop()  # a failed lookup, now compiled instead
+        try:
+            record = self.library.publish(code)
+        except StorageError as err:
+            raise StorageFailure(name, f"publish failed: {err}") from err
+        self.last_functions.append(FunctionRecord(name, source_hash, "compiled+published",
+                                                  record.pointer))
+
+    # -- decisions without running -----------------------------------------------------------
+    def decide(self, symbol: str, args: tuple[Any, ...] = (), metadata: Any = None) -> Decision:
+        """What the engine would decide for a call of `symbol` with these arguments."""
+        meta = metadata_from_rtfs(metadata)
+        callee = self.vm.globals.get(symbol)
+        hint = callee.code.hint if isinstance(callee, Closure) else None
+        ctx = CallContext(
+            symbol, arg_type_fingerprint(args),
+            self.contexts.runtime_hash(meta), meta, hint,
+            meta.sensitive or self.config.security.is_sensitive(symbol),
+            has_source=callee is not None)
+        return self.engine.decide(ctx)
+
+    def save(self) -> None:
+        """Persist L1 plans and learned outcomes beside the local L4 store."""
+        state = self.config.state_dir
+        self.plans.save(state / PLANS_FILE)
+        self.learner.save(state / OUTCOMES_FILE)
+
+
+def _defn_name(form: Form) -> str | None:
+    if (isinstance(form, Seq) and form.kind == "list" and len(form.items) > 2
+            and isinstance(form.items[0], Atom) and form.items[0].value is Symbol("defn")):
+        for item in form.items[1:3]:
+            if isinstance(item, Atom) and isinstance(item.value, Symbol):
+                return item.value.name
+    return None
+
+
+def _key_values(refs: Any) -> list[str]:
+    values: list[str] = []
+    for ref in refs:
+        values.extend(load_key_list(ref.path) if ref.path is not None else [ref.value])
+    return values
