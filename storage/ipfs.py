@@ -144,6 +144,12 @@ class IPFSStore:
         self._mkdir(directory)
         path = f"{directory}/{name}"
         for _ in range(3):  # writers race to link the same name: whoever wins, it holds `cid`
+            try:
+                self._call("files/cp", self.client.files.cp, f"/ipfs/{cid}", path)
+                return cid
+            except StorageUnavailable as e:
+                if "already has entry" not in e.reason:
+                    raise
             current = self._stat_cid(path, name, required=False)
             if current == cid:
                 return cid
@@ -152,12 +158,6 @@ class IPFSStore:
                     self._call("files/rm", self.client.files.rm, path, missing=name)
                 except BlobNotFound:
                     pass  # another writer removed it first
-            try:
-                self._call("files/cp", self.client.files.cp, f"/ipfs/{cid}", path)
-                return cid
-            except StorageUnavailable as e:
-                if "already has entry" not in e.reason:
-                    raise
         raise StorageUnavailable(self.uri, f"{path} keeps changing under concurrent writers")
 
     def _stat_cid(self, path: str, name: str, *, required: bool = True) -> str | None:
