@@ -41,6 +41,13 @@ class CommandFailed(Exception):
     """A command that cannot do what was asked (printed as one line)."""
 
 
+def _byte_count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store",
@@ -49,7 +56,7 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
         help="memory://, file:///dir, s3://bucket/prefix or ipfs://",
     )
     parser.add_argument("--cache-dir", metavar="DIR", help="local tier in front of the store")
-    parser.add_argument("--cache-max-bytes", type=int, default=256 << 20, metavar="N")
+    parser.add_argument("--cache-max-bytes", type=_byte_count, default=256 << 20, metavar="N")
 
 
 def _key_options(parser: argparse.ArgumentParser) -> None:

@@ -117,6 +117,12 @@ def test_missing_and_corrupted_blobs_are_one_line_errors(tmp_path: Path) -> None
     assert_one_line_error(run("get", "not-an-id", "--store", uri), "invalid blob id")
     assert_one_line_error(run("put", str(tmp_path / "nope"), "--store", uri), "cannot read")
     assert_one_line_error(run("get", "0" * 32, "--store", "gopher://x"), "unknown scheme")
+    pin_with_source = ("lookup", "--source", SOURCE, "--pin", "0" * 32, "--store", uri)
+    assert_one_line_error(run(*pin_with_source, cwd=tmp_path), "--pin applies to --interface")
+    assert_one_line_error(
+        run("lookup", "--interface", "xyz", "--store", uri, cwd=tmp_path),
+        "interface_hash='xyz' is invalid",
+    )
 
 
 def test_unreachable_backends_are_one_line_errors(tmp_path: Path) -> None:
@@ -201,6 +207,14 @@ def test_embedded_default_key_signs_and_verifies(tmp_path: Path) -> None:
     assert found.stdout == b"default"
 
 
-@pytest.mark.parametrize("argv", [[], ["put"], ["lookup", "--store", "memory://"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["put"],
+        ["lookup", "--store", "memory://"],
+        ["ls", "--store", "memory://", "--cache-dir", "/tmp/x", "--cache-max-bytes", "-1"],
+    ],
+)
 def test_usage_errors_exit_2(argv: list[str]) -> None:
     assert run(*argv).returncode == 2
