@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from delegation.config import DelegationConfig, SecurityConfig
 from delegation.context import CallContext
-from delegation.errors import ConfigError, DelegationError
+from delegation.errors import DelegationError
 from delegation.l1 import L1PlanCache
 from delegation.metadata import Complexity
 from delegation.providers.base import Health
@@ -156,7 +156,7 @@ class StaticDelegationEngine:
         try:
             return resolve_target_name(hint.target or "", self.config.remote_providers,
                                        self.config.local_models)
-        except ConfigError as err:
+        except ValueError as err:  # resolve_target_name's "unknown target ..."
             raise DelegationError(f"delegation hint target {hint.target!r}: {err}") from err
 
     def _candidates(self, symbol: str) -> tuple[ExecTarget, ...]:
@@ -201,7 +201,7 @@ class StaticDelegationEngine:
         try:
             return resolve_target_name(agent, self.config.remote_providers,
                                        self.config.local_models)
-        except ConfigError:
+        except ValueError:
             return None
 
     def _cost(self, target: ExecTarget) -> float:

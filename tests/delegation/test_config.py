@@ -55,7 +55,8 @@ def test_example_config_mirrors_the_seed() -> None:
     assert config.route_for("translate").target == RemoteModel("translator")  # type: ignore[union-attr]
     assert config.route_for("translate").fallback is None  # type: ignore[union-attr]
     assert config.route_for("ai-anything").target == RemoteModel("openai")  # type: ignore[union-attr]
-    assert config.route_for("+") is None
+    assert config.route_for("+").target == LOCAL_PURE  # type: ignore[union-attr]
+    assert config.route_for("generate-code").fallback == RemoteModel("openai")  # type: ignore[union-attr]
     assert config.security.is_sensitive("generate-code")
     assert config.security.is_sensitive("private-notes")
     assert not config.security.is_sensitive("summarize")

@@ -10,6 +10,7 @@ import pytest
 from delegation import errors
 from delegation.errors import (
     ALL_ERRORS,
+    CallUnavailable,
     ConfigError,
     DelegationError,
     MetadataError,
@@ -19,6 +20,7 @@ from delegation.errors import (
     ProviderTimeout,
     ProviderUnavailable,
     SecurityViolation,
+    StorageFailure,
     TargetError,
     UnknownCapability,
     UnknownProvider,
@@ -66,6 +68,12 @@ SAMPLES: list[tuple[DelegationError, type[BaseException], dict[str, object]]] = 
         PermissionError,
         {"symbol": "generate-code"},
     ),
+    (
+        CallUnavailable("translate", "RemoteModel(translator) unavailable: no key"),
+        ConnectionError,
+        {"symbol": "translate", "reason": "RemoteModel(translator) unavailable: no key"},
+    ),
+    (StorageFailure("word-count", "publish failed"), OSError, {"what": "word-count"}),
 ]
 
 
