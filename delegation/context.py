@@ -55,9 +55,18 @@ class CallContext:
         return task_key(self.arg_type_fingerprint, self.runtime_context_hash)
 
 
+_FINGERPRINTS: dict[tuple[str, ...], int] = {}
+
+
 def arg_type_fingerprint(args: Iterable[Any]) -> int:
-    signature = [type_signature(a) for a in args]
-    return xxhash.xxh3_64_intdigest(msgpack.packb([FINGERPRINT_FORMAT, signature]))
+    signature = tuple([type_signature(a) for a in args])
+    found = _FINGERPRINTS.get(signature)
+    if found is None:
+        if len(_FINGERPRINTS) > 4096:
+            _FINGERPRINTS.clear()
+        found = _FINGERPRINTS[signature] = xxhash.xxh3_64_intdigest(
+            msgpack.packb([FINGERPRINT_FORMAT, list(signature)]))
+    return found
 
 
 def runtime_context_hash(policy_version: str, providers: Iterable[str], security_level: str,

@@ -115,36 +115,56 @@ class StaticDelegationEngine:
         self.capabilities = capabilities
         self.l4 = l4 if config.enable_l4_cache else None
         self.learner = learner
-        self._hint_targets: dict[DelegationHint, ExecTarget] = {}
+        # Decisions that depend only on the hint, the route or the plan are immutable: they
+        # are built once and handed out again (the hot path allocates nothing).
+        self._by_hint: dict[DelegationHint, Decision] = {}
+        self._by_route: dict[Any, Decision] = {}
+        self._by_plan: dict[int, tuple[Any, Decision]] = {}
+        self._default = Decision(config.default_target, Layer.DEFAULT,
+                                 "no hint, route, plan or metadata applies: configured default")
 
     def decide(self, ctx: CallContext) -> Decision:
         if ctx.hint is not None:
-            return Decision(self._hint_target(ctx.hint), Layer.HINT,
-                            f"^:delegation {ctx.hint.kind} {ctx.hint.target or ''}".rstrip())
-        route = self.config.route_for(ctx.symbol)
+            decision = self._by_hint.get(ctx.hint)
+            return decision if decision is not None else self._hint_decision(ctx.hint)
+        route = self.config.routes.match(ctx.symbol)
         if route is not None:
-            layer = Layer.STATIC_GLOB if route.is_glob else Layer.STATIC_EXACT
-            where = f" (line {route.line})" if route.line else ""
-            return Decision(route.target, layer, f"static route {route.pattern!r}{where}",
-                            fallback=route.fallback)
+            decision = self._by_route.get(route)
+            return decision if decision is not None else self._route_decision(route)
         if self.plans is not None:
             plan = self.plans.get(ctx.symbol, ctx.task)
             if plan is not None:
-                return Decision(plan.target, Layer.L1, f"cached plan: {plan.reasoning}",
-                                plan.confidence, from_cache=True)
+                cached = self._by_plan.get(id(plan))
+                return cached[1] if cached is not None and cached[0] is plan else (
+                    self._plan_decision(plan))
         for layer in (self._by_metadata, self._by_capability, self._by_l4, self._by_learning):
             decision = layer(ctx)
             if decision is not None:
                 return decision
-        return Decision(self.config.default_target, Layer.DEFAULT,
-                        "no hint, route, plan or metadata applies: configured default")
+        return self._default
 
     # -- layers ------------------------------------------------------------------------------
-    def _hint_target(self, hint: DelegationHint) -> ExecTarget:
-        target = self._hint_targets.get(hint)
-        if target is None:
-            target = self._hint_targets[hint] = self._resolve_hint(hint)
-        return target
+    def _hint_decision(self, hint: DelegationHint) -> Decision:
+        decision = Decision(self._resolve_hint(hint), Layer.HINT,
+                            f"^:delegation {hint.kind} {hint.target or ''}".rstrip())
+        self._by_hint[hint] = decision
+        return decision
+
+    def _route_decision(self, route: Any) -> Decision:
+        layer = Layer.STATIC_GLOB if route.is_glob else Layer.STATIC_EXACT
+        where = f" (line {route.line})" if route.line else ""
+        decision = Decision(route.target, layer, f"static route {route.pattern!r}{where}",
+                            fallback=route.fallback)
+        self._by_route[route] = decision
+        return decision
+
+    def _plan_decision(self, plan: Any) -> Decision:
+        decision = Decision(plan.target, Layer.L1, f"cached plan: {plan.reasoning}",
+                            plan.confidence, from_cache=True)
+        if len(self._by_plan) > 10_000:
+            self._by_plan.clear()
+        self._by_plan[id(plan)] = (plan, decision)  # the plan is kept: its id stays unique
+        return decision
 
     def _resolve_hint(self, hint: DelegationHint) -> ExecTarget:
         if hint.kind is HintKind.LOCAL:

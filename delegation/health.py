@@ -41,6 +41,8 @@ class CircuitBreaker:
 
     @property
     def state(self) -> CircuitState:
+        if self._opened_at is None:  # the common case, read without the lock
+            return CircuitState.CLOSED
         with self._lock:
             return self._state()
 
@@ -91,11 +93,11 @@ class HealthMonitor:
         self._lock = threading.Lock()
 
     def breaker(self, target: ExecTarget) -> CircuitBreaker:
-        with self._lock:
-            found = self._breakers.get(target)
-            if found is None:
-                found = self._breakers[target] = self._make()
+        found = self._breakers.get(target)
+        if found is not None:
             return found
+        with self._lock:
+            return self._breakers.setdefault(target, self._make())
 
     def __call__(self, target: ExecTarget) -> Health:
         if isinstance(target, (LocalPure, L4CacheHit)):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,15 +37,16 @@ from delegation.l1 import L1PlanCache, new_plan
 from delegation.learning import Learner
 from delegation.metadata import DelegationMetadata
 from delegation.targets import ExecTarget, L4CacheHit, LocalModel, LocalPure, RemoteModel
-from rtfs.printer import to_display, to_readable
+from rtfs.printer import preview, to_display
 from rtfs.router import CallKind, RoutedCall
 from rtfs.values import Closure, Keyword, Map
 from storage import StorageError
 
 AVAILABILITY_TTL_S = 1.0
+MAX_RECORDS = 10_000  # the explain trace keeps the most recent calls of a run
 
 
-@dataclass
+@dataclass(slots=True)
 class CallRecord:
     """One routed call, for `--explain` and `--json`."""
 
@@ -63,7 +65,7 @@ class CallRecord:
     col: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items()}
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 class ContextFactory:
@@ -76,6 +78,7 @@ class ContextFactory:
         self.targets = tuple(targets)
         self.clock = clock
         self._available: tuple[float, tuple[str, ...]] | None = None
+        self._hashes: dict[tuple[tuple[str, ...], int], int] = {}
 
     def available(self) -> tuple[str, ...]:
         now = self.clock()
@@ -86,8 +89,14 @@ class ContextFactory:
         return cached[1]
 
     def runtime_hash(self, meta: DelegationMetadata) -> int:
-        return runtime_context_hash(self.config.policy_version, self.available(),
-                                    str(self.config.security.level), meta.digest())
+        key = (self.available(), meta.digest())
+        found = self._hashes.get(key)
+        if found is None:
+            if len(self._hashes) > 4096:
+                self._hashes.clear()
+            found = self._hashes[key] = runtime_context_hash(
+                self.config.policy_version, key[0], str(self.config.security.level), key[1])
+        return found
 
     def build(self, call: RoutedCall) -> CallContext:
         hint = call.hint
@@ -193,7 +202,7 @@ class DelegationRouter:
         self.health, self.plans, self.learner, self.library = health, plans, learner, library
         self.defined, self.capabilities = defined, capabilities
         self.timer, self.clock = timer, clock
-        self.records: list[CallRecord] = []
+        self.records: deque[CallRecord] = deque(maxlen=MAX_RECORDS)
         self._lock = threading.Lock()
         self._published: dict[str, bool] = {}
 
@@ -230,7 +239,7 @@ class DelegationRouter:
             record.detail = record.detail or _error_text(err)
             raise
         else:
-            record.detail = to_readable(value)[:120]
+            record.detail = preview(value)
             if decision.layer in CACHEABLE_LAYERS and not decision.from_cache:
                 self._remember(ctx, decision, record)
             return value
@@ -294,7 +303,8 @@ class DelegationRouter:
 
     def take_records(self) -> list[CallRecord]:
         with self._lock:
-            taken, self.records = self.records, []
+            taken = list(self.records)
+            self.records.clear()
         return taken
 
 

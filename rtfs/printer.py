@@ -23,6 +23,35 @@ def to_readable(value: Any) -> str:
     return "".join(out)
 
 
+class _Full(Exception):
+    pass
+
+
+class _Bounded(list):
+    """An output buffer that stops the printer once `limit` characters are written."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.left = limit
+
+    def append(self, text: str) -> None:
+        super().append(text)
+        self.left -= len(text)
+        if self.left < 0:
+            raise _Full
+
+
+def preview(value: Any, limit: int = 120) -> str:
+    """`to_readable(value)` cut to `limit` characters, without printing the rest of a large
+    value first."""
+    out = _Bounded(limit)
+    try:
+        _write(value, out, 0)
+    except _Full:
+        return "".join(out)[: limit - 3] + "..."
+    return "".join(out)
+
+
 def to_display(value: Any) -> str:
     """Text for `str`/`println`: a string is itself, anything else as `to_readable`."""
     return value if type(value) is str else to_readable(value)
