@@ -111,6 +111,11 @@ class HealthMonitor:
             return Health(False, str(err))
         return provider.health()
 
+    def circuit_ok(self, target: ExecTarget) -> bool:
+        """Whether the target's circuit lets calls through: no I/O, no provider check."""
+        found = self._breakers.get(target)
+        return found is None or found.state is not CircuitState.OPEN
+
     def record(self, target: ExecTarget, ok: bool) -> None:
         if isinstance(target, (LocalPure, L4CacheHit)):
             return

@@ -69,7 +69,12 @@ class CallRecord:
 
 
 class ContextFactory:
-    """Builds `CallContext`s; the set of available providers is re-checked every second."""
+    """Builds `CallContext`s.
+
+    The "available providers" in the runtime context hash are the configured model targets
+    whose circuit is not open: known without I/O, so building a context never waits on a
+    provider's health check (those run only for the target a decision picks).
+    """
 
     def __init__(self, config: DelegationConfig, health: HealthMonitor,
                  targets: Iterable[ExecTarget], clock: Callable[[], float]) -> None:
@@ -84,7 +89,7 @@ class ContextFactory:
         now = self.clock()
         cached = self._available
         if cached is None or now - cached[0] > AVAILABILITY_TTL_S:
-            ids = tuple(sorted(str(t) for t in self.targets if self.health(t).ok))
+            ids = tuple(sorted(str(t) for t in self.targets if self.health.circuit_ok(t)))
             cached = self._available = (now, ids)
         return cached[1]
 

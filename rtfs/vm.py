@@ -252,6 +252,8 @@ class Execution:
                             else:
                                 stack.append(callee.fn(*call_args))
                         elif kind is Closure:
+                            # push a frame; written out here and in CALL (not a helper) because
+                            # this is the hottest path of the loop
                             ncode = callee.code
                             new_locals = _bind_args(ncode, call_args, code, pc - 1)
                             self._enter()

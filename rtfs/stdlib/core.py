@@ -30,7 +30,7 @@ def _number(fn: str, value: Any) -> Any:
     raise RtfsTypeError(f"{fn} expects numbers, got {type_name(value)} {to_readable(value)[:40]}")
 
 
-def _integer(fn: str, value: Any) -> int:
+def expect_int(fn: str, value: Any) -> int:
     if type(value) is int:
         return value
     raise RtfsTypeError(f"{fn} expects an integer, got {type_name(value)}")
@@ -151,7 +151,7 @@ def absolute(x: Any) -> Any:
 
 @builtin("factorial")
 def factorial(n: Any) -> int:
-    if _integer("factorial", n) < 0:
+    if expect_int("factorial", n) < 0:
         raise RtfsValueError("factorial of a negative number")
     if n > 10_000:
         raise RtfsValueError("factorial argument above 10000")
@@ -212,12 +212,12 @@ def is_neg(x: Any) -> bool:
 
 @builtin("even?")
 def is_even(x: Any) -> bool:
-    return _integer("even?", x) % 2 == 0
+    return expect_int("even?", x) % 2 == 0
 
 
 @builtin("odd?")
 def is_odd(x: Any) -> bool:
-    return _integer("odd?", x) % 2 == 1
+    return expect_int("odd?", x) % 2 == 1
 
 
 # -- comparison and logic ---------------------------------------------------------------------
@@ -336,8 +336,8 @@ def pr_str(*xs: Any) -> str:
 @builtin("substring")
 def substring(s: Any, start: Any, end: Any = None) -> str:
     text = _string("substring", s)
-    stop = len(text) if end is None else min(_integer("substring", end), len(text))
-    if not 0 <= _integer("substring", start) <= stop:
+    stop = len(text) if end is None else min(expect_int("substring", end), len(text))
+    if not 0 <= expect_int("substring", start) <= stop:
         raise RtfsValueError(f"substring range {start}..{stop} outside 0..{len(text)}")
     return text[start:stop]
 

@@ -13,6 +13,7 @@ from rtfs.errors import RtfsIndexError, RtfsTypeError, RtfsValueError
 from rtfs.ops import get_or
 from rtfs.printer import to_readable
 from rtfs.stdlib import builtin, make_builtin
+from rtfs.stdlib.core import expect_int
 from rtfs.values import Keyword, Map, RList, Symbol, truthy, type_name
 
 _MAX_RANGE = 10_000_000
@@ -38,12 +39,6 @@ def _map_arg(fn: str, value: Any) -> Map:
     if isinstance(value, Map):
         return value
     raise RtfsTypeError(f"{fn} expects a map, got {type_name(value)}")
-
-
-def _int(fn: str, value: Any) -> int:
-    if type(value) is int:
-        return value
-    raise RtfsTypeError(f"{fn} expects an integer, got {type_name(value)}")
 
 
 # -- construction -----------------------------------------------------------------------------
@@ -322,20 +317,20 @@ def concat(*colls: Any) -> tuple[Any, ...]:
 @builtin("subvec")
 def subvec(v: Any, start: Any, end: Any = None) -> tuple[Any, ...]:
     seq = as_seq("subvec", v)
-    stop = len(seq) if end is None else _int("subvec", end)
-    if not 0 <= _int("subvec", start) <= stop <= len(seq):
+    stop = len(seq) if end is None else expect_int("subvec", end)
+    if not 0 <= expect_int("subvec", start) <= stop <= len(seq):
         raise RtfsIndexError(f"subvec range {start}..{stop} outside 0..{len(seq)}")
     return tuple(seq[start:stop])
 
 
 @builtin("take")
 def take(n: Any, coll: Any) -> tuple[Any, ...]:
-    return tuple(as_seq("take", coll)[: max(_int("take", n), 0)])
+    return tuple(as_seq("take", coll)[: max(expect_int("take", n), 0)])
 
 
 @builtin("drop")
 def drop(n: Any, coll: Any) -> tuple[Any, ...]:
-    return tuple(as_seq("drop", coll)[max(_int("drop", n), 0):])
+    return tuple(as_seq("drop", coll)[max(expect_int("drop", n), 0):])
 
 
 @builtin("reverse")
@@ -373,7 +368,7 @@ def flatten(coll: Any) -> tuple[Any, ...]:
 @builtin("partition")
 def partition(n: Any, step_or_coll: Any, coll: Any = _ABSENT) -> tuple[tuple[Any, ...], ...]:
     step, coll = (n, step_or_coll) if coll is _ABSENT else (step_or_coll, coll)
-    if _int("partition", n) <= 0 or _int("partition", step) <= 0:
+    if expect_int("partition", n) <= 0 or expect_int("partition", step) <= 0:
         raise RtfsValueError("partition sizes must be positive")
     seq = as_seq("partition", coll)
     return tuple(tuple(seq[i:i + n]) for i in range(0, len(seq) - n + 1, step))
