@@ -69,7 +69,8 @@ def main() -> None:
     total = sum(row[2] for row in stats.stats.values())
     rows = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:5]
     for (filename, line, func), (_, calls, own, _, _) in rows:
-        print(f"  {own / total:6.1%}  {calls:>8} calls  {func} ({filename.rsplit('/', 1)[-1]}:{line})")
+        where = f"{filename.rsplit('/', 1)[-1]}:{line}"
+        print(f"  {own / total:6.1%}  {calls:>8} calls  {func} ({where})")
 
 
 if __name__ == "__main__":

@@ -144,7 +144,7 @@ class Compiler(PatternCompiler):
         self.compile_expr(head)
         for arg in args:
             self.compile_expr(arg)
-        name = head.value.name if isinstance(head, Atom) and isinstance(head.value, Symbol) else None
+        name = head.value.name if _is_symbol(head) else None
         fb.emit(Op.CALL, fb.site(len(args), name, form.meta))
 
     def compile_body(self, forms: list[Form]) -> None:

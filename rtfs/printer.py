@@ -84,7 +84,8 @@ def _write(value: Any, out: list[str], depth: int) -> None:
     elif kind is Keyword or kind is Symbol:
         out.append(repr(value))
     elif kind is tuple or kind is RList:
-        _write_items(value, out, depth, "[" if kind is tuple else "(", "]" if kind is tuple else ")")
+        brackets = "[]" if kind is tuple else "()"
+        _write_items(value, out, depth, brackets[0], brackets[1])
     elif isinstance(value, Map):
         out.append("{")
         for i, (k, v) in enumerate(value.items()):

@@ -155,7 +155,8 @@ class _Reader:
             return Atom(*self.where(offset), _SPECIALS[text])
         if kind == "quote":
             quoted = self.required_form(depth, offset, "'")
-            return Seq(*self.where(offset), "list", [Atom(*self.where(offset), Symbol("quote")), quoted])
+            quote = Atom(*self.where(offset), Symbol("quote"))
+            return Seq(*self.where(offset), "list", [quote, quoted])
         if kind == "meta":
             return self.read_meta(offset, depth)
         if kind == "discard":
@@ -186,7 +187,8 @@ class _Reader:
         while True:
             token = self.next_token()
             if token is None:
-                raise self.error(f"unclosed {opener!r}: expected {closer!r} before end of input", offset)
+                raise self.error(
+                    f"unclosed {opener!r}: expected {closer!r} before end of input", offset)
             kind, text, at = token
             if kind == "close":
                 if text != closer:

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from rtfs.errors import CapabilityError
-from rtfs.values import EMPTY_MAP, DelegationHint, Map
+from rtfs.values import DelegationHint, Map
 
 
 class CallKind(StrEnum):
@@ -101,5 +101,3 @@ class LocalRouter:
 def unknown_capability(name: str) -> CapabilityError:
     return CapabilityError(f"unknown capability :{name}: no router or registry provides it")
 
-
-__all__ = ["CallKind", "CallRouter", "LocalRouter", "RoutedCall", "EMPTY_MAP"]

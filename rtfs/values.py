@@ -16,6 +16,9 @@ sym        Symbol (interned)
 #{1 2}     frozenset
 fn         Closure or Builtin
 =========  ================================================
+
+Known limit: Python hashes `True` like `1` and `False` like `0`, so a map literal holding
+both `1` and `true` as keys keeps one entry. Lookups (`get`, `contains?`) do keep them apart.
 """
 
 from __future__ import annotations

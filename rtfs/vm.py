@@ -28,9 +28,9 @@ from rtfs.errors import (
     UnboundSymbolError,
     UserError,
 )
+from rtfs.ops import ErrorValue, error_matches, get_or, nth_or_nil, rest_from
 from rtfs.printer import to_readable
 from rtfs.router import CallKind, CallRouter, LocalRouter, RoutedCall, unknown_capability
-from rtfs.ops import ErrorValue, error_matches, get_or, nth_or_nil, rest_from
 from rtfs.values import (
     EMPTY_MAP,
     UNSET,
@@ -50,11 +50,13 @@ DEFAULT_MAX_DEPTH = 10_000
 LOAD_CONST, LOAD_LOCAL, STORE_LOCAL = int(Op.LOAD_CONST), int(Op.LOAD_LOCAL), int(Op.STORE_LOCAL)
 LOAD_DEREF, STORE_DEREF, MAKE_CELL = int(Op.LOAD_DEREF), int(Op.STORE_DEREF), int(Op.MAKE_CELL)
 CELLIFY, LOAD_FREE, LOAD_CELLREF = int(Op.CELLIFY), int(Op.LOAD_FREE), int(Op.LOAD_CELLREF)
-LOAD_FREEREF, LOAD_GLOBAL, DEF_GLOBAL = int(Op.LOAD_FREEREF), int(Op.LOAD_GLOBAL), int(Op.DEF_GLOBAL)
+LOAD_FREEREF, LOAD_GLOBAL = int(Op.LOAD_FREEREF), int(Op.LOAD_GLOBAL)
+DEF_GLOBAL = int(Op.DEF_GLOBAL)
 LOAD_SELF, POP, DUP, JUMP = int(Op.LOAD_SELF), int(Op.POP), int(Op.DUP), int(Op.JUMP)
 JUMP_IF_FALSE, CALL, CALL_GLOBAL = int(Op.JUMP_IF_FALSE), int(Op.CALL), int(Op.CALL_GLOBAL)
 RETURN, MAKE_CLOSURE = int(Op.RETURN), int(Op.MAKE_CLOSURE)
-JUMP_IF_FALSE_OR_POP, JUMP_IF_TRUE_OR_POP = int(Op.JUMP_IF_FALSE_OR_POP), int(Op.JUMP_IF_TRUE_OR_POP)
+JUMP_IF_FALSE_OR_POP = int(Op.JUMP_IF_FALSE_OR_POP)
+JUMP_IF_TRUE_OR_POP = int(Op.JUMP_IF_TRUE_OR_POP)
 
 _MISSING = object()
 
@@ -259,7 +261,8 @@ class Execution:
                             self._enter()
                             frames.append((code, pc, stack, locals_, cells, blocks, closure))
                             code, closure, locals_ = ncode, callee, new_locals
-                            ops, opargs, consts, cells = code.ops, code.args, code.consts, callee.cells
+                            ops, opargs, consts = code.ops, code.args, code.consts
+                            cells = callee.cells
                             sites, site_cache = code.sites, code.site_cache
                             stack, blocks, pc = [], [], 0
                         elif callee is _MISSING:
@@ -312,7 +315,8 @@ class Execution:
                             self._enter()
                             frames.append((code, pc, stack, locals_, cells, blocks, closure))
                             code, closure, locals_ = ncode, callee, new_locals
-                            ops, opargs, consts, cells = code.ops, code.args, code.consts, callee.cells
+                            ops, opargs, consts = code.ops, code.args, code.consts
+                            cells = callee.cells
                             sites, site_cache = code.sites, code.site_cache
                             stack, blocks, pc = [], [], 0
                         else:

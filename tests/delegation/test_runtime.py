@@ -141,7 +141,8 @@ def test_unreachable_provider_without_fallback_is_reported_with_its_reason(tmp_p
 def test_parallel_remote_calls_are_in_flight_together(tmp_path, chat_server):
     chat_server.hold(4)  # replies wait until four requests are open at once
     rt = runtime(tmp_path, chat_server)
-    result = rt.run('(parallel [a (ai-ask "1")] [b (ai-ask "2")] [c (ai-ask "3")] [d (ai-ask "4")])')
+    result = rt.run('(parallel [a (ai-ask "1")] [b (ai-ask "2")]'
+                    '          [c (ai-ask "3")] [d (ai-ask "4")])')
     assert result.value == tuple(chat_server.reply_for("test-model", p) for p in "1234")
     assert chat_server.max_open == 4
 
@@ -188,7 +189,8 @@ def test_l4_publish_then_hit_across_two_runtimes_sharing_a_store(tmp_path, chat_
 
 
 def test_published_function_brings_its_dependencies_by_source_hash(tmp_path, chat_server):
-    runtime(tmp_path, chat_server).run("(defn inc2 [x] (+ x 2)) (defn twice-inc2 [x] (inc2 (inc2 x)))")
+    runtime(tmp_path, chat_server).run(
+        "(defn inc2 [x] (+ x 2)) (defn twice-inc2 [x] (inc2 (inc2 x)))")
     caller = runtime(tmp_path, chat_server)
     assert caller.run("(twice-inc2 1)").value == 5
     assert "inc2" in caller.vm.globals  # bound by its source hash, not looked up by name

@@ -106,7 +106,8 @@ def test_source_hash_of_callees_defined_earlier_in_the_environment():
 
 
 def test_mutually_recursive_functions_hash_their_cycle():
-    text = "(defn ev [n] (if (= n 0) true (od (- n 1)))) (defn od [n] (if (= n 0) false (ev (- n 1))))"
+    text = ("(defn ev [n] (if (= n 0) true (od (- n 1))))"
+            " (defn od [n] (if (= n 0) false (ev (- n 1))))")
     code, edited = compiled(text), compiled(text.replace("false", "nil"))
     assert function(code, "ev").source_hash != function(edited, "ev").source_hash
     assert function(code, "ev").source_hash != function(code, "od").source_hash
@@ -184,6 +185,7 @@ def test_nested_functions_are_verified_too():
     code = compile_program(read("(fn [x] x)"))
     child = code.children()[0]
     broken = dataclasses.replace(child, ops=(Op.RETURN,), args=(0,), positions=(1, 1))
-    outer = dataclasses.replace(code, consts=tuple(broken if c is child else c for c in code.consts))
+    consts = tuple(broken if c is child else c for c in code.consts)
+    outer = dataclasses.replace(code, consts=consts)
     with pytest.raises(BytecodeError, match="RETURN needs 1"):
         decode(encode(outer))

@@ -72,7 +72,8 @@ def test_evaluates(text, expected):
 
 
 def test_local_functions_recurse_and_recurse_mutually():
-    assert show("(let [fib (fn [n] (if (< n 2) n (+ (fib (- n 1)) (fib (- n 2)))))] (fib 15))") == "610"
+    fib = "(let [fib (fn [n] (if (< n 2) n (+ (fib (- n 1)) (fib (- n 2)))))] (fib 15))"
+    assert show(fib) == "610"
     text = """(let [ev? (fn [n] (if (= n 0) true (od? (- n 1))))
                     od? (fn [n] (if (= n 0) false (ev? (- n 1))))]
                [(ev? 10) (od? 7)])"""
