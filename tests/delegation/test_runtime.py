@@ -128,6 +128,7 @@ def test_stopped_server_sends_the_call_to_the_route_fallback(tmp_path, chat_serv
     [call] = second.calls
     assert (call.target, call.layer) == ("LocalModel(summarizer)", "fallback")
     assert call.attempts and "RemoteModel(chat)" in call.attempts[0]
+    assert call.cache == "-" and len(rt.plans) == 0  # a fallback is never cached as a plan
 
 
 def test_unreachable_provider_without_fallback_is_reported_with_its_reason(tmp_path):
@@ -214,8 +215,10 @@ def test_entries_signed_by_an_untrusted_key_never_run(tmp_path, chat_server):
 
 
 def test_no_config_at_all_runs_offline(tmp_path, monkeypatch):
+    import delegation
+
     monkeypatch.chdir(tmp_path)
-    rt = Runtime(default_config(), environ={})
+    rt = delegation.Runtime(default_config(), environ={})
     result = rt.run('[(+ 1 2 3) (:label (sentiment "I love this!")) (summarize "One. Two.")]')
     assert result.value[:2] == (6, "positive")
     assert {c.symbol for c in result.calls} == {"sentiment", "summarize"}
