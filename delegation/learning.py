@@ -72,8 +72,9 @@ class Learner:
              ) -> tuple[ExecTarget, str] | None:
         """The best-recorded target among `candidates` and those already tried, with why."""
         records = self.records(symbol)
-        pool = [t for t in {*candidates, *records} if records.get(t, TargetRecord()).calls
-                >= self.min_calls and records[t].successes]
+        ordered = dict.fromkeys([*candidates, *records])  # deterministic order for ties
+        pool = [t for t in ordered if t in records and records[t].calls >= self.min_calls
+                and records[t].successes]
         if not pool:
             return None
         best = max(pool, key=lambda t: (records[t].success_rate, -records[t].latency_ewma_s,
