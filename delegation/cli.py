@@ -53,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = runtime.run(source)
         value = result.value
     except (RtfsError, DelegationError, StorageError) as err:
-        error, value = _one_line(err), None
+        error, value = f"{program}: {_one_line(err)}", None
     calls, functions = runtime.last_calls, runtime.last_functions
     if args.json:
         print(as_json(value, calls, functions, config_source=origin, error=error))

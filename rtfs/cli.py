@@ -44,12 +44,25 @@ def _error_line(err: RtfsError, fallback: tuple[int, int] | None = None) -> str:
     return f"{err.kind}: {err.message}{where}"
 
 
+class FileError(Exception):
+    """An RTFS error in a named file: reported as `file: Kind: message (line:col)`."""
+
+    def __init__(self, path: str, error: RtfsError) -> None:
+        super().__init__(path, error)
+        self.path, self.error = path, error
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.each:
         return _eval_each(_read_text(args.each))
     text = args.expr if args.expr is not None else _read_text(args.file)
     vm = VM()
-    value = vm.run(compile_program(read(text), resolve_source=vm.source_hash_of))
+    try:
+        value = vm.run(compile_program(read(text), resolve_source=vm.source_hash_of))
+    except RtfsError as err:
+        if args.file is None:
+            raise
+        raise FileError(args.file, err) from err
     print(to_readable(value))
     return 0
 
@@ -70,7 +83,10 @@ def _eval_each(text: str) -> int:
 
 
 def _compile_file(path: str) -> Code:
-    return compile_program(read(_read_text(path)))
+    try:
+        return compile_program(read(_read_text(path)))
+    except RtfsError as err:
+        raise FileError(path, err) from err
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -91,7 +107,11 @@ def _load_bytecode(path: str) -> Code:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    print(to_readable(VM().run(_load_bytecode(args.file))))
+    try:
+        value = VM().run(_load_bytecode(args.file))
+    except RtfsError as err:
+        raise FileError(args.file, err) from err
+    print(to_readable(value))
     return 0
 
 
@@ -154,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except RtfsError as err:
         print(f"rtfs: {_error_line(err)}", file=sys.stderr)
+        return 1
+    except FileError as err:
+        print(f"rtfs: {err.path}: {_error_line(err.error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

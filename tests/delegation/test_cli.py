@@ -103,4 +103,5 @@ def test_errors_are_one_line(tmp_path):
     (tmp_path / "bad.rtfs").write_text("(+ 1\n  (undefined-fn))", encoding="utf-8")
     failing = delegation("run", "bad.rtfs", cwd=tmp_path)
     assert failing.returncode == 1
-    assert failing.stderr == "delegation: UnboundSymbol: unbound symbol: undefined-fn (2:3)\n"
+    assert failing.stderr == (
+        "delegation: bad.rtfs: UnboundSymbol: unbound symbol: undefined-fn (2:3)\n")

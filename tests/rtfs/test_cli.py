@@ -60,13 +60,18 @@ def test_run_refuses_malformed_bytecode_in_one_line(tmp_path, payload):
     bad.write_bytes(payload)
     result = rtfs("run", str(bad))
     assert result.returncode == 1
-    assert result.stderr.startswith("rtfs: BytecodeError:") and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"rtfs: {bad}: BytecodeError:")
+    assert result.stderr.count("\n") == 1
 
 
 def test_runtime_error_is_one_line(tmp_path):
     result = rtfs("eval", "-e", "(do\n (/ 1 0))")
     assert result.returncode == 1
     assert result.stderr == "rtfs: ArithmeticError: division by zero (2:2)\n"
+    program = tmp_path / "p.rtfs"
+    program.write_text("(+ 1\n  x)", encoding="utf-8")
+    in_file = rtfs("eval", str(program))
+    assert in_file.stderr == f"rtfs: {program}: UnboundSymbol: unbound symbol: x (2:3)\n"
 
 
 def test_conformance_command(tmp_path):
