@@ -145,7 +145,7 @@ class FunctionBuilder:
             if op == P_LABEL:
                 arg.pc = len(ops)
                 continue
-            if op <= P_LABEL:
+            if op < 0:  # a variable pseudo-op: becomes a slot or a cell op, or nothing
                 resolved = _resolve_var_op(op, arg)
                 if resolved is None:
                     continue
