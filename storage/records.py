@@ -8,7 +8,11 @@ Encoded as the canonical msgpack array
 with the three xxh3_128 hashes and the SHA-256 as lowercase hex strings, the signature as
 bytes (64, or empty when unsigned), `created_at` a float (seconds since the epoch) and
 `size` an int. The signature covers `signed_payload()`: the canonical msgpack array
-`[1, interface_hash, source_hash, blob_id, sha256]`.
+`[2, interface_hash, source_hash, blob_id, sha256, created_at, size]`.
+
+DESIGN.md names the first four fields; `created_at` and `size` are signed too (format 2) so
+that whoever can write to the store cannot replay an older, genuinely signed version with a
+newer `created_at` to make it win "newest trusted version" (a rollback).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from storage.codec import pack, unpack_array
 from storage.errors import CodecError, IndexArgumentError
 
 RECORD_FORMAT = 1
-SIGNATURE_FORMAT = 1
+SIGNATURE_FORMAT = 2
 MAX_POINTER_LEN = 4096
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -50,9 +54,10 @@ class IndexRecord:
     size: int
 
     def signed_payload(self) -> bytes:
-        """The bytes the publisher signs: `[1, interface, source, blob id, sha256]`."""
+        """The bytes the publisher signs (see the module docstring)."""
         return pack(
-            [SIGNATURE_FORMAT, self.interface_hash, self.source_hash, self.blob_id, self.sha256]
+            [SIGNATURE_FORMAT, self.interface_hash, self.source_hash, self.blob_id, self.sha256,
+             self.created_at, self.size]
         )
 
     def encode(self) -> bytes:

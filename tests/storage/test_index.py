@@ -120,6 +120,16 @@ def test_record_pointing_at_other_bytes_is_a_miss(index: L4Index, store: MemoryS
     assert index.stats().rejected == {MissReason.BAD_SIGNATURE: 1}
 
 
+def test_replayed_record_with_a_newer_date_is_a_miss(index: L4Index, store: MemoryStore) -> None:
+    old = index.publish(IFACE, SOURCE, b"old version")
+    index.publish(IFACE, SOURCE, b"new version")
+    # a store writer re-files the old, genuinely signed record with a later created_at
+    forged = IndexRecord(**{**old.__dict__, "created_at": old.created_at + 10_000}).encode()
+    store.records[f"iface/{IFACE}"][xxhash.xxh3_128_hexdigest(forged)] = forged
+    assert index.lookup_interface(IFACE).data == b"new version"
+    assert index.stats().rejected == {MissReason.BAD_SIGNATURE: 1}
+
+
 def test_unsigned_record_is_a_miss(index: L4Index, store: MemoryStore) -> None:
     record = index.publish(IFACE, SOURCE, b"genuine")
     _rewrite(store, record, signature=b"", key_id="")
