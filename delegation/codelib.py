@@ -53,14 +53,16 @@ class PublishedFunction:
 class CodeLibrary:
     """Publishes and finds compiled RTFS functions in one L4 index; thread-safe.
 
-    Decoded code is cached by blob id, so a function fetched once runs from memory after.
-    Storage failures are reported to the caller (`StorageError`), never hidden.
+    Decoded code is cached by blob id, and what a name resolves to is looked up once per
+    library (so one runtime runs one version of a function throughout). Storage failures are
+    reported to the caller (`StorageError`), never hidden and never cached.
     """
 
     def __init__(self, index: L4Index, namespace: str = "user") -> None:
         self.index = index
         self.namespace = namespace
         self._decoded: dict[str, Code] = {}
+        self._by_name: dict[str, PublishedFunction | None] = {}
         self._lock = threading.Lock()
 
     def publish(self, code: Code) -> IndexRecord:
@@ -85,10 +87,13 @@ class CodeLibrary:
 
     def find_by_name(self, symbol: str) -> PublishedFunction | None:
         """The newest trusted function published under `symbol`, if any."""
+        with self._lock:
+            if symbol in self._by_name:
+                return self._by_name[symbol]
         found = self.index.lookup_interface(name_key(symbol, self.namespace))
-        if found is None:
-            return None
-        return PublishedFunction(symbol, found.record, found.data)
+        published = PublishedFunction(symbol, found.record, found.data) if found else None
+        with self._lock:
+            return self._by_name.setdefault(symbol, published)
 
     def decode(self, blob_id: str, data: bytes) -> Code:
         """Decode and verify bytecode (cached by blob id).

@@ -56,9 +56,10 @@ class Layer(StrEnum):
     UNAVAILABLE = "unavailable"
 
 
-# Layers whose decisions are worth caching as L1 plans (the others are cheaper to redo, or,
-# for fallback/security/unavailable, must never be cached).
-CACHEABLE_LAYERS = frozenset({Layer.METADATA, Layer.CAPABILITY, Layer.L4, Layer.LEARNED})
+# Layers whose decisions are worth caching as L1 plans (the others are cheaper to redo -- the
+# L4 layer is itself a cached lookup -- or, for fallback/security/unavailable, must never be
+# cached).
+CACHEABLE_LAYERS = frozenset({Layer.METADATA, Layer.CAPABILITY, Layer.LEARNED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,7 @@ class Decision:
 
     `target` is None when the call cannot run anywhere allowed (`reason` says why).
     `fallback` is where to go if the target fails while running; `replaced` is the decision a
-    wrapper overrode; `payload` carries what the executor needs (the L4 record).
+    wrapper overrode.
     """
 
     target: ExecTarget | None
@@ -77,7 +78,6 @@ class Decision:
     fallback: ExecTarget | None = None
     from_cache: bool = False
     replaced: Decision | None = None
-    payload: Any = None
     withheld: str | None = None  # a fallback the security context took away, and why
 
 
@@ -246,7 +246,7 @@ class StaticDelegationEngine:
             return None
         target = L4CacheHit(record.pointer, record.signature)
         return Decision(target, Layer.L4, f"no local source; published in L4 as {record.label}",
-                        0.9, payload=record)
+                        0.9)
 
     def _by_learning(self, ctx: CallContext) -> Decision | None:
         if self.learner is None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from delegation.codelib import CodeLibrary, PublishedFunction
+from delegation.codelib import CodeLibrary
 from delegation.config import DelegationConfig
 from delegation.context import (
     CallContext,
@@ -39,7 +39,7 @@ from delegation.metadata import DelegationMetadata
 from delegation.targets import ExecTarget, L4CacheHit, LocalModel, LocalPure, RemoteModel
 from rtfs.printer import preview, to_display
 from rtfs.router import CallKind, RoutedCall
-from rtfs.values import Closure, Keyword, Map
+from rtfs.values import Closure, DelegationHint, Keyword, Map
 from storage import StorageError
 
 AVAILABILITY_TTL_S = 1.0
@@ -104,15 +104,20 @@ class ContextFactory:
         return found
 
     def build(self, call: RoutedCall) -> CallContext:
-        hint = call.hint
-        meta = metadata_from_rtfs(call.metadata, hint.extra if hint is not None else ())
-        security = self.config.security
+        return self.context(call.name, call.args, call.metadata, call.hint,
+                            has_source=call.callee is not None,
+                            is_capability=call.kind is CallKind.CAPABILITY)
+
+    def context(self, symbol: str, args: tuple[Any, ...], metadata: Any,
+                hint: DelegationHint | None, *, has_source: bool,
+                is_capability: bool = False) -> CallContext:
+        """The context of a call of `symbol`; `metadata` is the RTFS `^{...}` map (or None)."""
+        meta = metadata_from_rtfs(metadata, hint.extra if hint is not None else ())
         return CallContext(
-            symbol=call.name, arg_type_fingerprint=arg_type_fingerprint(call.args),
+            symbol=symbol, arg_type_fingerprint=arg_type_fingerprint(args),
             runtime_context_hash=self.runtime_hash(meta), metadata=meta, hint=hint,
-            sensitive=meta.sensitive or security.is_sensitive(call.name),
-            has_source=call.callee is not None,
-            is_capability=call.kind is CallKind.CAPABILITY)
+            sensitive=meta.sensitive or self.config.security.is_sensitive(symbol),
+            has_source=has_source, is_capability=is_capability)
 
 
 class Executor:
@@ -124,8 +129,7 @@ class Executor:
         self.library = library
         self._vm = vm
 
-    def run(self, target: ExecTarget, call: RoutedCall, decision: Decision
-            ) -> tuple[Any, float]:
+    def run(self, target: ExecTarget, call: RoutedCall) -> tuple[Any, float]:
         """(value, cost) of running `call` on `target`."""
         if isinstance(target, LocalPure):
             return call.run_local(), 0.0
@@ -135,12 +139,13 @@ class Executor:
             value = result.value if result.value is not None else result.text
             return to_rtfs(value), result.cost
         if isinstance(target, L4CacheHit):
-            return self._run_published(decision.payload, call), 0.0
+            return self._run_published(call), 0.0
         raise TypeError(f"unknown target {target!r}")
 
-    def _run_published(self, found: PublishedFunction, call: RoutedCall) -> Any:
-        if self.library is None or not isinstance(found, PublishedFunction):
-            raise StorageFailure("L4", "no L4 record to run")
+    def _run_published(self, call: RoutedCall) -> Any:
+        found = self.library.find_by_name(call.name) if self.library is not None else None
+        if found is None:
+            raise StorageFailure(call.name, "no trusted version is published in L4")
         code = self.library.decode(found.record.blob_id, found.data)
         vm = self._vm()
         self._bind_dependencies(code, vm, depth=0)
@@ -187,7 +192,7 @@ class DelegationRouter:
 
     Args:
         config: the policy (routes, capabilities, security).
-        engine: decides (usually Security(Resilient(Static))).
+        engine: decides (usually Resilient(SecurityAware(Static))).
         executor: runs a decided call.
         contexts: builds call contexts.
         health, plans, learner: what outcomes feed.
@@ -209,7 +214,6 @@ class DelegationRouter:
         self.timer, self.clock = timer, clock
         self.records: deque[CallRecord] = deque(maxlen=MAX_RECORDS)
         self._lock = threading.Lock()
-        self._published: dict[str, bool] = {}
 
     # -- CallRouter ----------------------------------------------------------------------------
     def claims(self, name: str) -> bool:
@@ -218,17 +222,10 @@ class DelegationRouter:
             return True
         if self.defined(name) or self.library is None or not self.config.enable_l4_cache:
             return False
-        return self._is_published(name)
-
-    def _is_published(self, name: str) -> bool:
-        known = self._published.get(name)
-        if known is None:
-            try:
-                known = self.library.find_by_name(name) is not None  # type: ignore[union-attr]
-            except StorageError:
-                known = False
-            self._published[name] = known
-        return known
+        try:
+            return self.library.find_by_name(name) is not None
+        except StorageError:  # an unreachable store: the VM reports the symbol as unbound
+            return False
 
     def route(self, call: RoutedCall) -> Any:
         started = self.timer()
@@ -268,13 +265,15 @@ class DelegationRouter:
             targets.append(decision.fallback)
         last_error: Exception | None = None
         for target in targets:
+            # The engine already applied the security context; checking again right before
+            # anything leaves this node keeps the privacy rule true whatever engine is used.
             problem = security_problem(self.config.security, ctx, target)
             if problem is not None:
                 record.attempts.append(f"{target}: skipped, {problem}")
                 continue
             started = self.timer()
             try:
-                value, cost = self.executor.run(target, call, decision)
+                value, cost = self.executor.run(target, call)
             except (ProviderUnavailable, ProviderError) as err:
                 self._observe(call.name, target, False, self.timer() - started, 0.0)
                 record.attempts.append(f"{target}: {_error_text(err)}")

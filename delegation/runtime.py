@@ -21,7 +21,6 @@ from typing import IO, Any
 
 from delegation.codelib import CodeLibrary
 from delegation.config import DelegationConfig, default_config
-from delegation.context import CallContext, arg_type_fingerprint, metadata_from_rtfs
 from delegation.engine import (
     Decision,
     ResilientDelegationEngine,
@@ -140,55 +139,43 @@ class Runtime:
 
     def _run_form(self, form: Form) -> Any:
         name = _defn_name(form)
+        lookup_note = ""
         if name is not None and self.library is not None:
-            source_hash = hashing.defn_source_hash(form, name, self.vm.source_hash_of)
-            code = self._from_l4(name, source_hash.hex())
-            if code is not None:
-                closure = self.vm.globals[name] = Closure(code, (), name)
+            source_hash = hashing.defn_source_hash(form, name, self.vm.source_hash_of).hex()
+            try:
+                cached = self.library.by_source(source_hash)
+            except (StorageError, RtfsError) as err:
+                cached, lookup_note = None, f"(L4 lookup failed: {err})"
+            if cached is not None:
+                self.last_functions.append(FunctionRecord(name, source_hash, "l4",
+                                                          "loaded verified bytecode"))
+                closure = self.vm.globals[name] = Closure(cached, (), name)
                 return closure
         code = compile_program([form], resolve_source=self.vm.source_hash_of)
         value = self.vm.run(code)
         if name is not None:
-            self._publish(name, code.children()[0])
+            self._publish(name, code.children()[0], lookup_note)
         return value
 
-    def _from_l4(self, name: str, source_hash: str) -> Any:
-        try:
-            code = self.library.by_source(source_hash)  # type: ignore[union-attr]
-        except (StorageError, RtfsError) as err:
-            self.last_functions.append(FunctionRecord(name, source_hash, "compiled",
-                                                      f"L4 lookup failed: {err}"))
-            return None
-        if code is not None:
-            self.last_functions.append(FunctionRecord(name, source_hash, "l4",
-                                                      "loaded verified bytecode"))
-        return code
-
-    def _publish(self, name: str, code: Any) -> None:
+    def _publish(self, name: str, code: Any, note: str) -> None:
         source_hash = code.source_hash_hex()
         if self.library is None:
             self.last_functions.append(FunctionRecord(name, source_hash, "compiled"))
             return
-        if self.last_functions and self.last_functions[-1].name == name:
-            self.last_functions.pop()  # a failed lookup, now compiled instead
         try:
             record = self.library.publish(code)
         except StorageError as err:
             raise StorageFailure(name, f"publish failed: {err}") from err
+        detail = f"{record.pointer} {note}".rstrip()
         self.last_functions.append(FunctionRecord(name, source_hash, "compiled+published",
-                                                  record.pointer))
+                                                  detail))
 
     # -- decisions without running -----------------------------------------------------------
     def decide(self, symbol: str, args: tuple[Any, ...] = (), metadata: Any = None) -> Decision:
         """What the engine would decide for a call of `symbol` with these arguments."""
-        meta = metadata_from_rtfs(metadata)
         callee = self.vm.globals.get(symbol)
         hint = callee.code.hint if isinstance(callee, Closure) else None
-        ctx = CallContext(
-            symbol, arg_type_fingerprint(args),
-            self.contexts.runtime_hash(meta), meta, hint,
-            meta.sensitive or self.config.security.is_sensitive(symbol),
-            has_source=callee is not None)
+        ctx = self.contexts.context(symbol, args, metadata, hint, has_source=callee is not None)
         return self.engine.decide(ctx)
 
     def save(self) -> None:

@@ -187,6 +187,8 @@ def test_l4_publish_then_hit_across_two_runtimes_sharing_a_store(tmp_path, chat_
     assert result.value == 15
     [call] = result.calls
     assert call.layer == "l4" and call.target.startswith("L4CacheHit(")
+    again = caller.run("(triple 6)")  # the same runtime calls it again
+    assert again.value == 18 and again.calls[0].layer == "l4"
 
 
 def test_published_function_brings_its_dependencies_by_source_hash(tmp_path, chat_server):
