@@ -105,11 +105,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def _one_line(err: BaseException) -> str:
-    if isinstance(err, RtfsError):
+    if isinstance(err, RtfsError):  # a host error's message already names its cause
         where = f" ({err.line}:{err.col})" if err.line is not None else ""
-        cause = f" [{err.__cause__}]" if err.__cause__ is not None and not isinstance(
-            err.__cause__, RtfsError) and str(err.__cause__) not in err.message else ""
-        return f"{err.kind}: {err.message}{where}{cause}"
+        return f"{err.kind}: {err.message}{where}"
     return f"{type(err).__name__}: {err}"
 
 
