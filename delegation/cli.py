@@ -15,19 +15,17 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from delegation.config import DelegationConfig, default_config, load_config
-from delegation.errors import ConfigError, DelegationError
+from delegation.errors import ConfigError, DelegationError, UsageError
 from delegation.explain import as_json, explain_table
+from delegation.extensions import Extensions, discover
 from delegation.runtime import Runtime
 from rtfs.errors import RtfsError
 from rtfs.printer import to_readable
 from rtfs.reader import form_to_value, read
 from storage import StorageError
-
-
-class UsageError(Exception):
-    """Exit status 2."""
 
 
 def _config(explicit: str | None, program: Path | None) -> tuple[DelegationConfig, str]:
@@ -131,10 +129,20 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="validate a delegation.toml")
     check.add_argument("file")
     check.set_defaults(run=cmd_config_check)
+    _add_extension_commands(sub, discover())
     return parser
 
 
+def _add_extension_commands(sub: Any, ext: Extensions) -> None:
+    for command in ext.commands.values():
+        parser = sub.add_parser(command.name, help=command.help)
+        command.configure(parser)
+        parser.set_defaults(run=command.run)
+
+
 def main(argv: list[str] | None = None) -> int:
+    for problem in discover().problems:
+        print(f"delegation: warning: {problem}", file=sys.stderr)
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

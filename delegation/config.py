@@ -16,9 +16,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from delegation.errors import ConfigError
+from delegation.extensions import Extensions, discover
 from delegation.routes import PatternSet, Route, RouteTable, compile_glob, is_glob
+from delegation.schema import read_options
 from delegation.targets import LOCAL_PURE, ExecTarget, resolve_target_name
 from delegation.tomllines import KeyLines, TableReader
 
@@ -88,14 +91,16 @@ class RemoteProviderConfig:
     """One `[delegation.remote_providers.<id>]` table."""
 
     id: str
-    kind: ProviderKind
-    base_url: str
-    model: str
+    kind: str  # a `ProviderKind` or a kind an extension registered
+    base_url: str = ""
+    model: str = ""
     api_key_env: str | None = None
     timeout_s: float = 10.0
     cost_per_call: float = 0.0
     capabilities: tuple[str, ...] = ()
     health_ttl_s: float = 30.0
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """The keys of an extension's kind (see `delegation.extensions.ProviderKindSpec`)."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,10 @@ class DelegationConfig:
         default_factory=lambda: MappingProxyType({})
     )
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    sections: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """`[delegation.<name>]` tables that extensions registered, validated, defaults filled in."""
 
     def route_for(self, symbol: str) -> Route | None:
         """Return the static route for `symbol` (exact name first, then most specific glob)."""
@@ -190,7 +199,7 @@ class DelegationConfig:
 # --- entry points -------------------------------------------------------------------------
 
 
-def load_config(path: str | Path) -> DelegationConfig:
+def load_config(path: str | Path, *, extensions: Extensions | None = None) -> DelegationConfig:
     """Read and validate a config file; relative paths in it are relative to its directory.
 
     Raises:
@@ -203,13 +212,21 @@ def load_config(path: str | Path) -> DelegationConfig:
         raise ConfigError(f"not UTF-8 text: {e.reason}", str(path)) from e
     except OSError as e:
         raise ConfigError(f"cannot read the file: {e.strerror or e}", str(path)) from e
-    return parse_config(text, source=str(path), base_dir=path.resolve().parent)
+    return parse_config(text, source=str(path), base_dir=path.resolve().parent,
+                        extensions=extensions)
 
 
 def parse_config(
-    text: str, *, source: str = "<string>", base_dir: str | Path | None = None
+    text: str,
+    *,
+    source: str = "<string>",
+    base_dir: str | Path | None = None,
+    extensions: Extensions | None = None,
 ) -> DelegationConfig:
     """Validate config text; `base_dir` (default: the current directory) anchors paths.
+
+    `extensions` supplies the provider kinds and tables other packages registered (default:
+    those installed, `delegation.extensions.discover()`).
 
     Raises:
         ConfigError: a TOML syntax error (with its line) or an invalid key or value.
@@ -219,12 +236,15 @@ def parse_config(
     except tomllib.TOMLDecodeError as e:
         raise _syntax_error(e, source, text) from e
     base = Path(base_dir) if base_dir is not None else Path.cwd()
-    return _Builder(TableReader(source, KeyLines(text)), base.resolve()).build(data)
+    ext = extensions if extensions is not None else discover()
+    return _Builder(TableReader(source, KeyLines(text)), base.resolve(), ext).build(data)
 
 
-def default_config(base_dir: str | Path | None = None) -> DelegationConfig:
+def default_config(base_dir: str | Path | None = None, *,
+                   extensions: Extensions | None = None) -> DelegationConfig:
     """Return the built-in configuration: offline, local models only, local-pure default."""
-    return parse_config(DEFAULT_TOML, source="<built-in default>", base_dir=base_dir)
+    return parse_config(DEFAULT_TOML, source="<built-in default>", base_dir=base_dir,
+                        extensions=extensions)
 
 
 def _syntax_error(e: tomllib.TOMLDecodeError, source: str, text: str) -> ConfigError:
@@ -256,16 +276,10 @@ _DELEGATION_KEYS = (
     "security",
     "l4",
 )
-_REMOTE_KEYS = (
-    "kind",
-    "base_url",
-    "model",
-    "api_key_env",
-    "timeout_s",
-    "cost_per_call",
-    "capabilities",
-    "health_ttl_s",
-)
+_REMOTE_COMMON = ("kind", "api_key_env", "timeout_s", "cost_per_call", "capabilities",
+                  "health_ttl_s")
+_REMOTE_KEYS = _REMOTE_COMMON + ("base_url", "model")
+MAX_TIMEOUT_S = 86_400.0
 _LOCAL_COMMON = ("kind", "cost_per_call", "capabilities")
 _LOCAL_KEYS: Mapping[LocalModelKind, tuple[str, ...]] = {
     LocalModelKind.SENTIMENT_RULES: _LOCAL_COMMON + ("rules",),
@@ -278,14 +292,15 @@ _ROUTE_KEYS = ("target", "fallback")
 
 
 class _Builder:
-    def __init__(self, reader: TableReader, base_dir: Path) -> None:
+    def __init__(self, reader: TableReader, base_dir: Path, extensions: Extensions) -> None:
         self.r = reader
         self.base_dir = base_dir
+        self.ext = extensions
 
     def build(self, data: dict[str, object]) -> DelegationConfig:
         self.r.check_keys(data, (), _TOP_KEYS)
         section = self.r.table(data.get("delegation", {}), _ROOT)
-        self.r.check_keys(section, _ROOT, _DELEGATION_KEYS)
+        self.r.check_keys(section, _ROOT, _DELEGATION_KEYS + tuple(self.ext.sections))
         remotes = self._remote_providers(section)
         models = self._local_models(section)
         self.remote_ids, self.local_ids = tuple(remotes), tuple(models)
@@ -304,7 +319,16 @@ class _Builder:
             remote_providers=MappingProxyType(remotes),
             local_models=MappingProxyType(models),
             security=self._security(section),
+            sections=MappingProxyType(self._sections(section)),
         )
+
+    def _sections(self, section: dict[str, object]) -> dict[str, Mapping[str, Any]]:
+        out = {}
+        for name, spec in self.ext.sections.items():
+            path = _ROOT + (name,)
+            out[name] = read_options(self.r, self.r.table(section.get(name, {}), path), path,
+                                     spec.options)
+        return out
 
     def _target(self, value: object, path: tuple[str, ...]) -> ExecTarget:
         name = self.r.expect_str(value, path)
@@ -333,20 +357,41 @@ class _Builder:
     def _remote_providers(self, section: dict[str, object]) -> dict[str, RemoteProviderConfig]:
         out = {}
         for pid, table, path in self._entries(section, "remote_providers"):
-            self.r.check_keys(table, path, _REMOTE_KEYS)
-            kind = self.r.choice(table, path, "kind", ProviderKind)
-            out[pid] = RemoteProviderConfig(
+            kind = self._provider_kind(table, path)
+            common = dict(
                 id=pid,
                 kind=kind,
-                base_url=self._url(table, path),
-                model=self.r.string(table, path, "model"),
                 api_key_env=self.r.string(table, path, "api_key_env", None),
-                timeout_s=self.r.number(table, path, "timeout_s", 10.0, positive=True),
+                timeout_s=self.r.number(table, path, "timeout_s", 10.0, positive=True,
+                                        maximum=MAX_TIMEOUT_S),
                 cost_per_call=self.r.number(table, path, "cost_per_call", 0.0),
                 capabilities=self._capabilities(table, path, ()),
-                health_ttl_s=self.r.number(table, path, "health_ttl_s", 30.0),
+                health_ttl_s=self.r.number(table, path, "health_ttl_s", 30.0,
+                                           maximum=MAX_TIMEOUT_S),
+            )
+            spec = self.ext.provider_kinds.get(kind)
+            if spec is None:  # a built-in kind
+                self.r.check_keys(table, path, _REMOTE_KEYS)
+                out[pid] = RemoteProviderConfig(
+                    base_url=self._url(table, path),
+                    model=self.r.string(table, path, "model"),
+                    **common,  # type: ignore[arg-type]
+                )
+                continue
+            options = {k: v for k, v in table.items() if k not in _REMOTE_COMMON}
+            out[pid] = RemoteProviderConfig(
+                options=read_options(self.r, options, path, spec.options),
+                **common,  # type: ignore[arg-type]
             )
         return out
+
+    def _provider_kind(self, table: dict[str, object], path: tuple[str, ...]) -> str:
+        kind = self.r.string(table, path, "kind")
+        known = [str(k) for k in ProviderKind] + sorted(self.ext.provider_kinds)
+        if kind not in known:
+            raise self.r.error(path + ("kind",), f"unknown kind {kind!r} (known: "
+                               + ", ".join(repr(k) for k in known) + ")")
+        return kind
 
     def _url(self, table: dict[str, object], path: tuple[str, ...]) -> str:
         url = self.r.string(table, path, "base_url")

@@ -77,7 +77,7 @@ def test_example_paths_are_relative_to_the_config_directory() -> None:
 def test_example_providers_and_security() -> None:
     config = load_config(EXAMPLE)
     openai = config.remote_providers["openai"]
-    assert openai.kind is ProviderKind.OPENAI_CHAT
+    assert openai.kind == ProviderKind.OPENAI_CHAT
     assert (openai.base_url, openai.model, openai.api_key_env) == (
         "https://api.openai.com/v1",
         "gpt-4o-mini",
