@@ -14,7 +14,7 @@ saved after every run, beside the local L4 store.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -31,13 +31,16 @@ from delegation.errors import StorageFailure
 from delegation.health import HealthMonitor
 from delegation.l1 import L1PlanCache
 from delegation.learning import Learner
+from delegation.planstore import PlanStore
 from delegation.providers import build_registry
+from delegation.providers.registry import ProviderRegistry
 from delegation.router import CallRecord, ContextFactory, DelegationRouter, Executor
 from rtfs import hashing
 from rtfs.compiler import compile_program
-from rtfs.errors import RtfsError
+from rtfs.errors import RtfsError, UnboundSymbolError
 from rtfs.reader import Atom, Form, Seq, read
-from rtfs.values import Closure, Symbol
+from rtfs.router import CallKind, RoutedCall
+from rtfs.values import Closure, Map, Symbol
 from rtfs.vm import VM
 from storage import StorageError, open_l4
 from storage.signing import load_key_list
@@ -75,6 +78,16 @@ class Runtime:
         out: where RTFS `println` writes (default stdout).
         clock: wall clock (plan timestamps); monotonic: health and TTL clock; timer: latency.
         l4_index: an already-open L4 index to use instead of the configured store.
+        plans: the L1 plan store to share (default: a local `L1PlanCache` restored from the
+            state directory and saved back after every run).
+        learner: the outcome learner to share (default: a local one, restored and saved
+            like the plans).
+        registry: the providers to share (default: built from the config and `environ`).
+        library: the L4 code library to share (default: opened from `l4_index` or the
+            configured store; ignored when L4 is disabled).
+
+    Injected parts belong to the caller, who restores and persists them; the runtime only
+    restores and saves the parts it made itself.
     """
 
     def __init__(self, config: DelegationConfig | None = None, *,
@@ -82,16 +95,25 @@ class Runtime:
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic,
                  timer: Callable[[], float] = time.perf_counter,
-                 l4_index: Any = None) -> None:
+                 l4_index: Any = None, plans: PlanStore | None = None,
+                 learner: Learner | None = None, registry: ProviderRegistry | None = None,
+                 library: CodeLibrary | None = None) -> None:
         self.config = config or default_config()
         cfg = self.config
-        self.registry = build_registry(cfg, environ or {}, clock=monotonic, timer=timer)
-        self.plans = L1PlanCache(cfg.cache_ttl_s, cfg.l1_max_entries, timer=monotonic,
-                                 wall_clock=clock)
-        self.learner = Learner()
-        self.plans_restored = self.plans.load(cfg.state_dir / PLANS_FILE).restored
-        self.learner.load(cfg.state_dir / OUTCOMES_FILE)
-        self.library = self._open_library(l4_index) if cfg.enable_l4_cache else None
+        self.registry = registry if registry is not None else build_registry(
+            cfg, environ or {}, clock=monotonic, timer=timer)
+        self._owns_plans, self._owns_learner = plans is None, learner is None
+        self.plans: PlanStore = plans if plans is not None else L1PlanCache(
+            cfg.cache_ttl_s, cfg.l1_max_entries, timer=monotonic, wall_clock=clock)
+        self.learner = learner if learner is not None else Learner()
+        self.plans_restored = 0
+        if self._owns_plans:
+            self.plans_restored = self.plans.load(cfg.state_dir / PLANS_FILE).restored
+        if self._owns_learner:
+            self.learner.load(cfg.state_dir / OUTCOMES_FILE)
+        self.library: CodeLibrary | None = None
+        if cfg.enable_l4_cache:
+            self.library = library if library is not None else self._open_library(l4_index)
         self.health = HealthMonitor(self.registry, timer=monotonic)
         static = StaticDelegationEngine(cfg, plans=self.plans,
                                         capabilities=self.registry.capabilities,
@@ -178,11 +200,36 @@ class Runtime:
         ctx = self.contexts.context(symbol, args, metadata, hint, has_source=callee is not None)
         return self.engine.decide(ctx)
 
+    def route_call(self, symbol: str, args: Sequence[Any] = (), metadata: Any = None) -> Any:
+        """Route one call of `symbol` as if a plan had written `(symbol args...)`.
+
+        The callee is whatever this runtime's VM binds to `symbol` (a local run calls it);
+        the decision, execution, fallback and recording are those of any routed call.
+
+        Raises:
+            RtfsError / DelegationError: as the call would inside a plan.
+        """
+        callee = self.vm.globals.get(symbol)
+        meta = metadata if isinstance(metadata, Map) else Map(metadata or {})
+        hint = callee.code.hint if isinstance(callee, Closure) else None
+        call_args = tuple(args)
+
+        def run_local() -> Any:
+            if callee is None:
+                raise UnboundSymbolError(f"unbound symbol: {symbol}")
+            return self.vm.call(callee, list(call_args), route=False)
+
+        return self.router.route(RoutedCall(symbol, CallKind.FUNCTION, callee, hint, meta,
+                                            call_args, run_local))
+
     def save(self) -> None:
-        """Persist L1 plans and learned outcomes beside the local L4 store."""
+        """Persist what this runtime owns: L1 plans (flushed either way) and outcomes."""
+        self.plans.flush()
         state = self.config.state_dir
-        self.plans.save(state / PLANS_FILE)
-        self.learner.save(state / OUTCOMES_FILE)
+        if self._owns_plans:
+            self.plans.save(state / PLANS_FILE)
+        if self._owns_learner:
+            self.learner.save(state / OUTCOMES_FILE)
 
 
 def _defn_name(form: Form) -> str | None:
