@@ -20,7 +20,7 @@ from typing import Any
 from delegation.config import DelegationConfig, default_config, load_config
 from delegation.errors import ConfigError, DelegationError, UsageError
 from delegation.explain import as_json, explain_table
-from delegation.extensions import Extensions, discover
+from delegation.extensions import Extensions, SharedState, discover
 from delegation.runtime import Runtime
 from rtfs.errors import RtfsError
 from rtfs.printer import to_readable
@@ -28,14 +28,31 @@ from rtfs.reader import form_to_value, read
 from storage import StorageError
 
 
-def _config(explicit: str | None, program: Path | None) -> tuple[DelegationConfig, str]:
+def _config(explicit: str | None, program: Path | None,
+            state_dir: str | None = None) -> tuple[DelegationConfig, str]:
+    env = os.environ
     if explicit is not None:
-        return load_config(explicit), explicit
+        return load_config(explicit, state_dir=state_dir, environ=env), explicit
     if program is not None:
         beside = program.parent / "delegation.toml"
         if beside.is_file():
-            return load_config(beside), f"{beside} (beside the program)"
-    return default_config(), "built-in default (local models only)"
+            return (load_config(beside, state_dir=state_dir, environ=env),
+                    f"{beside} (beside the program)")
+    return (default_config(state_dir=state_dir, environ=env),
+            "built-in default (local models only)")
+
+
+def _connect(config: DelegationConfig, address: str | None) -> SharedState:
+    if address is None:
+        return SharedState()
+    connect = discover().cluster_connector
+    if connect is None:
+        raise UsageError("--cluster needs the cluster extension: "
+                         "pip install 'rtfs-delegation[cluster]'")
+    shared = connect(config, address, environ=os.environ)
+    for warning in shared.warnings:
+        print(f"delegation: warning: {warning}", file=sys.stderr)
+    return shared
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -44,14 +61,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         source = program.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"cannot read {program}: {getattr(err, 'strerror', None) or err}")
-    config, origin = _config(args.config, program)
-    runtime = Runtime(config, environ=os.environ)
+    config, origin = _config(args.config, program, args.state_dir)
+    shared = _connect(config, args.cluster)
     error = None
     try:
-        result = runtime.run(source)
-        value = result.value
-    except (RtfsError, DelegationError, StorageError) as err:
-        error, value = f"{program}: {_one_line(err)}", None
+        runtime = Runtime(config, environ=os.environ, plans=shared.plans,
+                          learner=shared.learner, library=shared.library)
+        try:
+            value = runtime.run(source).value
+        except (RtfsError, DelegationError, StorageError) as err:
+            error, value = f"{program}: {_one_line(err)}", None
+    finally:
+        shared.close()
     calls, functions = runtime.last_calls, runtime.last_functions
     if args.json:
         print(as_json(value, calls, functions, config_source=origin, error=error))
@@ -115,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run an RTFS program")
     run.add_argument("file")
     run.add_argument("--config", metavar="F")
+    run.add_argument("--state-dir", metavar="D",
+                     help="local state (default $XDG_STATE_HOME/rtfs-delegation)")
+    run.add_argument("--cluster", metavar="ADDR",
+                     help="share plans, outcomes and code with the fleet at ADDR")
     output = run.add_mutually_exclusive_group()
     output.add_argument("--explain", action="store_true", help="print the routing table")
     output.add_argument("--json", action="store_true", help="print value and trace as JSON")

@@ -27,7 +27,7 @@ from delegation.tomllines import KeyLines, TableReader
 
 DEFAULT_CACHE_TTL_S = 3600.0
 DEFAULT_L1_MAX_ENTRIES = 10_000
-DEFAULT_STORE = "file://.rtfs-state/l4"
+STATE_SUBDIR = "rtfs-delegation"
 STORE_SCHEMES = ("file", "memory", "s3", "ipfs")
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -79,7 +79,7 @@ class SecurityLevel(StrEnum):
 
 DEFAULT_CAPABILITIES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
-        LocalModelKind.SENTIMENT_RULES: ("sentiment",),
+        LocalModelKind.SENTIMENT_RULES: ("sentiment", "tone"),
         LocalModelKind.EXTRACTIVE_SUMMARIZER: ("summarize",),
     }
 )
@@ -188,18 +188,16 @@ class DelegationConfig:
         """Return the static route for `symbol` (exact name first, then most specific glob)."""
         return self.routes.match(symbol)
 
-    @property
-    def state_dir(self) -> Path:
-        """Directory for local state (L1 plans, outcomes): beside a local L4 store."""
-        if self.l4.store_path is not None:
-            return self.l4.store_path.parent
-        return self.base_dir / ".rtfs-state"
+    state_dir: Path = field(default_factory=lambda: Path(".rtfs-state").resolve())
+    """Where local state lives: L1 plans, outcomes, generated keys, the default L4 store."""
 
 
 # --- entry points -------------------------------------------------------------------------
 
 
-def load_config(path: str | Path, *, extensions: Extensions | None = None) -> DelegationConfig:
+def load_config(path: str | Path, *, extensions: Extensions | None = None,
+                state_dir: str | Path | None = None,
+                environ: Mapping[str, str] | None = None) -> DelegationConfig:
     """Read and validate a config file; relative paths in it are relative to its directory.
 
     Raises:
@@ -213,7 +211,7 @@ def load_config(path: str | Path, *, extensions: Extensions | None = None) -> De
     except OSError as e:
         raise ConfigError(f"cannot read the file: {e.strerror or e}", str(path)) from e
     return parse_config(text, source=str(path), base_dir=path.resolve().parent,
-                        extensions=extensions)
+                        extensions=extensions, state_dir=state_dir, environ=environ)
 
 
 def parse_config(
@@ -222,8 +220,15 @@ def parse_config(
     source: str = "<string>",
     base_dir: str | Path | None = None,
     extensions: Extensions | None = None,
+    state_dir: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> DelegationConfig:
     """Validate config text; `base_dir` (default: the current directory) anchors paths.
+
+    The state directory is, first found: `state_dir` (a `--state-dir` option), the file's
+    `[delegation] state_dir` (relative to `base_dir`), `$XDG_STATE_HOME/rtfs-delegation` or
+    `$HOME/.local/state/rtfs-delegation` read from `environ` when it is given, else
+    `<base_dir>/.rtfs-state` (library use with no environment).
 
     `extensions` supplies the provider kinds and tables other packages registered (default:
     those installed, `delegation.extensions.discover()`).
@@ -237,14 +242,29 @@ def parse_config(
         raise _syntax_error(e, source, text) from e
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     ext = extensions if extensions is not None else discover()
-    return _Builder(TableReader(source, KeyLines(text)), base.resolve(), ext).build(data)
+    fallback = default_state_dir(environ) if environ is not None else base / ".rtfs-state"
+    override = Path(state_dir).resolve() if state_dir is not None else None
+    builder = _Builder(TableReader(source, KeyLines(text)), base.resolve(), ext,
+                       override, fallback.resolve())
+    return builder.build(data)
+
+
+def default_state_dir(environ: Mapping[str, str]) -> Path:
+    """`$XDG_STATE_HOME/rtfs-delegation`, else `$HOME/.local/state/rtfs-delegation`."""
+    xdg = environ.get("XDG_STATE_HOME")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / STATE_SUBDIR
+    home = environ.get("HOME") or str(Path.home())
+    return Path(home) / ".local" / "state" / STATE_SUBDIR
 
 
 def default_config(base_dir: str | Path | None = None, *,
-                   extensions: Extensions | None = None) -> DelegationConfig:
+                   extensions: Extensions | None = None,
+                   state_dir: str | Path | None = None,
+                   environ: Mapping[str, str] | None = None) -> DelegationConfig:
     """Return the built-in configuration: offline, local models only, local-pure default."""
     return parse_config(DEFAULT_TOML, source="<built-in default>", base_dir=base_dir,
-                        extensions=extensions)
+                        extensions=extensions, state_dir=state_dir, environ=environ)
 
 
 def _syntax_error(e: tomllib.TOMLDecodeError, source: str, text: str) -> ConfigError:
@@ -270,6 +290,7 @@ _DELEGATION_KEYS = (
     "enable_l4_cache",
     "policy_version",
     "l1_max_entries",
+    "state_dir",
     "static_routes",
     "remote_providers",
     "local_models",
@@ -292,10 +313,12 @@ _ROUTE_KEYS = ("target", "fallback")
 
 
 class _Builder:
-    def __init__(self, reader: TableReader, base_dir: Path, extensions: Extensions) -> None:
+    def __init__(self, reader: TableReader, base_dir: Path, extensions: Extensions,
+                 state_override: Path | None, state_fallback: Path) -> None:
         self.r = reader
         self.base_dir = base_dir
         self.ext = extensions
+        self.state_override, self.state_fallback = state_override, state_fallback
 
     def build(self, data: dict[str, object]) -> DelegationConfig:
         self.r.check_keys(data, (), _TOP_KEYS)
@@ -304,6 +327,8 @@ class _Builder:
         remotes = self._remote_providers(section)
         models = self._local_models(section)
         self.remote_ids, self.local_ids = tuple(remotes), tuple(models)
+        self.state_dir = self.state_override or self._path(section, _ROOT, "state_dir") or (
+            self.state_fallback)
         return DelegationConfig(
             source=self.r.source,
             base_dir=self.base_dir,
@@ -320,6 +345,7 @@ class _Builder:
             local_models=MappingProxyType(models),
             security=self._security(section),
             sections=MappingProxyType(self._sections(section)),
+            state_dir=self.state_dir,
         )
 
     def _sections(self, section: dict[str, object]) -> dict[str, Mapping[str, Any]]:
@@ -511,8 +537,9 @@ class _Builder:
         path = _ROOT + ("l4",)
         table = self.r.table(section.get("l4", {}), path)
         self.r.check_keys(table, path, _L4_KEYS)
+        default_store = (self.state_dir / "l4").as_uri()
         uri, store_path = self._store(
-            self.r.string(table, path, "store", DEFAULT_STORE), path + ("store",)
+            self.r.string(table, path, "store", default_store), path + ("store",)
         )
         return L4Config(
             store_uri=uri,

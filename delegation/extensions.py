@@ -65,13 +65,40 @@ class Command:
 
 
 @dataclass
+class SharedState:
+    """What a connection to a fleet gives a runtime (`delegation run --cluster ADDR`).
+
+    `plans` (a `PlanStore`), `learner` and `library` replace the runtime's local ones when
+    not None; `warnings` are printed once (one line each); `close` flushes and disconnects.
+    """
+
+    plans: Any = None
+    learner: Any = None
+    library: Any = None
+    warnings: list[str] = field(default_factory=list)
+    close: Callable[[], None] = lambda: None
+
+
+ClusterConnector = Callable[..., SharedState]
+"""`connect(config, address, *, environ) -> SharedState`; never raises for an unreachable
+cluster (it returns local-only state and a warning instead)."""
+
+
+@dataclass
 class Extensions:
     """What the loaded extensions registered, and the ones that failed to load."""
 
     commands: dict[str, Command] = field(default_factory=dict)
     provider_kinds: dict[str, ProviderKindSpec] = field(default_factory=dict)
     sections: dict[str, ConfigSection] = field(default_factory=dict)
+    cluster_connector: ClusterConnector | None = None
     problems: list[str] = field(default_factory=list)
+
+    def set_cluster_connector(self, connect: ClusterConnector) -> None:
+        """Register how `delegation run --cluster ADDR` connects to a fleet (one only)."""
+        if self.cluster_connector is not None:
+            raise ValueError("a cluster connector is registered twice")
+        self.cluster_connector = connect
 
     def add_command(self, command: Command) -> None:
         """Register a subcommand; a second one with the same name is an error."""

@@ -16,13 +16,14 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 def delegation(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env["XDG_STATE_HOME"] = str(cwd / ".state")  # each test's runs share their own state
     return subprocess.run([sys.executable, "-m", "delegation", *args], capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=120)
 
 
 @pytest.fixture
 def demo(tmp_path):
-    """A copy of examples/ (its L4 store and plans then live in the copy)."""
+    """A copy of examples/; its runs keep their state (L4, plans) in the copy's .state/."""
     target = tmp_path / "examples"
     shutil.copytree(EXAMPLES, target, ignore=shutil.ignore_patterns(".rtfs-state"))
     return target

@@ -69,9 +69,24 @@ def test_example_paths_are_relative_to_the_config_directory() -> None:
     codegen = config.local_models["codegen"]
     assert codegen.command == (str(examples / "models" / "codegen"),)
     assert codegen.command_display == "models/codegen"
+    # no environment given (library use): state beside the file; the store defaults into it
+    assert config.state_dir == examples / ".rtfs-state"
     assert config.l4.store_path == examples / ".rtfs-state" / "l4"
     assert config.l4.store_uri == (examples / ".rtfs-state" / "l4").as_uri()
-    assert config.state_dir == examples / ".rtfs-state"
+
+
+def test_state_dir_precedence(tmp_path: Path) -> None:
+    env = {"XDG_STATE_HOME": str(tmp_path / "xdg"), "HOME": str(tmp_path / "home")}
+    assert load_config(EXAMPLE, environ=env).state_dir == tmp_path / "xdg" / "rtfs-delegation"
+    no_xdg = {"HOME": str(tmp_path / "home")}
+    assert load_config(EXAMPLE, environ=no_xdg).state_dir == (
+        tmp_path / "home" / ".local" / "state" / "rtfs-delegation")
+    in_file = parse_config('[delegation]\nstate_dir = "st"\n', base_dir=tmp_path, environ=env)
+    assert in_file.state_dir == tmp_path / "st"
+    assert in_file.l4.store_path == tmp_path / "st" / "l4"
+    flag = parse_config('[delegation]\nstate_dir = "st"\n', base_dir=tmp_path, environ=env,
+                        state_dir=tmp_path / "flag")
+    assert flag.state_dir == tmp_path / "flag"
 
 
 def test_example_providers_and_security() -> None:
