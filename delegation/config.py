@@ -69,9 +69,21 @@ class LocalModelKind(StrEnum):
 
 
 class SecurityLevel(StrEnum):
-    """The security context's level (part of the runtime context hash)."""
+    """How much may leave this node (also part of the runtime context hash).
 
-    LOW = "low"
+    At every level a sensitive call never goes remote, a sensitive function's code is never
+    published off this node, and only providers in `allowed_remote_providers` are contacted
+    (absent: every declared remote provider).
+
+    STANDARD: any decision layer may pick an allowed remote provider.
+    HIGH: a call goes remote only to a provider its static route or `^:delegation` hint names
+        (metadata, capabilities, learned scores, cached plans and federation never send a call
+        remote; they fall back to a local target or the call is refused).
+    MAXIMUM: a call goes remote only to a provider its static route names (a hint written in
+        a plan does not count: the operator's config decides), and no compiled code is
+        published off this node.
+    """
+
     STANDARD = "standard"
     HIGH = "high"
     MAXIMUM = "maximum"
@@ -133,6 +145,14 @@ class SecurityConfig:
     def remote_allowed(self, provider_id: str) -> bool:
         """True if the security context may contact this remote provider."""
         return provider_id in self.allowed_remote_providers
+
+    def remote_needs_route(self, named_by_route: bool, named_by_hint: bool) -> str | None:
+        """Why this level refuses a remote target decided this way, or None if it allows it."""
+        if self.level is SecurityLevel.MAXIMUM and not named_by_route:
+            return "security level maximum: only a static route may send a call remote"
+        if self.level is SecurityLevel.HIGH and not (named_by_route or named_by_hint):
+            return "security level high: only a static route or hint may send a call remote"
+        return None
 
     def is_sensitive(self, symbol: str) -> bool:
         """True if policy marks calls to `symbol` sensitive (never remote)."""

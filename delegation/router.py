@@ -38,7 +38,7 @@ from delegation.learning import Learner
 from delegation.metadata import DelegationMetadata
 from delegation.targets import ExecTarget, L4CacheHit, LocalModel, LocalPure, RemoteModel
 from rtfs.printer import preview, to_display
-from rtfs.router import CallKind, RoutedCall
+from rtfs.router import CallKind, Claim, RoutedCall
 from rtfs.values import Closure, DelegationHint, Keyword, Map
 from storage import StorageError
 
@@ -106,18 +106,27 @@ class ContextFactory:
     def build(self, call: RoutedCall) -> CallContext:
         return self.context(call.name, call.args, call.metadata, call.hint,
                             has_source=call.callee is not None,
-                            is_capability=call.kind is CallKind.CAPABILITY)
+                            is_capability=call.kind is CallKind.CAPABILITY, names=call.names)
 
     def context(self, symbol: str, args: tuple[Any, ...], metadata: Any,
                 hint: DelegationHint | None, *, has_source: bool,
-                is_capability: bool = False) -> CallContext:
-        """The context of a call of `symbol`; `metadata` is the RTFS `^{...}` map (or None)."""
+                is_capability: bool = False, names: Iterable[str] = ()) -> CallContext:
+        """The context of a call of `symbol`; `metadata` is the RTFS `^{...}` map (or None).
+
+        The call is sensitive if the call site says so (`^{:sensitive true}`, or a sensitive
+        pattern matching `symbol`, the name written there) or if the function called is: any
+        of its own `names` (its defn name, every global it was defined under, what a
+        `partial`/`comp` wraps) matches a sensitive pattern. A call site can add
+        sensitivity, never remove it.
+        """
         meta = metadata_from_rtfs(metadata, hint.extra if hint is not None else ())
+        security = self.config.security
+        sensitive = (meta.sensitive or security.is_sensitive(symbol)
+                     or any(security.is_sensitive(name) for name in names))
         return CallContext(
             symbol=symbol, arg_type_fingerprint=arg_type_fingerprint(args),
             runtime_context_hash=self.runtime_hash(meta), metadata=meta, hint=hint,
-            sensitive=meta.sensitive or self.config.security.is_sensitive(symbol),
-            has_source=has_source, is_capability=is_capability)
+            sensitive=sensitive, has_source=has_source, is_capability=is_capability)
 
 
 class Executor:
@@ -160,7 +169,7 @@ class Executor:
                 continue
             dep = self.library.by_source(source_hash)
             if dep is not None:
-                vm.globals[name] = Closure(dep, (), dep.name)
+                vm.define(name, Closure(dep, (), dep.name))
                 self._bind_dependencies(dep, vm, depth + 1)
 
 
@@ -216,16 +225,21 @@ class DelegationRouter:
         self._lock = threading.Lock()
 
     # -- CallRouter ----------------------------------------------------------------------------
-    def claims(self, name: str) -> bool:
-        if (self.config.route_for(name) is not None or name in self.capabilities
-                or self.config.security.is_sensitive(name)):
-            return True
+    def claims(self, name: str) -> Claim:
+        route = self.config.route_for(name)
+        if route is not None:
+            # A static route outranks everything but a hint (which the VM routes anyway):
+            # one to the VM decides LocalPure whatever the arguments, once per call site.
+            return Claim.ONCE if isinstance(route.target, LocalPure) else Claim.ALWAYS
+        if name in self.capabilities or self.config.security.is_sensitive(name):
+            return Claim.ALWAYS
         if self.defined(name) or self.library is None or not self.config.enable_l4_cache:
-            return False
+            return Claim.NO
         try:
-            return self.library.find_by_name(name) is not None
+            found = self.library.find_by_name(name) is not None
         except StorageError:  # an unreachable store: the VM reports the symbol as unbound
-            return False
+            return Claim.NO
+        return Claim.ALWAYS if found else Claim.NO
 
     def route(self, call: RoutedCall) -> Any:
         started = self.timer()
@@ -264,10 +278,10 @@ class DelegationRouter:
         if decision.fallback is not None and decision.fallback != decision.target:
             targets.append(decision.fallback)
         last_error: Exception | None = None
-        for target in targets:
+        for target, layer in zip(targets, (decision.layer, Layer.FALLBACK)):
             # The engine already applied the security context; checking again right before
             # anything leaves this node keeps the privacy rule true whatever engine is used.
-            problem = security_problem(self.config.security, ctx, target)
+            problem = security_problem(self.config.security, ctx, target, layer)
             if problem is not None:
                 record.attempts.append(f"{target}: skipped, {problem}")
                 continue

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from delegation.codelib import CodeLibrary
-from delegation.config import DelegationConfig, default_config
+from delegation.config import DelegationConfig, SecurityLevel, default_config
 from delegation.engine import (
     Decision,
     ResilientDelegationEngine,
@@ -40,7 +40,7 @@ from rtfs.compiler import compile_program
 from rtfs.errors import RtfsError, UnboundSymbolError
 from rtfs.reader import Atom, Form, Seq, read
 from rtfs.router import CallKind, RoutedCall
-from rtfs.values import Closure, Map, Symbol
+from rtfs.values import Closure, Map, Symbol, own_names
 from rtfs.vm import VM
 from storage import StorageError, open_l4
 from storage.signing import load_key_list
@@ -119,7 +119,8 @@ class Runtime:
                                         capabilities=self.registry.capabilities,
                                         l4=self.library, learner=self.learner)
         self.engine = ResilientDelegationEngine(
-            SecurityAwareDelegationEngine(static, cfg, self.health), self.health)
+            SecurityAwareDelegationEngine(static, cfg, self.health,
+                                          capabilities=self.registry.capabilities), self.health)
         self.contexts = ContextFactory(cfg, self.health, self.registry.targets(), monotonic)
         self.router = DelegationRouter(
             config=cfg, engine=self.engine,
@@ -131,6 +132,7 @@ class Runtime:
         self.vm = VM(router=self.router, out=out)
         self.last_calls: list[CallRecord] = []
         self.last_functions: list[FunctionRecord] = []
+        self._pending: list[tuple[str, Any, str]] = []
 
     def _open_library(self, index: Any) -> CodeLibrary:
         l4 = self.config.l4
@@ -146,11 +148,13 @@ class Runtime:
         """Run an RTFS program; raises the first RTFS error (the trace so far is kept in
         `last_calls`). Plans and outcomes are saved afterwards either way."""
         self.last_calls, self.last_functions = [], []
+        self._pending = []
         values = []
         try:
             for form in read(source):
                 values.append(self._run_form(form))
         finally:
+            self._publish_pending()
             self.last_calls = self.router.take_records()
             self.save()
         return RunResult(values[-1] if values else None, values, self.last_calls,
@@ -171,18 +175,30 @@ class Runtime:
             if cached is not None:
                 self.last_functions.append(FunctionRecord(name, source_hash, "l4",
                                                           "loaded verified bytecode"))
-                closure = self.vm.globals[name] = Closure(cached, (), name)
+                closure = Closure(cached, (), name)
+                self.vm.define(name, closure)
                 return closure
         code = compile_program([form], resolve_source=self.vm.source_hash_of)
         value = self.vm.run(code)
         if name is not None:
-            self._publish(name, code.children()[0], lookup_note)
+            self._pending.append((name, code.children()[0], lookup_note))
         return value
+
+    def _publish_pending(self) -> None:
+        """Publish what this run compiled, once the run has shown every name each function
+        was defined under (an alias can make a function sensitive)."""
+        pending, self._pending = self._pending, []
+        for name, code, note in pending:
+            self._publish(name, code, note)
 
     def _publish(self, name: str, code: Any, note: str) -> None:
         source_hash = code.source_hash_hex()
         if self.library is None:
             self.last_functions.append(FunctionRecord(name, source_hash, "compiled"))
+            return
+        kept = self._kept_off_node(name)
+        if kept is not None:
+            self.last_functions.append(FunctionRecord(name, source_hash, "compiled", kept))
             return
         try:
             record = self.library.publish(code)
@@ -191,6 +207,24 @@ class Runtime:
         detail = f"{record.pointer} {note}".rstrip()
         self.last_functions.append(FunctionRecord(name, source_hash, "compiled+published",
                                                   detail))
+
+    def _kept_off_node(self, name: str) -> str | None:
+        """Why `name`'s code must not be published (sensitive, store off this node), or None.
+
+        A sensitive function's bytecode holds its constants (strings included): it goes to a
+        store on this node (`file://`, `memory://`) or nowhere.
+        """
+        assert self.library is not None
+        if self.library.on_this_node:
+            return None
+        security = self.config.security
+        where = f"not published to {self.library.store_uri} (off this node)"
+        if security.level is SecurityLevel.MAXIMUM:
+            return f"security level maximum: {where}"
+        names = own_names(self.vm.globals.get(name)) | {name}
+        if any(security.is_sensitive(n) for n in names):
+            return f"sensitive: {where}"
+        return None
 
     # -- decisions without running -----------------------------------------------------------
     def decide(self, symbol: str, args: tuple[Any, ...] = (), metadata: Any = None) -> Decision:

@@ -346,7 +346,7 @@ ERRORS = [
         '[delegation.security]\nlevel = "paranoid"\n',
         2,
         "delegation.security.level",
-        "unknown level 'paranoid' (known: 'low', 'standard', 'high', 'maximum')",
+        "unknown level 'paranoid' (known: 'standard', 'high', 'maximum')",
     ),
     (
         PROVIDER + '[delegation.security]\nallowed_remote_providers = ["openai", "nope"]\n',
