@@ -120,9 +120,23 @@ class BytecodeError(RtfsError, ValueError):
 
 
 class InternalError(RtfsError, RuntimeError):
-    """A fault of the implementation, not of the program."""
+    """A fault of the implementation, not of the program: a host exception the VM does not
+    map to a user-level error (a bug to report), or a broken invariant."""
 
     kind = "InternalError"
+
+
+class DeadlineExceeded(RtfsError, TimeoutError):
+    """The run went past its deadline (`VM.run(..., deadline=...)`) and was stopped.
+    Like runaway recursion it is only caught by naming it."""
+
+    kind = "DeadlineExceeded"
+
+
+class RtfsMemoryError(RtfsError, MemoryError):
+    """The program needed more memory than the host could give it."""
+
+    kind = "MemoryError"
 
 
 ALL_ERRORS: tuple[type[RtfsError], ...] = (
@@ -141,4 +155,6 @@ ALL_ERRORS: tuple[type[RtfsError], ...] = (
     HostError,
     BytecodeError,
     InternalError,
+    DeadlineExceeded,
+    RtfsMemoryError,
 )

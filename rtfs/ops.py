@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from rtfs.errors import InternalError, RtfsError, RtfsRecursionError, RtfsTypeError, UserError
+from rtfs.deadline import checked
+from rtfs.errors import (
+    DeadlineExceeded,
+    InternalError,
+    RtfsError,
+    RtfsRecursionError,
+    RtfsTypeError,
+    UserError,
+)
 from rtfs.values import Keyword, Map, RList, rtfs_equal, type_name
 
 _SEQUENTIAL = (tuple, RList, str)
@@ -31,7 +39,7 @@ _BOOL_LOOKALIKES = (0, 1)  # Python hashes True like 1 and False like 0
 
 def _get_exact(coll: dict, key: Any, default: Any) -> Any:
     """Lookup that keeps booleans and numbers apart, which Python's hashing does not."""
-    for candidate, value in coll.items():
+    for candidate, value in checked(coll.items()):
         if rtfs_equal(candidate, key):
             return value
     return default
@@ -61,6 +69,7 @@ class ErrorValue(Map):
     position (and :value for a thrown value), that still knows the error it stands for."""
 
     __slots__ = ("error",)
+    error: RtfsError
 
     @classmethod
     def of(cls, error: RtfsError) -> ErrorValue:
@@ -79,8 +88,8 @@ class ErrorValue(Map):
 
 def error_matches(error: RtfsError, kind: str) -> bool:
     """Whether a `catch` of `kind` ("*" for any) takes `error`. Runaway recursion and
-    internal faults are only caught by naming them."""
+    internal faults and a passed deadline are only caught by naming them."""
     if kind == "*":
-        return not isinstance(error, (RtfsRecursionError, InternalError))
+        return not isinstance(error, (RtfsRecursionError, InternalError, DeadlineExceeded))
     return any(getattr(cls, "kind", None) == kind or cls.__name__ == kind
                for cls in type(error).__mro__)

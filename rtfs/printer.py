@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from rtfs.deadline import checked
 from rtfs.values import Function, Keyword, Map, RList, Symbol, TaggedLiteral
 
 _ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", '"': '\\"', "\\": "\\\\", "\0": "\\0",
@@ -88,7 +89,7 @@ def _write(value: Any, out: list[str], depth: int) -> None:
         _write_items(value, out, depth, brackets[0], brackets[1])
     elif isinstance(value, Map):
         out.append("{")
-        for i, (k, v) in enumerate(value.items()):
+        for i, (k, v) in enumerate(checked(value.items())):
             if i:
                 out.append(" ")
             _write(k, out, depth + 1)
@@ -107,7 +108,7 @@ def _write(value: Any, out: list[str], depth: int) -> None:
 
 def _write_items(items: Any, out: list[str], depth: int, opener: str, closer: str) -> None:
     out.append(opener)
-    for i, item in enumerate(items):
+    for i, item in enumerate(checked(items)):
         if i:
             out.append(" ")
         _write(item, out, depth + 1)

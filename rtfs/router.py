@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any, Protocol, runtime_checkable
 
+from rtfs.deadline import Deadline
 from rtfs.errors import CapabilityError
 from rtfs.values import DelegationHint, Map
 
@@ -54,6 +55,8 @@ class RoutedCall:
     run_local: runs the call in this VM (raises the VM's error when it cannot, e.g. an
         unbound symbol or an unknown capability); the router calls it for a local target.
     line, col: the call form's position.
+    deadline: the deadline of the run making the call (None: no deadline); a router gives a
+        remote target at most `deadline.remaining_s()` and stops waiting after that.
     """
 
     name: str
@@ -66,6 +69,7 @@ class RoutedCall:
     line: int | None = None
     col: int | None = None
     names: frozenset[str] = frozenset()
+    deadline: Deadline | None = None
 
     @property
     def code(self) -> Any:

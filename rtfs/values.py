@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from rtfs.deadline import checked
+
 
 class _Interned:
     """A name interned per class, so that equality is identity and hashing is cheap."""
@@ -277,7 +279,7 @@ def rtfs_equal(a: Any, b: Any) -> bool:
     if ta in _NUMERIC and tb in _NUMERIC:
         return a == b
     if ta in _SEQUENTIAL and tb in _SEQUENTIAL:
-        return len(a) == len(b) and all(rtfs_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(rtfs_equal(x, y) for x, y in zip(checked(a), b))
     if isinstance(a, dict) and isinstance(b, dict):
         return _maps_equal(a, b)
     if ta is frozenset and tb is frozenset:
@@ -293,7 +295,7 @@ _SEQUENTIAL = frozenset({tuple, RList})
 def _maps_equal(a: dict, b: dict) -> bool:
     if len(a) != len(b):
         return False
-    for key, value in a.items():
+    for key, value in checked(a.items()):
         other = b.get(key, UNSET)
         if other is UNSET or not rtfs_equal(value, other):
             return False

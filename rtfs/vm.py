@@ -5,51 +5,58 @@ One `VM` holds the global environment, the router and the output stream. Every c
 re-entering from a builtin or a router, never share a stack. Inside one execution RTFS calls
 do not recurse in Python: frames live on an explicit list, so depth is bounded by
 `max_depth`, not by Python's recursion limit.
+
+Deadlines: `run` and `call` take `deadline=` (a `rtfs.deadline.Deadline`, or an absolute time
+in seconds on the VM's `clock`). Nested calls, `parallel` branches and calls re-entering the
+VM on the same thread (a router calling `vm.call`) inherit it; a run past it stops with
+`DeadlineExceeded` at the position of the call it was making.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import IO, Any
+from typing import IO, Any, cast
 
+from rtfs import deadline as deadlines
 from rtfs.bytecode import Code, Op
+from rtfs.calls import (
+    NOT_CLAIMED,
+    ONCE,
+    apply_data,
+    bind_args,
+    check_builtin_arity,
+    claim,
+    too_deep,
+)
+from rtfs.deadline import CHECK_EVERY, NEVER, Deadline
+from rtfs.env import Globals
 from rtfs.errors import (
-    ArityError,
+    DeadlineExceeded,
     HostError,
     InternalError,
     MatchError,
-    RtfsArithmeticError,
     RtfsError,
-    RtfsRecursionError,
-    RtfsTypeError,
     UnboundSymbolError,
     UserError,
 )
+from rtfs.faults import as_rtfs_error, fault
 from rtfs.ops import ErrorValue, error_matches, get_or, nth_or_nil, rest_from
-from rtfs.printer import to_readable
-from rtfs.router import (
-    CallKind,
-    CallRouter,
-    Claim,
-    LocalRouter,
-    RoutedCall,
-    unknown_capability,
-)
+from rtfs.printer import preview
+from rtfs.router import CallKind, CallRouter, LocalRouter, RoutedCall, unknown_capability
 from rtfs.values import (
     EMPTY_MAP,
     UNSET,
     Builtin,
     Cell,
     Closure,
-    Keyword,
     Map,
     RList,
     own_names,
     rtfs_equal,
-    type_name,
 )
 
 DEFAULT_MAX_DEPTH = 10_000
@@ -66,8 +73,6 @@ RETURN, MAKE_CLOSURE = int(Op.RETURN), int(Op.MAKE_CLOSURE)
 JUMP_IF_FALSE_OR_POP = int(Op.JUMP_IF_FALSE_OR_POP)
 JUMP_IF_TRUE_OR_POP = int(Op.JUMP_IF_TRUE_OR_POP)
 
-NOT_CLAIMED, ONCE = int(Claim.NO), int(Claim.ONCE)
-
 _MISSING = object()
 
 
@@ -79,21 +84,27 @@ class VM:
         out: where `println` writes (default: sys.stdout at the time of the call).
         max_depth: the deepest nesting of RTFS calls before `RtfsRecursionError`.
         builtins: the functions every program sees (default: the standard library).
+        clock: the monotonic clock a deadline given as a number refers to.
     """
 
     def __init__(self, *, router: CallRouter | None = None, out: IO[str] | None = None,
                  max_depth: int = DEFAULT_MAX_DEPTH,
-                 builtins: dict[str, Any] | None = None) -> None:
+                 builtins: dict[str, Any] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if builtins is None:
-            from rtfs.stdlib import BUILTINS as builtins
-        self.builtins = builtins
-        self.globals: dict[str, Any] = dict(builtins)
+            from rtfs.stdlib import BUILTINS
+
+            builtins = cast(dict[str, Any], BUILTINS)
+        self.builtins: dict[str, Any] = builtins
+        self.globals: Globals = Globals(builtins)
         self.router: CallRouter = router if router is not None else LocalRouter()
         self.out = out
+        self.clock = clock
         self.max_depth = max_depth
         self._leaves_vm: weakref.WeakKeyDictionary[Code, tuple[Any, bool]] = (
             weakref.WeakKeyDictionary())
 
+    # -- the environment -------------------------------------------------------------------
     def define(self, name: str, value: Any) -> None:
         """Bind the global `name`; a function value remembers it as one of its names (policy
         such as sensitivity follows the function, whatever name a call site uses)."""
@@ -104,18 +115,45 @@ class VM:
     def write(self, text: str) -> None:
         (self.out or sys.stdout).write(text)
 
-    def run(self, code: Code) -> Any:
-        """Run the top level of a compiled program and return its value."""
-        return Execution(self).call_direct(Closure(code, ()), [])
+    # -- running ---------------------------------------------------------------------------
+    def run(self, code: Code, *, deadline: Deadline | float | None = None) -> Any:
+        """Run the top level of a compiled program and return its value.
 
-    def call(self, fn: Any, args: Sequence[Any], *, route: bool = True) -> Any:
+        Raises:
+            RtfsError: what the program raised; `DeadlineExceeded` once past `deadline`.
+        """
+        return self._enter(Closure(code, ()), [], deadline, route=False)
+
+    def call(self, fn: Any, args: Sequence[Any], *, route: bool = True,
+             deadline: Deadline | float | None = None) -> Any:
         """Call an RTFS function value. Re-entrant and safe from several threads at once.
 
         With `route` (the default) a hinted function goes through the router, as it would
-        from RTFS code; without it the call runs here.
+        from RTFS code; without it the call runs here. A call made while this thread is
+        already running RTFS code in this VM (from a router or a host function) continues
+        that execution's depth and deadline.
         """
-        execution = Execution(self)
-        return execution.call(fn, list(args)) if route else execution.call_direct(fn, list(args))
+        return self._enter(fn, list(args), deadline, route)
+
+    def _enter(self, fn: Any, args: list[Any], deadline: Deadline | float | None,
+               route: bool) -> Any:
+        outer = deadlines.current()
+        limit = deadline if isinstance(deadline, Deadline) or deadline is None else Deadline(
+            float(deadline), self.clock)
+        if outer is not None and outer.deadline is not None:
+            limit = outer.deadline.earliest(limit)
+        depth = outer.depth if outer is not None and outer.vm is self else 0
+        execution = Execution(self, depth, limit)
+        deadlines.swap(execution)
+        try:
+            execution.check_deadline()
+            return execution.call(fn, args) if route else execution.call_direct(fn, args)
+        except RtfsError:
+            raise
+        except Exception as exc:  # a host fault outside any frame (e.g. a builtin called here)
+            raise as_rtfs_error(exc) from exc
+        finally:
+            deadlines.swap(outer)
 
     def source_hash_of(self, name: str) -> bytes | None:
         """The source hash of the user function bound to `name`, for the compiler."""
@@ -140,7 +178,7 @@ class VM:
             if op in (CALL, Op.CALL_CAP):
                 return True
             if op == CALL_GLOBAL:
-                name = code.sites[arg].name
+                name = code.sites[arg].name or ""
                 callee = self.globals.get(name)
                 if not (isinstance(callee, Builtin) and callee.pure) or self.router.claims(name):
                     return True
@@ -148,34 +186,80 @@ class VM:
 
 
 class Execution:
-    """The state of one call into the VM on one thread."""
+    """The state of one call into the VM on one thread.
 
-    __slots__ = ("vm", "depth")
+    `depth` is the depth of the innermost frame as of the last call out of RTFS code (the
+    loop and translated code store it before calling a builtin, a router or `call`);
+    `ticks` counts steps down to the next reading of the deadline's clock.
+    """
 
-    def __init__(self, vm: VM, depth: int = 0) -> None:
+    __slots__ = ("deadline", "depth", "ticks", "vm")
+
+    def __init__(self, vm: VM, depth: int = 0, deadline: Deadline | None = None) -> None:
         self.vm = vm
         self.depth = depth
+        self.deadline = deadline
+        self.ticks = CHECK_EVERY if deadline is not None else NEVER
+
+    # -- the deadline ----------------------------------------------------------------------
+    def tick(self, steps: int = 1) -> None:
+        """Count `steps` steps of work; every CHECK_EVERY steps, check the deadline.
+        Builtins call this inside loops whose length the program controls."""
+        ticks = self.ticks - steps
+        self.ticks = ticks
+        if ticks < 0:
+            self.check_deadline()
+
+    def check_deadline(self) -> None:
+        """Raise DeadlineExceeded if the deadline has passed (reads the clock now)."""
+        deadline = self.deadline
+        if deadline is None:
+            self.ticks = NEVER
+        elif deadline.clock() >= deadline.at_s:
+            self.ticks = 0  # stay expired: every later step raises again
+            raise DeadlineExceeded("deadline exceeded: the run was stopped")
+        else:
+            self.ticks = CHECK_EVERY
 
     # -- calling values ------------------------------------------------------------------------
     def call(self, fn: Any, args: list[Any]) -> Any:
         """Apply any callable RTFS value, routing hinted functions."""
-        if type(fn) is Closure and fn.code.hint is not None:
-            return self._route(fn.name or fn.code.name, fn, args, EMPTY_MAP, fn.code, -1)
-        return self.call_direct(fn, args)
+        kind = type(fn)
+        if kind is Closure:
+            if fn.code.hint is not None:
+                return self._route(fn.name or fn.code.name, fn, args, EMPTY_MAP, fn.code, -1)
+            return self._run_closure(fn, args)
+        ticks = self.ticks - 1
+        self.ticks = ticks
+        if ticks < 0:
+            self.check_deadline()
+        if kind is Builtin:
+            if len(args) < fn.min_args or (fn.max_args is not None and len(args) > fn.max_args):
+                check_builtin_arity(fn, len(args))
+            return fn.fn(self, *args) if fn.needs_vm else fn.fn(*args)
+        return apply_data(fn, args)
 
     def call_direct(self, fn: Any, args: list[Any]) -> Any:
         """Apply a callable RTFS value here, without asking the router."""
         kind = type(fn)
         if kind is Closure:
-            return self._loop(fn, args)
+            return self._run_closure(fn, args)
         if kind is Builtin:
-            _check_builtin_arity(fn, len(args))
+            check_builtin_arity(fn, len(args))
             return fn.fn(self, *args) if fn.needs_vm else fn.fn(*args)
-        return _apply_data(fn, args)
+        return apply_data(fn, args)
+
+    def _run_closure(self, fn: Closure, args: list[Any]) -> Any:
+        depth = self.depth
+        try:
+            return self._loop(fn, args)
+        finally:
+            self.depth = depth
 
     def _route(self, name: str, callee: Any, args: list[Any], meta: Map, code: Code,
                pc: int, kind: CallKind = CallKind.FUNCTION) -> Any:
         line, col = code.position(pc)
+        self.check_deadline()
         if kind is CallKind.CAPABILITY:
             def run_local() -> Any:
                 raise unknown_capability(name)
@@ -188,13 +272,16 @@ class Execution:
                 return self.call_direct(callee, args)
         hint = callee.code.hint if type(callee) is Closure else None
         call = RoutedCall(name, kind, callee, hint, meta, tuple(args), run_local, line, col,
-                          own_names(callee))
+                          own_names(callee), self.deadline)
+        depth = self.depth
         try:
             return self.vm.router.route(call)
         except RtfsError:
             raise
         except Exception as err:
             raise HostError(f"{name}: {type(err).__name__}: {err}", line, col) from err
+        finally:
+            self.depth = depth
 
     def parallel(self, thunks: list[Any]) -> tuple[Any, ...]:
         """Run `parallel` branches; on threads when any of them may leave the VM."""
@@ -204,10 +291,14 @@ class Execution:
         errors: list[BaseException | None] = [None] * len(thunks)
 
         def branch(i: int) -> None:
+            execution = Execution(self.vm, self.depth, self.deadline)
+            outer = deadlines.swap(execution)
             try:
-                results[i] = Execution(self.vm, self.depth).call_direct(thunks[i], [])
+                results[i] = execution.call_direct(thunks[i], [])
             except BaseException as err:  # re-raised below, in binding order
                 errors[i] = err
+            finally:
+                deadlines.swap(outer)
 
         threads = [threading.Thread(target=branch, args=(i,), daemon=True)
                    for i in range(1, len(thunks))]
@@ -222,19 +313,24 @@ class Execution:
         return tuple(results)
 
     # -- the interpreter loop --------------------------------------------------------------
-    def _loop(self, closure: Closure, args: list[Any]) -> Any:  # noqa: C901 - the dispatch
+    def _loop(self, closure: Closure, args: list[Any]) -> Any:  # the dispatch, written out
         vm = self.vm
         globals_ = vm.globals
         router = vm.router
+        max_depth = vm.max_depth
+        depth = self.depth
         frames: list[tuple[Any, ...]] = []
         code = closure.code
-        locals_ = _bind_args(code, list(args), None, None)
+        locals_ = bind_args(code, list(args), None, None)
+        if depth >= max_depth:
+            raise too_deep(max_depth)
+        self.tick()
+        depth += 1
         ops, opargs, consts, cells = code.ops, code.args, code.consts, closure.cells
         sites, site_cache = code.sites, code.site_cache
         stack: list[Any] = []
         blocks: list[tuple[int, int]] = []
         pc = 0
-        self._enter()
         while True:
             try:
                 while True:
@@ -260,28 +356,36 @@ class Execution:
                             # (an unbound name is asked every time: it may be published in
                             # L4 or defined later, and asking costs nothing on a hot path)
                             entry = site_cache[arg] = (
-                                router, router.version, _claim(router, site))
+                                router, router.version, claim(router, site))
                         kind = type(callee)
                         if entry[2] or (kind is Closure and callee.code.hint is not None):
                             if entry[2] == ONCE:  # decided LocalPure: later calls run here
                                 site_cache[arg] = (entry[0], entry[1], NOT_CLAIMED)
+                            self.depth = depth
                             stack.append(self._route(site.name, callee, call_args, site.meta,
                                                      code, pc - 1))
                         elif kind is Builtin:
                             if argc < callee.min_args or (
                                 callee.max_args is not None and argc > callee.max_args
                             ):
-                                _check_builtin_arity(callee, argc)
+                                check_builtin_arity(callee, argc)
                             if callee.needs_vm:
+                                self.depth = depth
                                 stack.append(callee.fn(self, *call_args))
                             else:
                                 stack.append(callee.fn(*call_args))
                         elif kind is Closure:
+                            ncode = callee.code
                             # push a frame; written out here and in CALL (not a helper) because
                             # this is the hottest path of the loop
-                            ncode = callee.code
-                            new_locals = _bind_args(ncode, call_args, code, pc - 1)
-                            self._enter()
+                            new_locals = bind_args(ncode, call_args, code, pc - 1)
+                            if depth >= max_depth:
+                                raise too_deep(max_depth)
+                            ticks = self.ticks - 1
+                            self.ticks = ticks
+                            if ticks < 0:
+                                self.check_deadline()
+                            depth += 1
                             frames.append((code, pc, stack, locals_, cells, blocks, closure))
                             code, closure, locals_ = ncode, callee, new_locals
                             ops, opargs, consts = code.ops, code.args, code.consts
@@ -291,7 +395,7 @@ class Execution:
                         elif callee is _MISSING:
                             raise UnboundSymbolError(f"unbound symbol: {site.name}")
                         else:
-                            stack.append(_apply_data(callee, call_args))
+                            stack.append(apply_data(callee, call_args))
                     elif op == JUMP_IF_FALSE:
                         value = stack.pop()
                         if value is None or value is False:
@@ -300,7 +404,7 @@ class Execution:
                         value = stack.pop()
                         if stack or blocks:
                             raise InternalError(f"unbalanced frame at return from {code.qualname}")
-                        self.depth -= 1
+                        depth -= 1
                         if not frames:
                             return value
                         code, pc, stack, locals_, cells, blocks, closure = frames.pop()
@@ -329,13 +433,20 @@ class Execution:
                         del stack[len(stack) - argc:]
                         callee = stack.pop()
                         if type(callee) is Closure:
-                            if callee.code.hint is not None:
+                            ncode = callee.code
+                            if ncode.hint is not None:
+                                self.depth = depth
                                 stack.append(self._route(site.name or callee.name, callee,
                                                          call_args, site.meta, code, pc - 1))
                                 continue
-                            ncode = callee.code
-                            new_locals = _bind_args(ncode, call_args, code, pc - 1)
-                            self._enter()
+                            new_locals = bind_args(ncode, call_args, code, pc - 1)
+                            if depth >= max_depth:
+                                raise too_deep(max_depth)
+                            ticks = self.ticks - 1
+                            self.ticks = ticks
+                            if ticks < 0:
+                                self.check_deadline()
+                            depth += 1
                             frames.append((code, pc, stack, locals_, cells, blocks, closure))
                             code, closure, locals_ = ncode, callee, new_locals
                             ops, opargs, consts = code.ops, code.args, code.consts
@@ -343,6 +454,7 @@ class Execution:
                             sites, site_cache = code.sites, code.site_cache
                             stack, blocks, pc = [], [], 0
                         else:
+                            self.depth = depth
                             stack.append(self.call_direct(callee, call_args))
                     elif op == LOAD_GLOBAL:
                         value = globals_.get(code.names[arg], _MISSING)
@@ -389,11 +501,12 @@ class Execution:
                         else:
                             pc = arg
                     else:
+                        self.depth = depth
                         _SLOW_OPS[op](self, code, arg, stack, blocks, pc)
             except Exception as exc:
-                err = _as_rtfs_error(exc, code, pc - 1)
+                err = fault(exc, code, pc - 1)
                 while not blocks:  # unwind to the nearest frame with a try block
-                    self.depth -= 1
+                    depth -= 1
                     if not frames:
                         if err is exc:
                             raise
@@ -407,19 +520,14 @@ class Execution:
                 stack.append(ErrorValue.of(err))
                 pc = handler
 
-    def _enter(self) -> None:
-        if self.depth >= self.vm.max_depth:
-            raise RtfsRecursionError(
-                f"calls nested deeper than {self.vm.max_depth} (runaway recursion?)")
-        self.depth += 1
-
 
 # -- the slower, rarer ops --------------------------------------------------------------------
 def _op_call_cap(ex: Execution, code: Code, arg: int, stack: list, blocks: list, pc: int) -> None:
     site = code.sites[arg]
     args = stack[len(stack) - site.argc:]
     del stack[len(stack) - site.argc:]
-    stack.append(ex._route(site.name, None, args, site.meta, code, pc - 1, CallKind.CAPABILITY))
+    stack.append(ex._route(site.name or "", None, args, site.meta, code, pc - 1,
+                           CallKind.CAPABILITY))
 
 
 def _op_build(kind: Callable[[list], Any]) -> Callable[..., None]:
@@ -493,7 +601,7 @@ def _op_equal(ex: Execution, code: Code, arg: int, stack: list, blocks: list, pc
 
 def _op_match_fail(ex: Execution, code: Code, arg: int, stack: list, blocks: list,
                    pc: int) -> None:
-    raise MatchError(f"no match clause accepts {to_readable(stack.pop())[:200]}")
+    raise MatchError(f"no match clause accepts {preview(stack.pop(), 200)}")
 
 
 def _op_parallel(ex: Execution, code: Code, arg: int, stack: list, blocks: list, pc: int) -> None:
@@ -506,7 +614,7 @@ def _op_throw(ex: Execution, code: Code, arg: int, stack: list, blocks: list, pc
     value = stack.pop()
     if isinstance(value, ErrorValue):
         raise value.error
-    raise UserError(f"thrown: {to_readable(value)[:200]}", None, None, value)
+    raise UserError(f"thrown: {preview(value, 200)}", None, None, value)
 
 
 _SLOW_OPS: list[Callable[..., None] | None] = [None] * (max(Op) + 1)
@@ -533,78 +641,3 @@ for _op, _fn in {
     Op.THROW: _op_throw,
 }.items():
     _SLOW_OPS[_op] = _fn
-
-
-# -- helpers ----------------------------------------------------------------------------------
-def _bind_args(code: Code, args: list[Any], caller: Code | None, pc: int | None) -> list[Any]:
-    """The new frame's locals: parameters first, `& rest` after them, the rest unset."""
-    nparams = len(code.params)
-    argc = len(args)
-    if code.rest is None:
-        if argc != nparams:
-            raise _arity_error(code, argc, caller, pc)
-        if code.nlocals > argc:
-            args.extend([None] * (code.nlocals - argc))
-        return args
-    if argc < nparams:
-        raise _arity_error(code, argc, caller, pc)
-    rest = tuple(args[nparams:]) or None
-    del args[nparams:]
-    args.append(rest)
-    args.extend([None] * (code.nlocals - nparams - 1))
-    return args
-
-
-def _arity_error(code: Code, argc: int, caller: Code | None, pc: int | None) -> ArityError:
-    wanted = f"{len(code.params)}{'+' if code.rest else ''}"
-    line, col = caller.position(pc) if caller is not None and pc is not None else (None, None)
-    return ArityError(f"{code.name} takes {wanted} argument(s), got {argc}", line, col)
-
-
-def _claim(router: CallRouter, site: Any) -> int:
-    """How calls at `site` go through `router`; a call written with `^{...}` metadata is
-    always routed, since metadata is there to inform the decision."""
-    claim = int(router.claims(site.name))
-    return int(Claim.ALWAYS) if site.meta and claim == NOT_CLAIMED else claim
-
-
-def _check_builtin_arity(fn: Builtin, argc: int) -> None:
-    if argc < fn.min_args or (fn.max_args is not None and argc > fn.max_args):
-        if fn.max_args is None:
-            wanted = f"at least {fn.min_args}"
-        elif fn.min_args == fn.max_args:
-            wanted = str(fn.min_args)
-        else:
-            wanted = f"{fn.min_args} to {fn.max_args}"
-        raise ArityError(f"{fn.name} takes {wanted} argument(s), got {argc}")
-
-
-def _apply_data(fn: Any, args: list[Any]) -> Any:
-    """Keywords, maps, vectors and sets are functions of their keys."""
-    if type(fn) is Keyword or isinstance(fn, dict):
-        if not 1 <= len(args) <= 2:
-            raise ArityError(f"{to_readable(fn)[:40]} as a function takes 1 or 2 arguments")
-        default = args[1] if len(args) == 2 else None
-        if type(fn) is Keyword:
-            return get_or(args[0], fn, default)
-        return get_or(fn, args[0], default)
-    if type(fn) in (tuple, frozenset):
-        if len(args) != 1:
-            raise ArityError(f"a {type_name(fn)} as a function takes 1 argument")
-        return get_or(fn, args[0], None)
-    raise RtfsTypeError(f"{type_name(fn)} {to_readable(fn)[:40]} is not a function")
-
-
-def _as_rtfs_error(exc: Exception, code: Code, pc: int) -> RtfsError:
-    """Any exception raised while running `code` at `pc`, as an RTFS error with a position."""
-    line, col = code.position(pc)
-    if isinstance(exc, RtfsError):
-        return exc.at(line, col)
-    if isinstance(exc, ZeroDivisionError):
-        return RtfsArithmeticError("division by zero", line, col)
-    if isinstance(exc, RecursionError):
-        return RtfsRecursionError("calls nested too deeply for the host stack", line, col)
-    if isinstance(exc, (TypeError, ValueError, KeyError, IndexError, AttributeError)):
-        return RtfsTypeError(f"{type(exc).__name__}: {exc}", line, col)
-    return HostError(f"{type(exc).__name__}: {exc}", line, col)
-

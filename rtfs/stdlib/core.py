@@ -6,8 +6,9 @@ import math
 import time
 from typing import Any
 
+from rtfs.deadline import checked
 from rtfs.errors import RtfsArithmeticError, RtfsTypeError, RtfsValueError
-from rtfs.printer import to_display, to_readable
+from rtfs.printer import preview, to_display, to_readable
 from rtfs.stdlib import builtin
 from rtfs.values import (
     Builtin,
@@ -27,7 +28,7 @@ _NUM = (int, float)
 def _number(fn: str, value: Any) -> Any:
     if type(value) is int or type(value) is float:
         return value
-    raise RtfsTypeError(f"{fn} expects numbers, got {type_name(value)} {to_readable(value)[:40]}")
+    raise RtfsTypeError(f"{fn} expects numbers, got {type_name(value)} {preview(value, 40)}")
 
 
 def expect_int(fn: str, value: Any) -> int:
@@ -42,7 +43,7 @@ def add(*xs: Any) -> Any:
     if len(xs) == 2 and type(xs[0]) is int and type(xs[1]) is int:  # the common case, fast
         return xs[0] + xs[1]
     total = 0
-    for x in xs:
+    for x in checked(xs):
         total += _number("+", x)
     return total
 
@@ -54,7 +55,7 @@ def subtract(x: Any, *ys: Any) -> Any:
     result = _number("-", x)
     if not ys:
         return -result
-    for y in ys:
+    for y in checked(ys):
         result -= _number("-", y)
     return result
 
@@ -62,7 +63,7 @@ def subtract(x: Any, *ys: Any) -> Any:
 @builtin("*")
 def multiply(*xs: Any) -> Any:
     product = 1
-    for x in xs:
+    for x in checked(xs):
         product *= _number("*", x)
     return product
 
@@ -73,7 +74,7 @@ def divide(x: Any, *ys: Any) -> Any:
     if not ys:
         x, ys = 1, (x,)
     result = _number("/", x)
-    for y in ys:
+    for y in checked(ys):
         if _number("/", y) == 0:
             raise RtfsArithmeticError("division by zero")
         if type(result) is int and type(y) is int and result % y == 0:
@@ -129,7 +130,7 @@ def dec(x: Any) -> Any:
 @builtin("max")
 def maximum(x: Any, *xs: Any) -> Any:
     best = _number("max", x)
-    for y in xs:
+    for y in checked(xs):
         if _number("max", y) > best:
             best = y
     return best
@@ -138,7 +139,7 @@ def maximum(x: Any, *xs: Any) -> Any:
 @builtin("min")
 def minimum(x: Any, *xs: Any) -> Any:
     best = _number("min", x)
-    for y in xs:
+    for y in checked(xs):
         if _number("min", y) < best:
             best = y
     return best
@@ -223,7 +224,7 @@ def is_odd(x: Any) -> bool:
 # -- comparison and logic ---------------------------------------------------------------------
 @builtin("=")
 def equal(x: Any, *ys: Any) -> bool:
-    return all(rtfs_equal(x, y) for y in ys)
+    return all(rtfs_equal(x, y) for y in checked(ys))
 
 
 @builtin("not=")
@@ -236,7 +237,7 @@ def _chain(name: str, holds: Any) -> None:
         if len(ys) == 1 and type(x) is int and type(ys[0]) is int:
             return holds(x, ys[0])
         previous = _number(name, x)
-        for y in ys:
+        for y in checked(ys):
             if not holds(previous, _number(name, y)):
                 return False
             previous = y
@@ -263,8 +264,11 @@ def identity(x: Any) -> Any:
 
 # -- type predicates --------------------------------------------------------------------------
 def _predicate(names: tuple[str, ...], test: Any) -> None:
+    def check(x: Any) -> bool:  # exactly one argument: (int? 1 2) is an arity error
+        return test(x)
+
     for name in names:
-        builtin(name)(lambda x, _test=test: _test(x))
+        builtin(name)(check)
 
 
 _predicate(("int?", "integer?"), lambda x: type(x) is int)
@@ -325,12 +329,12 @@ def _string(fn: str, value: Any) -> str:
 
 @builtin("str")
 def str_(*xs: Any) -> str:
-    return "".join(to_display(x) for x in xs)
+    return "".join(to_display(x) for x in checked(xs))
 
 
 @builtin("pr-str")
 def pr_str(*xs: Any) -> str:
-    return " ".join(to_readable(x) for x in xs)
+    return " ".join(to_readable(x) for x in checked(xs))
 
 
 @builtin("substring")
@@ -391,7 +395,8 @@ def join(separator: Any, items: Any = None) -> str:
         separator, items = "", separator
     from rtfs.stdlib.seqs import as_seq
 
-    return _string("join", separator).join(to_display(x) for x in as_seq("join", items))
+    return _string("join", separator).join(
+        to_display(x) for x in checked(as_seq("join", items)))
 
 
 @builtin("string-replace")
@@ -403,12 +408,12 @@ def string_replace(s: Any, old: Any, new: Any) -> str:
 # -- output and time --------------------------------------------------------------------------
 @builtin("println", pure=False, needs_vm=True)
 def println(ex: Any, *xs: Any) -> None:
-    ex.vm.write(" ".join(to_display(x) for x in xs) + "\n")
+    ex.vm.write(" ".join(to_display(x) for x in checked(xs)) + "\n")
 
 
 @builtin("print", pure=False, needs_vm=True)
 def print_(ex: Any, *xs: Any) -> None:
-    ex.vm.write(" ".join(to_display(x) for x in xs))
+    ex.vm.write(" ".join(to_display(x) for x in checked(xs)))
 
 
 @builtin("thread/sleep", pure=False)

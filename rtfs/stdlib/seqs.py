@@ -7,11 +7,13 @@ one-character strings) and nil (as empty), and return vectors.
 from __future__ import annotations
 
 import functools
+from itertools import chain
 from typing import Any
 
+from rtfs.deadline import CHUNK, checked, steps, ticker
 from rtfs.errors import RtfsIndexError, RtfsTypeError, RtfsValueError
 from rtfs.ops import get_or
-from rtfs.printer import to_readable
+from rtfs.printer import preview, to_readable
 from rtfs.stdlib import builtin, make_builtin
 from rtfs.stdlib.core import expect_int
 from rtfs.values import Keyword, Map, RList, Symbol, truthy, type_name
@@ -80,7 +82,17 @@ def range_(a: Any, b: Any = None, step: Any = 1) -> tuple[int, ...]:
     result = range(start, stop, step)
     if len(result) > _MAX_RANGE:
         raise RtfsValueError(f"range of {len(result)} items exceeds {_MAX_RANGE}")
-    return tuple(result)
+    if len(result) <= _RANGE_PART:
+        return tuple(result)
+    items: list[int] = []
+    for first in range(0, len(result), _RANGE_PART):  # a long range counts towards the deadline
+        part = result[first:first + _RANGE_PART]
+        steps(len(part))
+        items.extend(part)
+    return tuple(items)
+
+
+_RANGE_PART = 64 * CHUNK
 
 
 # -- access -----------------------------------------------------------------------------------
@@ -91,7 +103,7 @@ def get(coll: Any, key: Any, default: Any = None) -> Any:
 
 @builtin("get-in")
 def get_in(coll: Any, keys: Any, default: Any = None) -> Any:
-    for key in as_seq("get-in", keys):
+    for key in checked(as_seq("get-in", keys)):
         coll = get_or(coll, key, _ABSENT)
         if coll is _ABSENT:
             return default
@@ -185,7 +197,7 @@ def val(entry: Any) -> Any:
 def _entry(fn: str, entry: Any) -> tuple[Any, Any]:
     if type(entry) is tuple and len(entry) == 2:
         return entry
-    raise RtfsTypeError(f"{fn} expects a map entry [key value], got {to_readable(entry)[:40]}")
+    raise RtfsTypeError(f"{fn} expects a map entry [key value], got {preview(entry, 40)}")
 
 
 # -- "modification" (always a new value) --------------------------------------------------------
@@ -201,7 +213,7 @@ def conj(coll: Any, *xs: Any) -> Any:
         return coll | frozenset(xs)
     if isinstance(coll, Map):
         result = Map(coll)
-        for x in xs:
+        for x in checked(xs):
             if isinstance(x, Map):
                 result.update(x)
             else:
@@ -225,7 +237,7 @@ def assoc(coll: Any, k: Any, v: Any, *kvs: Any) -> Any:
     pairs = [(k, v), *zip(kvs[0::2], kvs[1::2])]
     if type(coll) is tuple:
         items = list(coll)
-        for index, value in pairs:
+        for index, value in checked(pairs):
             if type(index) is not int or not 0 <= index <= len(items):
                 raise RtfsIndexError(f"assoc index {to_readable(index)} outside 0..{len(items)}")
             if index == len(items):
@@ -241,7 +253,7 @@ def assoc(coll: Any, k: Any, v: Any, *kvs: Any) -> Any:
 @builtin("dissoc")
 def dissoc(m: Any, *ks: Any) -> Map:
     result = Map(_map_arg("dissoc", m))
-    for k in ks:
+    for k in checked(ks):
         result.pop(k, None)
     return result
 
@@ -274,7 +286,7 @@ def merge(*maps: Any) -> Any:
     if all(m is None for m in maps):
         return None
     result = Map()
-    for m in maps:
+    for m in checked(maps):
         result.update(_map_arg("merge", m))
     return result
 
@@ -282,13 +294,13 @@ def merge(*maps: Any) -> Any:
 @builtin("select-keys")
 def select_keys(m: Any, ks: Any) -> Map:
     source = _map_arg("select-keys", m)
-    return Map((k, source[k]) for k in as_seq("select-keys", ks) if k in source)
+    return Map((k, source[k]) for k in checked(as_seq("select-keys", ks)) if k in source)
 
 
 @builtin("rename-keys")
 def rename_keys(m: Any, renames: Any) -> Map:
     source, table = _map_arg("rename-keys", m), _map_arg("rename-keys", renames)
-    return Map((table.get(k, k), v) for k, v in source.items())
+    return Map((table.get(k, k), v) for k, v in checked(source.items()))
 
 
 @builtin("zipmap")
@@ -311,7 +323,11 @@ def empty(coll: Any) -> Any:
 # -- slicing and reordering -----------------------------------------------------------------------
 @builtin("concat")
 def concat(*colls: Any) -> tuple[Any, ...]:
-    return tuple(x for c in colls for x in as_seq("concat", c))
+    seqs = [as_seq("concat", c) for c in checked(colls)]
+    tick = ticker()
+    if tick is not None:
+        tick(sum(len(s) for s in seqs))
+    return tuple(chain.from_iterable(seqs))
 
 
 @builtin("subvec")
@@ -342,7 +358,7 @@ def reverse(coll: Any) -> tuple[Any, ...]:
 def distinct(coll: Any) -> tuple[Any, ...]:
     seen: set[tuple[type, Any]] = set()
     result = []
-    for x in as_seq("distinct", coll):
+    for x in checked(as_seq("distinct", coll)):
         marker = (type(x) is bool, x)
         if marker not in seen:
             seen.add(marker)
@@ -353,11 +369,11 @@ def distinct(coll: Any) -> tuple[Any, ...]:
 @builtin("flatten")
 def flatten(coll: Any) -> tuple[Any, ...]:
     out: list[Any] = []
-    stack = [iter(as_seq("flatten", coll))]
+    stack = [checked(as_seq("flatten", coll))]
     while stack:
         for x in stack[-1]:
             if type(x) in (tuple, RList):
-                stack.append(iter(x))
+                stack.append(checked(x))
                 break
             out.append(x)
         else:
@@ -371,7 +387,13 @@ def partition(n: Any, step_or_coll: Any, coll: Any = _ABSENT) -> tuple[tuple[Any
     if expect_int("partition", n) <= 0 or expect_int("partition", step) <= 0:
         raise RtfsValueError("partition sizes must be positive")
     seq = as_seq("partition", coll)
-    return tuple(tuple(seq[i:i + n]) for i in range(0, len(seq) - n + 1, step))
+    tick = ticker()
+    parts = []
+    for i in range(0, len(seq) - n + 1, step):
+        if tick is not None:
+            tick(n)
+        parts.append(tuple(seq[i:i + n]))
+    return tuple(parts)
 
 
 def compare(a: Any, b: Any) -> int:
@@ -385,7 +407,7 @@ def compare(a: Any, b: Any) -> int:
     if ka == "vector":
         if len(a) != len(b):
             return (len(a) > len(b)) - (len(a) < len(b))
-        for x, y in zip(a, b):
+        for x, y in zip(checked(a), b):
             c = compare(x, y)
             if c:
                 return c
@@ -415,6 +437,20 @@ def _order_kind(x: Any) -> str:
 builtin("compare")(lambda a, b: compare(a, b))
 
 
+def _comparison() -> Any:
+    """`compare`, counting one step per comparison towards the deadline (a sort makes
+    n log n of them)."""
+    tick = ticker()
+    if tick is None:
+        return compare
+
+    def counted(a: Any, b: Any) -> int:
+        tick(1)
+        return compare(a, b)
+
+    return counted
+
+
 def _comparator(ex: Any, fn: Any) -> Any:
     """A sort key from an RTFS comparator: a boolean `less than` or a number like compare's."""
 
@@ -424,7 +460,10 @@ def _comparator(ex: Any, fn: Any) -> Any:
             if truthy(result):
                 return -1
             return 1 if truthy(ex.call(fn, [b, a])) else 0
-        return int(result)
+        if type(result) is int or type(result) is float:
+            return (result > 0) - (result < 0)
+        raise RtfsTypeError("a sort comparator returns a boolean or a number, "
+                            f"got {type_name(result)}")
 
     return functools.cmp_to_key(cmp)
 
@@ -432,7 +471,8 @@ def _comparator(ex: Any, fn: Any) -> Any:
 @builtin("sort", needs_vm=True)
 def sort(ex: Any, comparator_or_coll: Any, coll: Any = _ABSENT) -> tuple[Any, ...]:
     if coll is _ABSENT:
-        return tuple(sorted(as_seq("sort", comparator_or_coll), key=functools.cmp_to_key(compare)))
+        natural = functools.cmp_to_key(_comparison())
+        return tuple(sorted(as_seq("sort", comparator_or_coll), key=natural))
     return tuple(sorted(as_seq("sort", coll), key=_comparator(ex, comparator_or_coll)))
 
 
@@ -440,7 +480,8 @@ def sort(ex: Any, comparator_or_coll: Any, coll: Any = _ABSENT) -> tuple[Any, ..
 def sort_by(ex: Any, keyfn: Any, coll: Any) -> tuple[Any, ...]:
     items = as_seq("sort-by", coll)
     keyed = [(ex.call(keyfn, [x]), x) for x in items]
-    by_key = functools.cmp_to_key(lambda a, b: compare(a[0], b[0]))
+    cmp = _comparison()
+    by_key = functools.cmp_to_key(lambda a, b: cmp(a[0], b[0]))
     return tuple(x for _, x in sorted(keyed, key=by_key))
 
 
@@ -538,7 +579,7 @@ def partition_by(ex: Any, f: Any, coll: Any) -> tuple[tuple[Any, ...], ...]:
 @builtin("frequencies")
 def frequencies(coll: Any) -> Map:
     counts: dict[Any, int] = {}
-    for x in as_seq("frequencies", coll):
+    for x in checked(as_seq("frequencies", coll)):
         counts[x] = counts.get(x, 0) + 1
     return Map(counts)
 

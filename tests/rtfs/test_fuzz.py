@@ -1,4 +1,6 @@
-"""Property tests: hostile text, bytes and code only ever produce RTFS errors."""
+"""Property tests: hostile text, bytes and code, and generated programs, only ever produce
+RTFS errors, and never an `InternalError` (which is how a fault of the VM or of a builtin
+shows: a host exception the VM did not mean to map)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ from hypothesis import strategies as st
 
 from rtfs.bytecode import Op
 from rtfs.compiler import compile_program
+from rtfs.deadline import Deadline
 from rtfs.encoding import decode, encode
-from rtfs.errors import BytecodeError, RtfsError
+from rtfs.errors import BytecodeError, InternalError, RtfsError
+from rtfs.printer import to_readable
 from rtfs.reader import read
 from rtfs.stdlib import BUILTINS
 from rtfs.verify import verify
@@ -45,6 +49,8 @@ def run_text(text: str) -> None:
 def test_random_text_only_raises_rtfs_errors(text):
     try:
         run_text(text)
+    except InternalError:
+        raise
     except RtfsError:
         pass
 
@@ -78,6 +84,8 @@ def test_corrupted_bytecode_is_refused_or_runs_safely(flips):
         return
     try:
         VM(builtins=_SAFE_BUILTINS, max_depth=200).run(code)
+    except InternalError:
+        raise
     except RtfsError:
         pass
 
@@ -102,5 +110,74 @@ def test_invalid_code_is_refused_by_the_verifier(data):
         return
     try:
         VM(builtins=_SAFE_BUILTINS, max_depth=200).run(mutated)
+    except InternalError:
+        raise
     except RtfsError:
         pass
+
+
+# -- generated programs: every builtin applied to every kind of value --------------------------
+_QUIET = {"thread/sleep", "println", "print"}
+_PROGRAM_BUILTINS = {k: v for k, v in BUILTINS.items() if k not in _QUIET}
+_ATOMS = st.sampled_from([
+    "0", "1", "-1", "2", "3", "7", "1.5", "-0.0", "0.0", "1e308", "##NaN", "##Inf", "##-Inf",
+    "1180591620717411303424", "-9223372036854775809", "nil", "true", "false", '""', '"abc"',
+    '"a,b"', '"Ab c"', ":k", ":a", "'sym", "[]", "{}", "#{}", "[1 2 3]", "[:a 1]", "'(1 2)",
+    "{:a 1 :b [2]}", "#{1 :a}", "[[1 2] [3 4]]", '{"k" 1}', "x", "[x]", "{:k x}",
+])
+_NAMES = st.sampled_from(sorted(_PROGRAM_BUILTINS))
+_KINDS = st.sampled_from(["Exception", "TypeError", "ArityError", "ArithmeticError",
+                          "UserError", "MatchError", "IndexError"])
+
+
+_HIGHER = st.sampled_from(["map", "filter", "remove", "keep", "some", "every?", "group-by",
+                           "sort-by", "partition-by", "map-indexed", "mapcat"])
+
+
+def _forms(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    args = st.lists(children, max_size=3).map(" ".join)
+    call = st.tuples(_NAMES, args).map(lambda t: f"({t[0]} {t[1]})")
+    fn1 = children.map(lambda c: f"(fn [x] {c})")
+    fn2 = children.map(lambda c: f"(fn [x y] {c})")
+    return st.one_of(
+        call, call, call, call,
+        st.tuples(_NAMES, args).map(lambda t: f"(apply {t[0]} [{t[1]}])"),
+        st.tuples(_HIGHER, _NAMES, children).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(_HIGHER, fn1, children).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(fn2, children, children).map(lambda t: f"(reduce {t[0]} {t[1]} {t[2]})"),
+        st.tuples(fn2, children).map(lambda t: f"(sort {t[0]} {t[1]})"),
+        st.tuples(_NAMES, children, children).map(lambda t: f"(reduce {t[0]} {t[1]} {t[2]})"),
+        args.map(lambda a: f"[{a}]"),
+        st.tuples(children, children).map(lambda t: f"{{{t[0]} {t[1]}}}"),
+        st.tuples(children, children, children).map(lambda t: f"(if {t[0]} {t[1]} {t[2]})"),
+        st.tuples(children, children).map(lambda t: f"(let [x {t[0]}] {t[1]})"),
+        st.tuples(children, children).map(lambda t: f"(let [[x & y] {t[0]}] {t[1]})"),
+        st.tuples(children, children).map(lambda t: f"(let [{{:keys [x]}} {t[0]}] {t[1]})"),
+        st.tuples(fn1, children).map(lambda t: f"({t[0]} {t[1]})"),
+        st.tuples(children, _KINDS, children).map(
+            lambda t: f"(try {t[0]} (catch {t[1]} e (:message e)) (finally {t[2]}))"),
+        st.tuples(children, _KINDS).map(
+            lambda t: f"(try (throw {t[0]}) (catch {t[1]} e e))"),
+        st.tuples(children, children).map(
+            lambda t: f"(match {t[0]} [a b] {t[1]} {{:k v}} v 1 :one _ x)"),
+    )
+
+
+programs = st.recursive(_ATOMS, _forms, max_leaves=10).map(lambda body: f"(let [x 2] {body})")
+
+
+def run_program(text: str, **vm_args: object) -> object:
+    """The program's value (printed) or its RTFS error; a non-RTFS exception escapes."""
+    vm = VM(builtins=_PROGRAM_BUILTINS, max_depth=200, **vm_args)
+    try:
+        value = vm.run(compile_program(read(text)), deadline=Deadline.after(10.0))
+        return to_readable(value)
+    except RtfsError as err:
+        return err
+
+
+@FUZZ
+@given(programs)
+def test_generated_programs_never_fault_the_vm(text):
+    outcome = run_program(text)
+    assert not isinstance(outcome, InternalError), (text, outcome)
