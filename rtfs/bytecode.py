@@ -171,6 +171,9 @@ class Code:
     # Run-time caches, never encoded: per call site, the router decision that site needs.
     site_cache: list[Any] = field(default_factory=list, compare=False, repr=False)
     _interface_hash: bytes | None = field(default=None, compare=False, repr=False)
+    # The translated function linked to a VM (rtfs.fast), or a marker that the translator does
+    # not cover this code. Not an __init__ field, so `dataclasses.replace` never copies it.
+    fast: Any = field(default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.site_cache:

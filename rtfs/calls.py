@@ -15,6 +15,9 @@ from rtfs.values import Builtin, Keyword, type_name
 
 NOT_CLAIMED, ONCE, ALWAYS = int(Claim.NO), int(Claim.ONCE), int(Claim.ALWAYS)
 
+MISSING = object()
+"""What a lookup of an unbound global gives."""
+
 
 def bind_args(code: Code, args: list[Any], caller: Code | None, pc: int | None) -> list[Any]:
     """The new frame's locals: parameters first, `& rest` after them, the rest unset."""

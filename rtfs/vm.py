@@ -6,6 +6,12 @@ re-entering from a builtin or a router, never share a stack. Inside one executio
 do not recurse in Python: frames live on an explicit list, so depth is bounded by
 `max_depth`, not by Python's recursion limit.
 
+The fast path (rtfs.fast): with `fast=True` (the default) a function is translated into a
+Python function on its first call and runs as Python from then on; the loop below stays for
+code the translator does not cover and for calls nested deeper than `fast_limit` (translated
+code recurses in Python, the loop does not). Both keep the same semantics: routing, errors
+and their positions, `max_depth`, and the deadline.
+
 Deadlines: `run` and `call` take `deadline=` (a `rtfs.deadline.Deadline`, or an absolute time
 in seconds on the VM's `clock`). Nested calls, `parallel` branches and calls re-entering the
 VM on the same thread (a router calling `vm.call`) inherit it; a run past it stops with
@@ -14,6 +20,7 @@ VM on the same thread (a router calling `vm.call`) inherit it; a run past it sto
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -24,9 +31,11 @@ from typing import IO, Any, cast
 from rtfs import deadline as deadlines
 from rtfs.bytecode import Code, Op
 from rtfs.calls import (
+    MISSING,
     NOT_CLAIMED,
     ONCE,
     apply_data,
+    arity_error,
     bind_args,
     check_builtin_arity,
     claim,
@@ -43,6 +52,7 @@ from rtfs.errors import (
     UnboundSymbolError,
     UserError,
 )
+from rtfs.fast import link
 from rtfs.faults import as_rtfs_error, fault
 from rtfs.ops import ErrorValue, error_matches, get_or, nth_or_nil, rest_from
 from rtfs.printer import preview
@@ -73,7 +83,13 @@ RETURN, MAKE_CLOSURE = int(Op.RETURN), int(Op.MAKE_CLOSURE)
 JUMP_IF_FALSE_OR_POP = int(Op.JUMP_IF_FALSE_OR_POP)
 JUMP_IF_TRUE_OR_POP = int(Op.JUMP_IF_TRUE_OR_POP)
 
-_MISSING = object()
+_MISSING = MISSING
+
+
+def fast_frames_limit() -> int:
+    """How many translated calls may nest in Python before calls continue in the loop: each
+    costs up to ~5 host frames (through higher-order builtins), and the host needs room."""
+    return max(0, (sys.getrecursionlimit() - 250) // 5)
 
 
 class VM:
@@ -84,12 +100,17 @@ class VM:
         out: where `println` writes (default: sys.stdout at the time of the call).
         max_depth: the deepest nesting of RTFS calls before `RtfsRecursionError`.
         builtins: the functions every program sees (default: the standard library).
+        fast: translate functions to Python (rtfs.fast); False runs everything in the
+            bytecode loop.
+        translate_after: how many calls of a function run in the loop before it is
+            translated (0: translate everything, top levels included, on first use).
         clock: the monotonic clock a deadline given as a number refers to.
     """
 
     def __init__(self, *, router: CallRouter | None = None, out: IO[str] | None = None,
                  max_depth: int = DEFAULT_MAX_DEPTH,
-                 builtins: dict[str, Any] | None = None,
+                 builtins: dict[str, Any] | None = None, fast: bool = True,
+                 translate_after: int = 1,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if builtins is None:
             from rtfs.stdlib import BUILTINS
@@ -97,12 +118,50 @@ class VM:
             builtins = cast(dict[str, Any], BUILTINS)
         self.builtins: dict[str, Any] = builtins
         self.globals: Globals = Globals(builtins)
-        self.router: CallRouter = router if router is not None else LocalRouter()
+        self._router: CallRouter = router if router is not None else LocalRouter()
         self.out = out
         self.clock = clock
-        self.max_depth = max_depth
+        self.fast = fast
+        self.translate_after = translate_after
+        self._max_depth = max_depth
+        self.fast_limit = 0
+        self._set_limits()
         self._leaves_vm: weakref.WeakKeyDictionary[Code, tuple[Any, bool]] = (
             weakref.WeakKeyDictionary())
+        # translated functions linked to this VM when another VM linked their code first
+        self.links: weakref.WeakKeyDictionary[Code, Any] = weakref.WeakKeyDictionary()
+        self.linked_functions: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.globals.changed = self.relink_all
+
+    # -- configuration that translated code depends on ------------------------------------
+    @property
+    def router(self) -> CallRouter:
+        return self._router
+
+    @router.setter
+    def router(self, router: CallRouter) -> None:
+        self._router = router
+        self.relink_all()  # every resolved call site asks the new router again
+
+    @property
+    def max_depth(self) -> int:
+        return self._max_depth
+
+    @max_depth.setter
+    def max_depth(self, value: int) -> None:
+        self._max_depth = value
+        self._set_limits()
+
+    def _set_limits(self) -> None:
+        self.fast_limit = min(self._max_depth, fast_frames_limit()) if self.fast else 0
+        self.relink_all()
+
+    def relink_all(self) -> None:
+        """Make every translated function resolve its call sites again (the environment, the
+        router or a limit changed)."""
+        self.router_version = self._router.version
+        for linked in list(getattr(self, "linked_functions", ())):
+            linked.relink()
 
     # -- the environment -------------------------------------------------------------------
     def define(self, name: str, value: Any) -> None:
@@ -144,6 +203,8 @@ class VM:
             limit = outer.deadline.earliest(limit)
         depth = outer.depth if outer is not None and outer.vm is self else 0
         execution = Execution(self, depth, limit)
+        if self._router.version != self.router_version:
+            self.relink_all()  # the policy changed since the last run: call sites ask again
         deadlines.swap(execution)
         try:
             execution.check_deadline()
@@ -154,6 +215,12 @@ class VM:
             raise as_rtfs_error(exc) from exc
         finally:
             deadlines.swap(outer)
+
+    def linked(self, code: Code, *, hot: bool = False) -> Any:
+        """`code` translated and linked to this VM (rtfs.fast), or None when it runs in the
+        loop (fast path off, code the translator does not cover, or code not yet called
+        `translate_after` times, unless `hot`: about to be called many times)."""
+        return link(self, code, _SLOW_OPS, hot) if self.fast else None
 
     def source_hash_of(self, name: str) -> bytes | None:
         """The source hash of the user function bound to `name`, for the compiler."""
@@ -188,9 +255,11 @@ class VM:
 class Execution:
     """The state of one call into the VM on one thread.
 
-    `depth` is the depth of the innermost frame as of the last call out of RTFS code (the
-    loop and translated code store it before calling a builtin, a router or `call`);
-    `ticks` counts steps down to the next reading of the deadline's clock.
+    `depth` is the depth of the frame calling out of RTFS code (into a builtin, a router, a
+    nested run): the loop and translated code set it before such a call, and everything
+    that sets it for a call (translated code's helpers, `call`, `call_direct`, routing)
+    puts it back afterwards. `ticks` counts steps down to the next reading of the
+    deadline's clock.
     """
 
     __slots__ = ("deadline", "depth", "ticks", "vm")
@@ -239,6 +308,29 @@ class Execution:
             return fn.fn(self, *args) if fn.needs_vm else fn.fn(*args)
         return apply_data(fn, args)
 
+    def caller(self, fn: Any, argc: int) -> Callable[..., Any]:
+        """A Python function that calls the RTFS function value `fn` with `argc` arguments
+        exactly as `call` would (routing a hinted function, counting steps towards the
+        deadline, raising its arity error on the first call), for builtins that call one
+        function many times: it resolves what `call` decides per call once."""
+        kind = type(fn)
+        if kind is Closure and fn.code.hint is None and self.depth < self.vm.fast_limit:
+            linked = fn.code.fast
+            if linked is None or linked.vm is not self.vm:
+                linked = self.vm.linked(fn.code, hot=True)
+            if linked is not None and (argc == linked.nparams
+                                       or (linked.rest and argc > linked.nparams)):
+                # translated code leaves `depth` as it found it, so nothing to restore
+                return functools.partial(linked.fn, self, fn, self.depth)
+        elif (kind is Builtin and not fn.needs_vm and self.deadline is None
+              and fn.min_args <= argc and (fn.max_args is None or argc <= fn.max_args)):
+            return fn.fn  # no deadline to count steps for: the builtin itself
+
+        def call(*args: Any) -> Any:
+            return self.call(fn, list(args))
+
+        return call
+
     def call_direct(self, fn: Any, args: list[Any]) -> Any:
         """Apply a callable RTFS value here, without asking the router."""
         kind = type(fn)
@@ -252,6 +344,15 @@ class Execution:
     def _run_closure(self, fn: Closure, args: list[Any]) -> Any:
         depth = self.depth
         try:
+            if depth < self.vm.fast_limit:
+                linked = fn.code.fast
+                if linked is None or linked.vm is not self.vm:
+                    linked = self.vm.linked(fn.code)
+                if linked is not None:
+                    argc = len(args)
+                    if argc != linked.nparams and not (linked.rest and argc > linked.nparams):
+                        raise arity_error(fn.code, argc)
+                    return linked.fn(self, fn, depth, *args)
             return self._loop(fn, args)
         finally:
             self.depth = depth
@@ -274,14 +375,18 @@ class Execution:
         call = RoutedCall(name, kind, callee, hint, meta, tuple(args), run_local, line, col,
                           own_names(callee), self.deadline)
         depth = self.depth
+        router = self.vm.router
+        version = router.version
         try:
-            return self.vm.router.route(call)
+            return router.route(call)
         except RtfsError:
             raise
         except Exception as err:
             raise HostError(f"{name}: {type(err).__name__}: {err}", line, col) from err
         finally:
             self.depth = depth
+            if router.version != version:  # what the router claims may have changed
+                self.vm.relink_all()
 
     def parallel(self, thunks: list[Any]) -> tuple[Any, ...]:
         """Run `parallel` branches; on threads when any of them may leave the VM."""
@@ -317,7 +422,7 @@ class Execution:
         vm = self.vm
         globals_ = vm.globals
         router = vm.router
-        max_depth = vm.max_depth
+        max_depth, fast_limit = vm.max_depth, vm.fast_limit
         depth = self.depth
         frames: list[tuple[Any, ...]] = []
         code = closure.code
@@ -376,6 +481,16 @@ class Execution:
                                 stack.append(callee.fn(*call_args))
                         elif kind is Closure:
                             ncode = callee.code
+                            if depth < fast_limit:
+                                linked = ncode.fast
+                                if linked is None or linked.vm is not vm:
+                                    linked = vm.linked(ncode)
+                                if linked is not None:
+                                    if argc != linked.nparams and not (
+                                            linked.rest and argc > linked.nparams):
+                                        raise arity_error(ncode, argc)
+                                    stack.append(linked.fn(self, callee, depth, *call_args))
+                                    continue
                             # push a frame; written out here and in CALL (not a helper) because
                             # this is the hottest path of the loop
                             new_locals = bind_args(ncode, call_args, code, pc - 1)
@@ -439,6 +554,16 @@ class Execution:
                                 stack.append(self._route(site.name or callee.name, callee,
                                                          call_args, site.meta, code, pc - 1))
                                 continue
+                            if depth < fast_limit:
+                                linked = ncode.fast
+                                if linked is None or linked.vm is not vm:
+                                    linked = vm.linked(ncode)
+                                if linked is not None:
+                                    if argc != linked.nparams and not (
+                                            linked.rest and argc > linked.nparams):
+                                        raise arity_error(ncode, argc)
+                                    stack.append(linked.fn(self, callee, depth, *call_args))
+                                    continue
                             new_locals = bind_args(ncode, call_args, code, pc - 1)
                             if depth >= max_depth:
                                 raise too_deep(max_depth)

@@ -454,12 +454,14 @@ def _comparison() -> Any:
 def _comparator(ex: Any, fn: Any) -> Any:
     """A sort key from an RTFS comparator: a boolean `less than` or a number like compare's."""
 
+    call = ex.caller(fn, 2)
+
     def cmp(a: Any, b: Any) -> int:
-        result = ex.call(fn, [a, b])
+        result = call(a, b)
         if type(result) is bool or result is None:
             if truthy(result):
                 return -1
-            return 1 if truthy(ex.call(fn, [b, a])) else 0
+            return 1 if truthy(call(b, a)) else 0
         if type(result) is int or type(result) is float:
             return (result > 0) - (result < 0)
         raise RtfsTypeError("a sort comparator returns a boolean or a number, "
@@ -479,7 +481,8 @@ def sort(ex: Any, comparator_or_coll: Any, coll: Any = _ABSENT) -> tuple[Any, ..
 @builtin("sort-by", needs_vm=True)
 def sort_by(ex: Any, keyfn: Any, coll: Any) -> tuple[Any, ...]:
     items = as_seq("sort-by", coll)
-    keyed = [(ex.call(keyfn, [x]), x) for x in items]
+    key = ex.caller(keyfn, 1)
+    keyed = [(key(x), x) for x in items]
     cmp = _comparison()
     by_key = functools.cmp_to_key(lambda a, b: cmp(a[0], b[0]))
     return tuple(x for _, x in sorted(keyed, key=by_key))
@@ -489,14 +492,19 @@ def sort_by(ex: Any, keyfn: Any, coll: Any) -> tuple[Any, ...]:
 @builtin("map", needs_vm=True)
 def map_(ex: Any, f: Any, coll: Any, *colls: Any) -> tuple[Any, ...]:
     if not colls:
-        return tuple([ex.call(f, [x]) for x in as_seq("map", coll)])
+        items = as_seq("map", coll)
+        call = ex.caller(f, 1)
+        return tuple([call(x) for x in items])
     seqs = [as_seq("map", c) for c in (coll, *colls)]
-    return tuple(ex.call(f, list(items)) for items in zip(*seqs))
+    call = ex.caller(f, len(seqs))
+    return tuple(call(*items) for items in zip(*seqs))
 
 
 @builtin("map-indexed", needs_vm=True)
 def map_indexed(ex: Any, f: Any, coll: Any) -> tuple[Any, ...]:
-    return tuple(ex.call(f, [i, x]) for i, x in enumerate(as_seq("map-indexed", coll)))
+    items = as_seq("map-indexed", coll)
+    call = ex.caller(f, 2)
+    return tuple([call(i, x) for i, x in enumerate(items)])
 
 
 @builtin("mapcat", needs_vm=True)
@@ -506,17 +514,23 @@ def mapcat(ex: Any, f: Any, coll: Any) -> tuple[Any, ...]:
 
 @builtin("filter", needs_vm=True)
 def filter_(ex: Any, pred: Any, coll: Any) -> tuple[Any, ...]:
-    return tuple([x for x in as_seq("filter", coll) if truthy(ex.call(pred, [x]))])
+    items = as_seq("filter", coll)
+    call = ex.caller(pred, 1)
+    return tuple([x for x in items if (r := call(x)) is not None and r is not False])
 
 
 @builtin("remove", needs_vm=True)
 def remove(ex: Any, pred: Any, coll: Any) -> tuple[Any, ...]:
-    return tuple([x for x in as_seq("remove", coll) if not truthy(ex.call(pred, [x]))])
+    items = as_seq("remove", coll)
+    call = ex.caller(pred, 1)
+    return tuple([x for x in items if (r := call(x)) is None or r is False])
 
 
 @builtin("keep", needs_vm=True)
 def keep(ex: Any, f: Any, coll: Any) -> tuple[Any, ...]:
-    results = (ex.call(f, [x]) for x in as_seq("keep", coll))
+    items = as_seq("keep", coll)
+    call = ex.caller(f, 1)
+    results = (call(x) for x in items)
     return tuple(r for r in results if r is not None)
 
 
@@ -529,8 +543,9 @@ def reduce_(ex: Any, f: Any, init_or_coll: Any, coll: Any = _ABSENT) -> Any:
         acc, items = items[0], items[1:]
     else:
         acc, items = init_or_coll, as_seq("reduce", coll)
+    call = ex.caller(f, 2)
     for x in items:
-        acc = ex.call(f, [acc, x])
+        acc = call(acc, x)
     return acc
 
 
@@ -543,8 +558,10 @@ def apply(ex: Any, f: Any, *args: Any) -> Any:
 
 @builtin("some", needs_vm=True)
 def some(ex: Any, pred: Any, coll: Any) -> Any:
-    for x in as_seq("some", coll):
-        result = ex.call(pred, [x])
+    items = as_seq("some", coll)
+    call = ex.caller(pred, 1)
+    for x in items:
+        result = call(x)
         if truthy(result):
             return result
     return None
@@ -552,14 +569,18 @@ def some(ex: Any, pred: Any, coll: Any) -> Any:
 
 @builtin("every?", needs_vm=True)
 def every(ex: Any, pred: Any, coll: Any) -> bool:
-    return all(truthy(ex.call(pred, [x])) for x in as_seq("every?", coll))
+    items = as_seq("every?", coll)
+    call = ex.caller(pred, 1)
+    return all(truthy(call(x)) for x in items)
 
 
 @builtin("group-by", needs_vm=True)
 def group_by(ex: Any, f: Any, coll: Any) -> Map:
     groups: dict[Any, list[Any]] = {}
-    for x in as_seq("group-by", coll):
-        groups.setdefault(ex.call(f, [x]), []).append(x)
+    items = as_seq("group-by", coll)
+    call = ex.caller(f, 1)
+    for x in items:
+        groups.setdefault(call(x), []).append(x)
     return Map((k, tuple(v)) for k, v in groups.items())
 
 
@@ -567,8 +588,10 @@ def group_by(ex: Any, f: Any, coll: Any) -> Map:
 def partition_by(ex: Any, f: Any, coll: Any) -> tuple[tuple[Any, ...], ...]:
     runs: list[list[Any]] = []
     previous: Any = _ABSENT
-    for x in as_seq("partition-by", coll):
-        marker = ex.call(f, [x])
+    items = as_seq("partition-by", coll)
+    call = ex.caller(f, 1)
+    for x in items:
+        marker = call(x)
         if previous is _ABSENT or marker != previous:
             runs.append([])
         runs[-1].append(x)

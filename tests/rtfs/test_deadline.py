@@ -42,7 +42,7 @@ def compile_text(text: str):
 
 
 def make_vm(fast: bool, **kwargs) -> VM:
-    return VM(**kwargs)
+    return VM(fast=fast, **kwargs)
 
 
 MODES = [pytest.param(False, id="loop")]
