@@ -75,7 +75,8 @@ _ENDS_BLOCK = frozenset(int(op) for op in JUMP_OPS | TERMINAL_OPS | {Op.POP_TRY}
 _TERMINAL = frozenset(int(op) for op in TERMINAL_OPS)
 _KNOWN_JUMPS = frozenset(int(op) for op in (Op.JUMP, Op.JUMP_IF_FALSE, Op.JUMP_IF_FALSE_OR_POP,
                                             Op.JUMP_IF_TRUE_OR_POP, Op.SETUP_TRY))
-_MAX_TRY_NESTING = 15  # Python allows 20 statically nested blocks; we use up to 4 more
+_MAX_TRY_NESTING = 15
+_MAX_IF_NESTING = 40  # Python allows 100 levels of indentation  # Python allows 20 statically nested blocks; we use up to 4 more
 
 State = tuple[int, tuple[int, ...]]  # stack height, pcs of the SETUP_TRYs still open
 
@@ -168,7 +169,8 @@ class _Translator:
             raise Untranslatable(f"paths meet at {target} in different states")
 
     def try_regions(self) -> dict[int, tuple[int, int]]:
-        """SETUP_TRY pc -> (first pc inside, POP_TRY pc), checking each is contiguous."""
+        """SETUP_TRY pc -> (first pc inside, last pc inside: its POP_TRY, or an instruction
+        that never falls through), checking each is one contiguous run of instructions."""
         regions = {}
         for setup in (pc for pc in self.order if self.code.ops[pc] == Op.SETUP_TRY):
             inside = [pc for pc in self.order if setup in self.states[pc][1]]
@@ -176,7 +178,8 @@ class _Translator:
                 raise Untranslatable("an empty try block")
             last = inside[-1]
             span = [pc for pc in self.order if setup < pc <= last]
-            if span != inside or self.code.ops[last] != Op.POP_TRY:
+            ends = self.code.ops[last] == Op.POP_TRY or self.code.ops[last] in _TERMINAL
+            if span != inside or not ends:  # (a body that always raises has no POP_TRY)
                 raise Untranslatable("a try block that is not one contiguous region")
             regions[setup] = (setup + 1, last)
         return regions
@@ -227,13 +230,17 @@ class _Translator:
         boundaries = {first for first, _ in regions.values()} | {
             last for _, last in regions.values()}
         found = {}
+        level: dict[int, int] = {}  # block start -> how deep in nested if/else it sits
         for i in range(len(blocks) - 2):
-            end = blocks[i][1]
+            begin, end = blocks[i]
             fall, jump = blocks[i + 1], blocks[i + 2]
+            depth = level.get(begin, 0)
             if (self.code.ops[end] == Op.JUMP_IF_FALSE and fall[0] == end + 1
                     and jump[0] == self.code.args[end] and preds[fall[0]] == 1
-                    and preds[jump[0]] == 1 and not boundaries & {*fall, *jump}):
+                    and preds[jump[0]] == 1 and not boundaries & {*fall, *jump}
+                    and depth < _MAX_IF_NESTING):
                 found[end] = (fall, jump)
+                level[fall[0]] = level[jump[0]] = depth + 1
         return found
 
     def guards(self, blocks: list[tuple[int, int]],
@@ -374,12 +381,7 @@ class _Translator:
                 self.emit(f"if nxt == {begin}:")
                 self.depth += 1
             mark = len(self.lines)
-            diamond = diamonds.get(end)
-            if diamond is None:
-                self.straight(begin, end, regions)
-            else:
-                self.if_else(begin, end, diamond, regions)
-                skip.update(start for start, _ in diamond)
+            skip.update(self.block(begin, end, regions, diamonds))
             if len(self.lines) == mark:
                 self.emit("pass")
             self.depth = outer
@@ -387,30 +389,34 @@ class _Translator:
             if setup is not None:
                 self.close_try(setup, end)
 
-    def straight(self, begin: int, end: int, regions: dict[int, tuple[int, int]]) -> None:
+    def block(self, begin: int, end: int, regions: dict[int, tuple[int, int]],
+              diamonds: dict[int, tuple[tuple[int, int], tuple[int, int]]]) -> list[int]:
+        """Emit one block (and, for an if/else, the blocks of its branches, recursively);
+        returns the starts of the branch blocks it emitted."""
         self.stk = [f"s{h}" for h in range(self.states[begin][0])]
-        for pc in range(begin, end + 1):
-            self.instruction(pc)
-        self.block_end(end, regions)
-
-    def if_else(self, begin: int, end: int, diamond: tuple[tuple[int, int], tuple[int, int]],
-                regions: dict[int, tuple[int, int]]) -> None:
-        self.stk = [f"s{h}" for h in range(self.states[begin][0])]
+        diamond = diamonds.get(end)
+        if diamond is None:
+            for pc in range(begin, end + 1):
+                self.instruction(pc)
+            self.block_end(end, regions)
+            return []
         for pc in range(begin, end):
             self.instruction(pc)
         self.pc = end
         value = self.pop()[0]
         self.materialise()
         self.emit(f"if {value} is not None and {value} is not False:")
+        inside = []
         for i, (first, last) in enumerate(diamond):
             if i:
                 self.emit("else:")
             self.depth += 1
             mark = len(self.lines)
-            self.straight(first, last, regions)
+            inside += [first, *self.block(first, last, regions, diamonds)]
             if len(self.lines) == mark:
                 self.emit("pass")
             self.depth -= 1
+        return inside
 
     def close_try(self, setup: int, last: int) -> None:
         self.depth -= 1

@@ -42,10 +42,12 @@ def compile_text(text: str):
 
 
 def make_vm(fast: bool, **kwargs) -> VM:
-    return VM(fast=fast, **kwargs)
+    """The bytecode loop, or the fast path with every function translated from its first
+    call."""
+    return VM(fast=fast, translate_after=0, **kwargs)
 
 
-MODES = [pytest.param(False, id="loop")]
+MODES = [pytest.param(False, id="loop"), pytest.param(True, id="fast")]
 
 
 @pytest.fixture(params=MODES)

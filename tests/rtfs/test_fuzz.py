@@ -160,6 +160,25 @@ def _forms(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
             lambda t: f"(try (throw {t[0]}) (catch {t[1]} e e))"),
         st.tuples(children, children).map(
             lambda t: f"(match {t[0]} [a b] {t[1]} {{:k v}} v 1 :one _ x)"),
+        st.tuples(children, children).map(
+            lambda t: f"(match {t[0]} [a & r] (when (= a 1) {t[1]}) \"s\" :str _ :none)"),
+        st.lists(children, min_size=1, max_size=3).map(lambda xs: f"(and {' '.join(xs)})"),
+        st.lists(children, min_size=1, max_size=3).map(lambda xs: f"(or {' '.join(xs)})"),
+        st.lists(children, min_size=2, max_size=6).map(
+            lambda xs: f"(cond {' '.join(xs[: len(xs) // 2 * 2])} :else {xs[-1]})"),
+        st.tuples(children, children).map(lambda t: f"(when {t[0]} {t[1]})"),
+        st.tuples(children, children).map(lambda t: f"(when-not {t[0]} {t[1]})"),
+        st.tuples(children, children).map(lambda t: f"(do {t[0]} {t[1]})"),
+        st.tuples(children, children).map(lambda t: f"(-> {t[0]} (vector {t[1]}) first)"),
+        st.tuples(children, children).map(
+            lambda t: f"(let [y {t[0]} g (fn [z] (if z y {t[1]}))] [(g true) (g nil)])"),
+        children.map(lambda c: f"((fn f [n] (if (< n 1) {c} (f (- n 1)))) 3)"),
+        st.tuples(children, children).map(lambda t: f"(parallel [a {t[0]}] [b {t[1]}])"),
+        st.tuples(children, children).map(
+            lambda t: f"((fn [[a b] {{:keys [k]}}] [a b k {t[1]}]) {t[0]} {t[0]})"),
+        st.tuples(children, children, children).map(
+            lambda t: f"(try (try {t[0]} (catch TypeError e {t[1]})) "
+                      f"(catch Exception e (str e)) (finally {t[2]}))"),
     )
 
 

@@ -1,7 +1,12 @@
-"""The CallRouter contract between the VM and whatever decides where calls run."""
+"""The CallRouter contract between the VM and whatever decides where calls run.
+
+Every test runs twice: in the bytecode loop, and on the fast path with every function
+translated from its first call (routing is a privacy rule: both must keep it)."""
 
 from __future__ import annotations
 
+import functools
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,6 +19,12 @@ from rtfs.router import CallKind, Claim, LocalRouter, RoutedCall
 from rtfs.values import DelegationHint, HintKind, Keyword, Map, own_names
 from rtfs.vm import VM
 from tests.rtfs.conftest import evaluate
+
+
+@pytest.fixture(params=["loop", "fast"], autouse=True)
+def vm_mode(request, monkeypatch):
+    options = {"loop": {"fast": False}, "fast": {"translate_after": 0}}[request.param]
+    monkeypatch.setattr(sys.modules[__name__], "VM", functools.partial(VM, **options))
 
 
 class RecordingRouter:
