@@ -12,7 +12,7 @@ Shape of the output:
 
     def __factory(<every value the function uses>):
         def __fn(ex, self_, d, l0, l1, *l2):     # ex: the Execution; d: the caller's depth
-            <depth, deadline and relink checks>
+            <depth and deadline checks>
             try:
                 <basic blocks>
             except Exception as e_:
@@ -20,30 +20,28 @@ Shape of the output:
         return __fn
 
 Stack slots become variables named by height (`s0`, `s1`, ...), which verified code keeps
-consistent wherever paths meet. Jumps only go forward, so basic blocks are emitted in order,
-each guarded by `if nxt == <its pc>:` when some path may skip it. A try block becomes a
-Python `try` around exactly its instructions. Code the translator does not cover (an opcode
+consistent wherever paths meet. Jumps only go forward, so basic blocks are emitted in order
+(rtfs.flow), each guarded by `if nxt == <its pc>:` when some path may skip it, or nested in
+a Python `if`/`else` for the if/else shapes. A try block becomes a Python `try` around
+exactly its instructions. Code the translator does not cover (an opcode
 it does not know and the VM has no generic handler for, a try block that is not contiguous,
 Python's nesting limits) raises `Untranslatable`, and the VM loop runs it.
 """
 
 from __future__ import annotations
 
-import bisect
 import re
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rtfs.bytecode import JUMP_OPS, TERMINAL_OPS, Code, Op, branch_effect, stack_effect
+from rtfs.bytecode import JUMP_OPS, Code, Op, stack_effect
 from rtfs.errors import BytecodeError
+from rtfs.flow import OP, TERMINAL, Flow, Untranslatable
 from rtfs.verify import verify
 
-
-class Untranslatable(Exception):
-    """The translator does not cover this code; the VM loop runs it (not an RTFS error)."""
-
+__all__ = ["INLINE", "GlobalSite", "Translation", "Untranslatable", "compile_factory",
+           "translate"]
 
 # Inline templates for call sites of a few builtins: (argc, guard, expression). A template
 # applies only while the site is bound to that very standard-library builtin and no router
@@ -68,17 +66,8 @@ INLINE: dict[str, tuple[int, str, str]] = {
     "nil?": (1, "True", "{a} is None"),
 }
 
-_OP = {int(op): op for op in Op}
 _HELPER = re.compile(r"\brt_\w+")
 
-_ENDS_BLOCK = frozenset(int(op) for op in JUMP_OPS | TERMINAL_OPS | {Op.POP_TRY})
-_TERMINAL = frozenset(int(op) for op in TERMINAL_OPS)
-_KNOWN_JUMPS = frozenset(int(op) for op in (Op.JUMP, Op.JUMP_IF_FALSE, Op.JUMP_IF_FALSE_OR_POP,
-                                            Op.JUMP_IF_TRUE_OR_POP, Op.SETUP_TRY))
-_MAX_TRY_NESTING = 15
-_MAX_IF_NESTING = 40  # Python allows 100 levels of indentation  # Python allows 20 statically nested blocks; we use up to 4 more
-
-State = tuple[int, tuple[int, ...]]  # stack height, pcs of the SETUP_TRYs still open
 
 
 @dataclass(frozen=True)
@@ -129,132 +118,8 @@ class _Translator:
         self.stk: list[str] = []
         self.global_sites: list[GlobalSite] = []
         self.call_sites: list[tuple[int, int]] = []
-        self.states: dict[int, State] = {}
-        self.order: list[int] = []
-
-    # -- analysis ----------------------------------------------------------------------------
-    def analyse(self) -> None:
-        code, states = self.code, self.states
-        states[0] = (0, ())
-        for pc in range(len(code.ops)):
-            state = states.get(pc)
-            if state is None:
-                continue
-            self.order.append(pc)
-            op, arg = code.ops[pc], code.args[pc]
-            if op in JUMP_OPS and op not in _KNOWN_JUMPS:
-                raise Untranslatable(f"unknown jump opcode {op}")
-            try:
-                needed, effect = stack_effect(_OP[op], arg, code)
-            except KeyError as err:
-                raise Untranslatable(f"no stack effect for opcode {op}") from err
-            height, blocks = state
-            if op == Op.SETUP_TRY:
-                self.merge(arg, (height + 1, blocks))
-                blocks = blocks + (pc,)
-                if len(blocks) > _MAX_TRY_NESTING:
-                    raise Untranslatable("try blocks nested too deeply")
-            elif op == Op.POP_TRY:
-                blocks = blocks[:-1]
-            elif op in JUMP_OPS:
-                self.merge(arg, (height + branch_effect(_OP[op]), blocks))
-            if blocks and height - needed < states[blocks[-1]][0]:
-                raise Untranslatable("a try block pops values it did not push")
-            if op not in _TERMINAL:
-                self.merge(pc + 1, (height + effect, blocks))
-
-    def merge(self, target: int, state: State) -> None:
-        known = self.states.setdefault(target, state)
-        if known != state:
-            raise Untranslatable(f"paths meet at {target} in different states")
-
-    def try_regions(self) -> dict[int, tuple[int, int]]:
-        """SETUP_TRY pc -> (first pc inside, last pc inside: its POP_TRY, or an instruction
-        that never falls through), checking each is one contiguous run of instructions."""
-        regions = {}
-        for setup in (pc for pc in self.order if self.code.ops[pc] == Op.SETUP_TRY):
-            inside = [pc for pc in self.order if setup in self.states[pc][1]]
-            if not inside:
-                raise Untranslatable("an empty try block")
-            last = inside[-1]
-            span = [pc for pc in self.order if setup < pc <= last]
-            ends = self.code.ops[last] == Op.POP_TRY or self.code.ops[last] in _TERMINAL
-            if span != inside or not ends:  # (a body that always raises has no POP_TRY)
-                raise Untranslatable("a try block that is not one contiguous region")
-            regions[setup] = (setup + 1, last)
-        return regions
-
-    # -- control flow ------------------------------------------------------------------------
-    def blocks(self) -> list[tuple[int, int]]:
-        ops, order, reachable = self.code.ops, self.order, set(self.order)
-        starts = {0}
-        for pc in order:
-            op = ops[pc]
-            if op in JUMP_OPS:
-                starts.add(self.code.args[pc])
-            if op in _ENDS_BLOCK and pc + 1 in reachable:
-                starts.add(pc + 1)
-        result, begin = [], None
-        for i, pc in enumerate(order):
-            if begin is None:
-                begin = pc
-            following = order[i + 1] if i + 1 < len(order) else None
-            if following is None or following in starts or following != pc + 1:
-                result.append((begin, pc))
-                begin = None
-        return result
-
-    def edges(self, end: int, regions: dict[int, tuple[int, int]]) -> list[int]:
-        """Targets of the edges leaving the block that ends at `end` (a try's handler edge
-        leaves from its POP_TRY, where the Python `try` statement ends)."""
-        op, arg = self.code.ops[end], self.code.args[end]
-        targets = []
-        if op in JUMP_OPS and op != Op.SETUP_TRY:
-            targets.append(arg)
-        if op not in _TERMINAL and end + 1 in self.states:
-            targets.append(end + 1)
-        for setup, (_, last) in regions.items():
-            if last == end:
-                targets.append(self.code.args[setup])
-        return targets
-
-    def diamonds(self, blocks: list[tuple[int, int]], regions: dict[int, tuple[int, int]]
-                 ) -> dict[int, tuple[tuple[int, int], tuple[int, int]]]:
-        """`if`/`else` shapes to emit as Python `if`/`else` rather than through `nxt`: a block
-        ending in JUMP_IF_FALSE whose two successors are single blocks, one after the other,
-        that nothing else jumps into. Keyed by the conditional's pc."""
-        preds: Counter[int] = Counter()
-        for _, end in blocks:
-            for target in self.edges(end, regions):
-                preds[target] += 1
-        boundaries = {first for first, _ in regions.values()} | {
-            last for _, last in regions.values()}
-        found = {}
-        level: dict[int, int] = {}  # block start -> how deep in nested if/else it sits
-        for i in range(len(blocks) - 2):
-            begin, end = blocks[i]
-            fall, jump = blocks[i + 1], blocks[i + 2]
-            depth = level.get(begin, 0)
-            if (self.code.ops[end] == Op.JUMP_IF_FALSE and fall[0] == end + 1
-                    and jump[0] == self.code.args[end] and preds[fall[0]] == 1
-                    and preds[jump[0]] == 1 and not boundaries & {*fall, *jump}
-                    and depth < _MAX_IF_NESTING):
-                found[end] = (fall, jump)
-                level[fall[0]] = level[jump[0]] = depth + 1
-        return found
-
-    def guards(self, blocks: list[tuple[int, int]],
-               regions: dict[int, tuple[int, int]]) -> list[int]:
-        """Sorted block starts that some path may skip (they test `nxt`)."""
-        pending: Counter[int] = Counter()
-        guarded = []
-        for begin, end in blocks:
-            pending.pop(begin, None)
-            if pending and max(pending) > begin:
-                guarded.append(begin)
-            for target in self.edges(end, regions):
-                pending[target] += 1
-        return guarded
+        self.flow = Flow(code)
+        self.states = self.flow.states
 
     # -- emission helpers ----------------------------------------------------------------------
     def emit(self, line: str) -> None:
@@ -299,19 +164,12 @@ class _Translator:
 
     # -- the function ----------------------------------------------------------------------------
     def run(self) -> Translation:
-        self.analyse()
-        regions = self.try_regions()
-        blocks = self.blocks()
-        diamonds = self.diamonds(blocks, regions)
-        nested = {start for pair in diamonds.values() for start, _ in pair}
-        guarded = [b for b in self.guards(blocks, regions) if b not in nested]
-        self.guarded = guarded
         self.depth = 3
-        self.body(blocks, regions, set(guarded), diamonds)
+        self.body()
         body, body_pcs = self.lines, self.line_pcs
         self.lines, self.line_pcs = [], []
         self.pc = 0
-        self.prologue(bool(guarded))
+        self.prologue(bool(self.flow.guarded))
         self.lines.extend(body)
         self.line_pcs.extend(body_pcs)
         self.epilogue()
@@ -363,13 +221,12 @@ class _Translator:
         self.emit("        raise")
         self.emit("    raise err_ from e_")
 
-    def body(self, blocks: list[tuple[int, int]], regions: dict[int, tuple[int, int]],
-             guarded: set[int], diamonds: dict[int, tuple[tuple[int, int], tuple[int, int]]]
-             ) -> None:
+    def body(self) -> None:
+        regions, guarded = self.flow.regions, set(self.flow.guarded)
         opens = {first: setup for setup, (first, _) in regions.items()}
         closes = {last: setup for setup, (_, last) in regions.items()}
         skip: set[int] = set()
-        for begin, end in blocks:
+        for begin, end in self.flow.blocks:
             if begin in skip:
                 continue
             setup = opens.get(begin)
@@ -381,7 +238,7 @@ class _Translator:
                 self.emit(f"if nxt == {begin}:")
                 self.depth += 1
             mark = len(self.lines)
-            skip.update(self.block(begin, end, regions, diamonds))
+            skip.update(self.block(begin, end))
             if len(self.lines) == mark:
                 self.emit("pass")
             self.depth = outer
@@ -389,16 +246,15 @@ class _Translator:
             if setup is not None:
                 self.close_try(setup, end)
 
-    def block(self, begin: int, end: int, regions: dict[int, tuple[int, int]],
-              diamonds: dict[int, tuple[tuple[int, int], tuple[int, int]]]) -> list[int]:
+    def block(self, begin: int, end: int) -> list[int]:
         """Emit one block (and, for an if/else, the blocks of its branches, recursively);
         returns the starts of the branch blocks it emitted."""
         self.stk = [f"s{h}" for h in range(self.states[begin][0])]
-        diamond = diamonds.get(end)
+        diamond = self.flow.diamonds.get(end)
         if diamond is None:
             for pc in range(begin, end + 1):
                 self.instruction(pc)
-            self.block_end(end, regions)
+            self.block_end(end)
             return []
         for pc in range(begin, end):
             self.instruction(pc)
@@ -412,7 +268,7 @@ class _Translator:
                 self.emit("else:")
             self.depth += 1
             mark = len(self.lines)
-            inside += [first, *self.block(first, last, regions, diamonds)]
+            inside += [first, *self.block(first, last)]
             if len(self.lines) == mark:
                 self.emit("pass")
             self.depth -= 1
@@ -425,22 +281,17 @@ class _Translator:
         self.emit(f"except {self.use('rt_exception')} as e_:")
         self.emit(f"    s{height} = {self.use('rt_error_value')}("
                   f"{self.use('rt_fault')}(e_, {self.use('CODE')}, {self.where()}))")
-        if self.needs_nxt(last, handler):
+        if self.flow.needs_nxt(last, handler):
             self.emit(f"    nxt = {handler}")
 
-    def needs_nxt(self, source: int, target: int) -> bool:
-        """Whether an edge must set `nxt`: some guarded block lies in (source, target]."""
-        i = bisect.bisect_right(self.guarded, source)
-        return i < len(self.guarded) and self.guarded[i] <= target
-
     def goto(self, source: int, target: int) -> None:
-        if self.needs_nxt(source, target):
+        if self.flow.needs_nxt(source, target):
             self.emit(f"nxt = {target}")
 
-    def block_end(self, end: int, regions: dict[int, tuple[int, int]]) -> None:
+    def block_end(self, end: int) -> None:
         op, arg = self.code.ops[end], self.code.args[end]
         self.pc = end
-        if op in _TERMINAL and op != Op.JUMP:
+        if op in TERMINAL and op != Op.JUMP:
             return
         if op == Op.JUMP_IF_FALSE:
             self.branch(end, arg, self.pop()[0], jump_when_false=True)
@@ -459,7 +310,7 @@ class _Translator:
     def branch(self, end: int, target: int, value: str, *, jump_when_false: bool) -> None:
         self.materialise()
         falsy = f"{value} is None or {value} is False"
-        jump, fall = self.needs_nxt(end, target), self.needs_nxt(end, end + 1)
+        jump, fall = self.flow.needs_nxt(end, target), self.flow.needs_nxt(end, end + 1)
         if not (jump or fall):
             return
         test = falsy if jump_when_false else f"not ({falsy})"
@@ -489,12 +340,12 @@ class _Translator:
 
     def slow_op(self, pc: int, op: int, arg: int) -> None:
         """An op run by the VM's own handler on a small list standing in for the stack."""
-        needed, effect = stack_effect(_OP[op], arg, self.code)
+        needed, effect = stack_effect(OP[op], arg, self.code)
         values = self.pop(needed)
         base = len(self.stk)
         self.emit(f"t_ = {self.use('rt_slow_op')}({self.use(f'O{op}')}, ex, d1, "
                   f"{self.use('CODE')}, {arg}, [{', '.join(values)}], {pc + 1})")
-        if op in _TERMINAL:
+        if op in TERMINAL:
             return
         for i in range(needed + effect):
             self.emit(f"s{base + i} = t_[{i}]")
