@@ -77,8 +77,8 @@ def link(vm: Any, code: Code, slow_ops: list[Any], hot: bool = False) -> Linked 
     if entry is not None:
         if entry.vm is vm:
             return entry
-        found: Linked | None = vm.links.get(code)
-        if found is not None:
+        found: Linked | None = vm.links.get(id(code))
+        if found is not None and found.code is code:
             return found
         translation, factory = entry.translation, entry.factory
     else:
@@ -93,7 +93,7 @@ def link(vm: Any, code: Code, slow_ops: list[Any], hot: bool = False) -> Linked 
     if code.fast is None or type(code.fast) is _Calls:
         code.fast = linked
     else:
-        vm.links[code] = linked
+        vm.links[id(code)] = linked
     return linked
 
 
@@ -129,6 +129,9 @@ class Linked:
         calls = {index: CallSiteRef(code, index, pc) for index, pc in translation.call_sites}
         values = [self._value(name, refs, calls, slow_ops) for name in translation.params]
         self.fn = factory(*values)
+        # while anything can call the function (a resolved call site, a caller), its Linked
+        # must live, or nothing would reset its call sites when the environment changes
+        self.fn.linked = self
         self.cells = dict(zip(self.fn.__code__.co_freevars, self.fn.__closure__ or ()))
         for ref in self.sites:
             ref.cell = self.cells[f"S{ref.index}"]

@@ -88,8 +88,9 @@ class VM:
         self._set_limits()
         self._leaves_vm: weakref.WeakKeyDictionary[Code, tuple[Any, bool]] = (
             weakref.WeakKeyDictionary())
-        # translated functions linked to this VM when another VM linked their code first
-        self.links: weakref.WeakKeyDictionary[Code, Any] = weakref.WeakKeyDictionary()
+        # translated functions linked to this VM when another VM linked their code first, by
+        # id(code) (a live entry keeps its code alive, so the id is that code's)
+        self.links: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
         self.linked_functions: weakref.WeakSet[Any] = weakref.WeakSet()
         self.globals.changed = self.relink_all
         self.slow_ops = _SLOW_OPS

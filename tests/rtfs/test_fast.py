@@ -8,6 +8,7 @@ code, top levels included, runs translated from its first call.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import io
 import threading
 from pathlib import Path
@@ -408,3 +409,19 @@ def test_arity_errors_of_translated_callees_name_the_call_site():
     expected = outcome(loop_vm(), compile_program(read(text)))
     assert expected[1] == ArityError.__name__ and expected[3:] == (2, 12)
     assert outcome(fast_vm(), compile_program(read(text))) == expected
+
+
+def test_a_function_shared_by_two_vms_follows_each_vm_s_environment():
+    from rtfs.execution import Execution
+
+    code = compile_program(read("(defn g [x] (inc x))"))
+    first, second = fast_vm(), fast_vm()
+    first.run(code)
+    g = first.globals["g"]
+    assert first.call(g, [1]) == 2  # `first` links g's code first
+    call = Execution(second).caller(g, 1)  # what map holds while it loops, in `second`
+    assert call(1) == 2
+    gc.collect()  # g's link to `second` is reachable only through `call` now
+    second.run(compile_program(read("(defn inc [x] (* x 100))")))
+    assert call(1) == 100
+    assert first.call(g, [1]) == 2
