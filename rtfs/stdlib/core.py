@@ -8,7 +8,7 @@ from typing import Any
 
 from rtfs.deadline import checked
 from rtfs.errors import RtfsArithmeticError, RtfsTypeError, RtfsValueError
-from rtfs.printer import preview, to_display, to_readable
+from rtfs.printer import format_float, preview, to_display, to_readable
 from rtfs.stdlib import builtin
 from rtfs.values import (
     Builtin,
@@ -99,7 +99,10 @@ def rem(x: Any, y: Any) -> Any:
         raise RtfsArithmeticError("division by zero")
     if type(x) is int and type(y) is int:
         return x - y * _trunc_div(x, y)
-    return math.fmod(_number("rem", x), y)
+    try:
+        return math.fmod(_number("rem", x), y)
+    except ValueError:  # an infinite dividend: no remainder
+        return math.nan
 
 
 @builtin("quot")
@@ -109,7 +112,8 @@ def quot(x: Any, y: Any) -> Any:
         raise RtfsArithmeticError("division by zero")
     if type(x) is int and type(y) is int:
         return _trunc_div(x, y)
-    return float(math.trunc(_number("quot", x) / y))
+    ratio = _number("quot", x) / y
+    return float(math.trunc(ratio)) if math.isfinite(ratio) else ratio
 
 
 def _trunc_div(x: int, y: int) -> int:
@@ -179,20 +183,26 @@ def power(base: Any, exponent: Any) -> Any:
         raise RtfsArithmeticError(f"pow: {err}") from err
 
 
+def _finite(fn: str, value: Any) -> Any:
+    if type(_number(fn, value)) is float and not math.isfinite(value):
+        raise RtfsArithmeticError(f"{fn} of {format_float(value)} has no integer value")
+    return value
+
+
 @builtin("floor")
 def floor(x: Any) -> int:
-    return math.floor(_number("floor", x))
+    return math.floor(_finite("floor", x))
 
 
 @builtin("ceil")
 def ceil(x: Any) -> int:
-    return math.ceil(_number("ceil", x))
+    return math.ceil(_finite("ceil", x))
 
 
 @builtin("round")
 def round_(x: Any) -> int:
     """Half away from zero."""
-    value = _number("round", x)
+    value = _finite("round", x)
     return int(math.floor(abs(value) + 0.5)) * (1 if value >= 0 else -1)
 
 

@@ -484,8 +484,11 @@ def sort_by(ex: Any, keyfn: Any, coll: Any) -> tuple[Any, ...]:
     key = ex.caller(keyfn, 1)
     keyed = [(key(x), x) for x in items]
     cmp = _comparison()
-    by_key = functools.cmp_to_key(lambda a, b: cmp(a[0], b[0]))
-    return tuple(x for _, x in sorted(keyed, key=by_key))
+
+    def by_key(a: tuple[Any, Any], b: tuple[Any, Any]) -> int:
+        return cmp(a[0], b[0])
+
+    return tuple(x for _, x in sorted(keyed, key=functools.cmp_to_key(by_key)))
 
 
 # -- higher-order -----------------------------------------------------------------------------
