@@ -19,6 +19,7 @@ from pathlib import Path
 from delegation.config import DelegationConfig, default_config, load_config
 from delegation.errors import ConfigError, DelegationError
 from delegation.explain import as_json, explain_table
+from delegation.l2.cli import add_parser as add_l2_parser
 from delegation.runtime import Runtime
 from rtfs.errors import RtfsError
 from rtfs.printer import to_readable
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="validate a delegation.toml")
     check.add_argument("file")
     check.set_defaults(run=cmd_config_check)
+    add_l2_parser(sub)
     return parser
 
 
