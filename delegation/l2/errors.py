@@ -72,10 +72,23 @@ class CacheStateError(DelegationError, ValueError):
         return f"cache state file {self.path}: {self.reason}"
 
 
+class ContextError(DelegationError, ValueError):
+    """A call or run context with a bad key or value (`--context`, `^{:context ...}`)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(key, reason)
+        self.key = key
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"context {self.key}: {self.reason}"
+
+
 ALL_L2_ERRORS: tuple[type[DelegationError], ...] = (
     EmbedderUnavailable,
     EmbedderInputError,
     CalibrationError,
     PairsFileError,
     CacheStateError,
+    ContextError,
 )
