@@ -110,7 +110,7 @@ def l2_config_from_table(reader: TableReader, value: object,
     table = reader.table(value, path)
     reader.check_keys(table, path, _KEYS)
     d = L2Config()
-    values = {
+    values: dict[str, Any] = {
         "enabled": reader.boolean(table, path, "enabled", d.enabled),
         "model": reader.string(table, path, "model", d.model),
         "namespace": reader.string(table, path, "namespace", d.namespace),

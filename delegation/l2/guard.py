@@ -155,6 +155,7 @@ class Features:
     seams: frozenset[int]
     script: str | None
     language: str | None
+    language_marks: tuple[tuple[str, int], ...]
     names: tuple[str, ...]
 
 
@@ -186,7 +187,8 @@ def features(text: str) -> Features:
         stems=frozenset(_stem(p) for p in parts),
         seams=_seams(text),
         script=_script(text),
-        language=_language(parts),
+        language=_language(_marks(parts)),
+        language_marks=_marks(parts),
         names=tuple(_stem(n) for n in _names(text)),
     )
 
@@ -232,6 +234,19 @@ def _check_language(a: Features, b: Features) -> str | None:
         return f"scripts differ ({a.script.lower()} / {b.script.lower()})"
     if a.language and b.language and a.language != b.language:
         return f"languages differ ({a.language} / {b.language})"
+    other = _foreign(a, b) or _foreign(b, a)
+    if other:
+        return f"languages differ ({other})"
+    return None
+
+
+def _foreign(a: Features, b: Features) -> str | None:
+    """`a` is surely in one language and `b` has none of its marks but some of another's."""
+    if a.language is None:
+        return None
+    marks = dict(b.language_marks)
+    if marks.get(a.language, 0) == 0 and max(marks.values(), default=0) >= 1:
+        return f"{a.language} / {max(marks, key=lambda lang: marks[lang])}"
     return None
 
 
@@ -371,9 +386,14 @@ def _script(text: str) -> str | None:
     return max(counts, key=lambda s: counts[s]) if counts else None
 
 
-def _language(parts: list[str]) -> str | None:
-    scores = {lang: sum(p in marks for p in parts) for lang, marks in _MARKERS.items()}
-    ranked = sorted(scores.items(), key=lambda item: -item[1])
+def _marks(parts: list[str]) -> tuple[tuple[str, int], ...]:
+    """How many words of each language's marker list the text holds."""
+    return tuple((lang, sum(p in marks for p in parts)) for lang, marks in _MARKERS.items())
+
+
+def _language(marks: tuple[tuple[str, int], ...]) -> str | None:
+    """The text's language when at least two marker words point to it and no tie."""
+    ranked = sorted(marks, key=lambda item: -item[1])
     (best, top), (_, second) = ranked[0], ranked[1]
     return best if top >= 2 and top > second else None
 

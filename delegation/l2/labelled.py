@@ -34,7 +34,7 @@ _NEGATABLE = {
 _WORD = re.compile(r"[A-Za-z']+")
 _DIGITS = re.compile(r"\d+")
 _ENTITY_PAIR = re.compile(r"\b([A-Z][\w'-]*(?: [A-Z][\w'-]*)*) (to|and|or|vs|versus|into|"
-                          r"from|with|than) ([A-Z][\w'-]*(?: [A-Z][\w'-]*)*)\b")
+                          r"with|than) ([A-Z][\w'-]*(?: [A-Z][\w'-]*)*)\b")
 
 
 def fow_cache_path() -> Path:
@@ -103,10 +103,9 @@ def negate(text: str) -> str | None:
 
 def swap_entities(text: str) -> str | None:
     """`text` with two capitalised names around "to", "and", "or", ... swapped, or None."""
-    match = _ENTITY_PAIR.search(text)
-    if match is None or match.start() == 0:  # a sentence-initial word is not a name
-        return None
-    first, link, second = match.groups()
-    if first == second:
-        return None
-    return text[:match.start()] + f"{second} {link} {first}" + text[match.end():]
+    for match in _ENTITY_PAIR.finditer(text):
+        first, link, second = match.groups()
+        if match.start() == 0 or first == second:  # a sentence-initial word is not a name
+            continue
+        return text[:match.start()] + f"{second} {link} {first}" + text[match.end():]
+    return None
