@@ -151,14 +151,14 @@ class SemanticCache:
         for entry, _ in candidates:
             assert entry.vector is not None
             similarity = cosine(entry.vector, query)
+            if similarity < threshold:
+                best = best or (similarity, "below threshold")
+                break  # candidates come most similar first; the guard is not needed below
             refusal = guard(features(entry.texts[0]), mine)
             if refusal is not None:
                 self._count("guard_refusals")
                 best = best or (similarity, f"guard: {refusal}")
                 continue
-            if similarity < threshold:
-                best = best or (similarity, "below threshold")
-                break  # candidates come most similar first
             return self._hit(entry, similarity, effective)
         if best is None:
             return self._miss(ns, None, threshold, "L2 miss (no similar entry)")
