@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from delegation.codelib import CodeLibrary
 from delegation.config import DelegationConfig, SecurityLevel, default_config
+from delegation.context import ContextFactory
 from delegation.engine import (
     Decision,
     ResilientDelegationEngine,
@@ -28,13 +29,15 @@ from delegation.engine import (
     StaticDelegationEngine,
 )
 from delegation.errors import StorageFailure
+from delegation.executor import Executor
 from delegation.health import HealthMonitor
 from delegation.l1 import L1PlanCache
 from delegation.learning import Learner
 from delegation.planstore import PlanStore
 from delegation.providers import build_registry
 from delegation.providers.registry import ProviderRegistry
-from delegation.router import CallRecord, ContextFactory, DelegationRouter, Executor
+from delegation.router import DelegationRouter
+from delegation.trace import CallRecord
 from rtfs import hashing
 from rtfs.compiler import compile_program
 from rtfs.errors import RtfsError, UnboundSymbolError
