@@ -9,8 +9,10 @@ import pytest
 
 from delegation.config import default_config, parse_config
 from delegation.errors import CallUnavailable, SecurityViolation
+from delegation.health import CircuitState
 from delegation.runtime import Runtime
 from rtfs.errors import HostError, UnboundSymbolError
+from delegation.targets import RemoteModel
 from rtfs.values import Keyword
 
 ENV = {"CHAT_KEY": "test-key"}
@@ -232,3 +234,36 @@ def test_decide_explains_without_running(tmp_path, chat_server):
     assert str(decision.target) == "RemoteModel(chat)" and decision.layer == "static-glob"
     assert rt.decide("private-note").target is None
     assert chat_server.completions() == []
+
+
+def test_a_half_open_circuit_lets_exactly_one_trial_call_reach_the_provider(tmp_path,
+                                                                          chat_server):
+    """Production path: many concurrent calls when the reset timeout has passed; one goes
+    to the recovering provider, the rest run on the route's fallback."""
+    import threading
+
+    from delegation.testing import FakeClock
+
+    clock = FakeClock(100.0)
+    rt = Runtime(make_config(tmp_path, chat_server.base_url), environ=ENV, out=io.StringIO(),
+                 monotonic=clock)
+    rt.route_call("summarize", (DOC,))  # healthy (the health check is cached for 60 s)
+    chat_server.fail_with(500)
+    for _ in range(3):  # three failures open the circuit; each call ran on the fallback
+        rt.route_call("summarize", (DOC,))
+    assert rt.health.breaker(RemoteModel("chat")).state is CircuitState.OPEN
+    failing_requests = len(chat_server.completions())
+    chat_server.clear_failure()
+    chat_server.set_delay(0.5)  # the trial is still in flight while the others arrive
+    clock.advance(31)  # past the reset timeout: half-open
+    results: list[object] = []
+    threads = [threading.Thread(target=lambda: results.append(rt.route_call("summarize",
+                                                                             (DOC,))))
+               for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(chat_server.completions()) - failing_requests == 1
+    assert len(results) == 6
+    assert rt.health.breaker(RemoteModel("chat")).state is CircuitState.CLOSED
