@@ -21,6 +21,7 @@ from delegation.config import DelegationConfig, default_config, load_config
 from delegation.errors import ConfigError, DelegationError, UsageError
 from delegation.explain import as_json, explain_table
 from delegation.extensions import Extensions, SharedState, discover
+from delegation.providers import build_registry
 from delegation.runtime import Runtime
 from rtfs.errors import RtfsError
 from rtfs.printer import to_readable
@@ -51,7 +52,7 @@ def _connect(config: DelegationConfig, address: str | None) -> SharedState:
                          "pip install 'rtfs-delegation[cluster]'")
     shared = connect(config, address, environ=os.environ)
     for warning in shared.warnings:
-        print(f"delegation: warning: {warning}", file=sys.stderr)
+        _warn(warning)
     return shared
 
 
@@ -65,8 +66,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     shared = _connect(config, args.cluster)
     error = None
     try:
+        # with --json, stdout holds exactly one JSON document: what the plan prints goes to
+        # stderr
         runtime = Runtime(config, environ=os.environ, plans=shared.plans,
-                          learner=shared.learner, library=shared.library)
+                          learner=shared.learner, library=shared.library, warn=_warn,
+                          out=sys.stderr if args.json else None)
         try:
             value = runtime.run(source).value
         except (RtfsError, DelegationError, StorageError) as err:
@@ -90,8 +94,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    config, origin = _config(args.config, None)
-    runtime = Runtime(config, environ=os.environ)
+    config, origin = _config(args.config, None, args.state_dir)
+    runtime = Runtime(config, environ=os.environ, warn=_warn, read_only=True)
     meta = None
     if args.meta:
         forms = read(args.meta)
@@ -107,7 +111,8 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    config = load_config(args.file)
+    config = load_config(args.file, environ=os.environ)
+    build_registry(config, os.environ)  # local model files (rules) are read and checked here
     print(f"{args.file}: ok")
     print(f"  default target: {config.default_target}")
     for route in config.routes.routes:
@@ -121,6 +126,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
           f"{list(config.security.sensitive.patterns)}")
     print(f"  l4: {config.l4.store_uri} (enabled: {config.enable_l4_cache})")
     return 0
+
+
+def _warn(message: str) -> None:
+    print(f"delegation: warning: {message}", file=sys.stderr, flush=True)
 
 
 def _one_line(err: BaseException) -> str:
@@ -147,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     decide = sub.add_parser("decide", help="show where calls of SYMBOL would run, and why")
     decide.add_argument("symbols", nargs="+", metavar="SYMBOL")
     decide.add_argument("--config", metavar="F")
+    decide.add_argument("--state-dir", metavar="D", help="local state to read (never written)")
     decide.add_argument("--meta", metavar="MAP", help="call metadata, an RTFS map")
     decide.set_defaults(run=cmd_decide)
     config = sub.add_parser("config", help="configuration tools")
@@ -167,7 +177,7 @@ def _add_extension_commands(sub: Any, ext: Extensions) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     for problem in discover().problems:
-        print(f"delegation: warning: {problem}", file=sys.stderr)
+        _warn(problem)
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

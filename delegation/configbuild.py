@@ -30,12 +30,14 @@ from delegation.routes import PatternSet, Route, RouteTable, compile_glob, is_gl
 from delegation.schema import read_options
 from delegation.targets import LOCAL_PURE, ExecTarget, resolve_target_name
 from delegation.tomllines import TableReader
+from storage import KeyRing, SigningKeyError
+from storage.signing import load_key_list, load_private_key
 
 STORE_SCHEMES = ("file", "memory", "s3", "ipfs")
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _CAPABILITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*")
-_KEY_ID = re.compile(r"[0-9a-f]{8,128}")
+_KEY_ID = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{64}")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 
@@ -72,7 +74,9 @@ _DELEGATION_KEYS = (
 _REMOTE_COMMON = ("kind", "api_key_env", "timeout_s", "cost_per_call", "capabilities",
                   "health_ttl_s")
 _REMOTE_KEYS = _REMOTE_COMMON + ("base_url", "model")
-MAX_TIMEOUT_S = 86_400.0
+MAX_TIMEOUT_S = 86_400.0  # a day: anything longer is a typo, not a timeout
+MAX_TTL_S = 366 * 86_400.0
+MAX_COST = 1e9
 _LOCAL_COMMON = ("kind", "cost_per_call", "capabilities")
 _LOCAL_KEYS: Mapping[LocalModelKind, tuple[str, ...]] = {
     LocalModelKind.SENTIMENT_RULES: _LOCAL_COMMON + ("rules",),
@@ -106,12 +110,13 @@ class Builder:
             base_dir=self.base_dir,
             l4=self._l4(section),
             default_target=self._default_target(section),
-            cache_ttl_s=self.r.number(section, _ROOT, "cache_ttl", DEFAULT_CACHE_TTL_S),
+            cache_ttl_s=self.r.number(section, _ROOT, "cache_ttl", DEFAULT_CACHE_TTL_S,
+                                      maximum=MAX_TTL_S),
             enable_l4_cache=self.r.boolean(section, _ROOT, "enable_l4_cache", True),
             policy_version=self.r.string(section, _ROOT, "policy_version", "1"),
             l1_max_entries=self.r.integer(
-                section, _ROOT, "l1_max_entries", DEFAULT_L1_MAX_ENTRIES, minimum=1
-            ),
+                section, _ROOT, "l1_max_entries", DEFAULT_L1_MAX_ENTRIES, minimum=1,
+                maximum=100_000_000),
             routes=self._routes(section),
             remote_providers=MappingProxyType(remotes),
             local_models=MappingProxyType(models),
@@ -162,7 +167,8 @@ class Builder:
                 api_key_env=self.r.string(table, path, "api_key_env", None),
                 timeout_s=self.r.number(table, path, "timeout_s", 10.0, positive=True,
                                         maximum=MAX_TIMEOUT_S),
-                cost_per_call=self.r.number(table, path, "cost_per_call", 0.0),
+                cost_per_call=self.r.number(table, path, "cost_per_call", 0.0,
+                                            maximum=MAX_COST),
                 capabilities=self._capabilities(table, path, ()),
                 health_ttl_s=self.r.number(table, path, "health_ttl_s", 30.0,
                                            maximum=MAX_TIMEOUT_S),
@@ -216,11 +222,14 @@ class Builder:
             out[mid] = LocalModelConfig(
                 id=mid,
                 kind=kind,
-                cost_per_call=self.r.number(table, path, "cost_per_call", 0.0),
+                cost_per_call=self.r.number(table, path, "cost_per_call", 0.0,
+                                            maximum=MAX_COST),
                 capabilities=self._capabilities(table, path, DEFAULT_CAPABILITIES.get(kind, ())),
                 rules=self._path(table, path, "rules"),
-                max_sentences=self.r.integer(table, path, "max_sentences", 3, minimum=1),
-                timeout_s=self.r.number(table, path, "timeout_s", 30.0, positive=True),
+                max_sentences=self.r.integer(table, path, "max_sentences", 3, minimum=1,
+                                             maximum=10_000),
+                timeout_s=self.r.number(table, path, "timeout_s", 30.0, positive=True,
+                                        maximum=MAX_TIMEOUT_S),
                 **self._command(table, path, kind),
             )
         return out
@@ -313,13 +322,15 @@ class Builder:
         uri, store_path = self._store(
             self.r.string(table, path, "store", default_store), path + ("store",)
         )
-        return L4Config(
+        l4 = L4Config(
             store_uri=uri,
             store_path=store_path,
             signing_key=self._path(table, path, "signing_key"),
             trusted_keys=self._keys(table, path, "trusted_keys"),
             revoked_keys=self._keys(table, path, "revoked_keys"),
         )
+        self._check_keys(l4, path)
+        return l4
 
     def _store(self, uri: str, path: tuple[str, ...]) -> tuple[str, Path | None]:
         scheme, sep, rest = uri.partition("://")
@@ -337,10 +348,36 @@ class Builder:
         return directory.as_uri(), directory
 
     def _keys(self, table: dict[str, object], path: tuple[str, ...], key: str) -> tuple:
+        """Key references, each read and checked now: a key (64 hex; for revoked keys also a
+        32-hex key id) or a key list file (one per line)."""
         refs = []
-        for value in self.r.string_list(table, path, key, ()):
+        for i, value in enumerate(self.r.string_list(table, path, key, ())):
+            where = path + (key, i)
             if _KEY_ID.fullmatch(value):
-                refs.append(KeyRef(value))
-            else:
-                refs.append(KeyRef(value, self.base_dir / value))
+                refs.append(KeyRef(value, None, (value,)))
+                continue
+            file = self.base_dir / value
+            try:
+                keys = tuple(load_key_list(file))
+            except SigningKeyError as e:
+                raise self.r.error(where, str(e)) from None
+            except ValueError as e:  # not text (UnicodeDecodeError)
+                raise self.r.error(where, f"{value}: not a key list file ({e})") from None
+            refs.append(KeyRef(value, file, keys))
         return tuple(refs)
+
+    def _check_keys(self, l4: L4Config, path: tuple[str, ...]) -> None:
+        """The keys must make a key ring, and a signing key file must hold a key."""
+        trusted = [k for ref in l4.trusted_keys for k in ref.keys]
+        revoked = [k for ref in l4.revoked_keys for k in ref.keys]
+        for name, values in (("trusted_keys", trusted), ("revoked_keys", revoked)):
+            try:
+                KeyRing(values if name == "trusted_keys" else (),
+                        values if name == "revoked_keys" else ())
+            except (SigningKeyError, ValueError) as e:
+                raise self.r.error(path + (name,), str(e)) from None
+        if l4.signing_key is not None:
+            try:
+                load_private_key(l4.signing_key)
+            except SigningKeyError as e:
+                raise self.r.error(path + ("signing_key",), str(e)) from None

@@ -128,10 +128,12 @@ class SecurityConfig:
 
 @dataclass(frozen=True)
 class KeyRef:
-    """A trusted or revoked key: a key id (hex) or a key file (absolute path)."""
+    """A trusted or revoked key as written: a key (hex) or a key list file (absolute path);
+    `keys` holds the keys it stands for, read and checked when the config was loaded."""
 
     value: str
     path: Path | None = None
+    keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from delegation.codelib import CodeLibrary
 from delegation.config import DelegationConfig, SecurityLevel, default_config
 from delegation.context import ContextFactory
@@ -28,7 +30,7 @@ from delegation.engine import (
     SecurityAwareDelegationEngine,
     StaticDelegationEngine,
 )
-from delegation.errors import StorageFailure
+from delegation.errors import ConfigError, PlanCacheError, StorageFailure
 from delegation.executor import Executor
 from delegation.health import HealthMonitor
 from delegation.l1 import L1PlanCache
@@ -45,8 +47,14 @@ from rtfs.reader import Atom, Form, Seq, read
 from rtfs.router import CallKind, RoutedCall
 from rtfs.values import Closure, Map, Symbol, own_names
 from rtfs.vm import VM
-from storage import StorageError, open_l4
-from storage.signing import load_key_list
+from storage import (
+    BackendNotInstalled,
+    SigningKeyError,
+    StorageError,
+    StoreURIError,
+    open_l4,
+)
+from storage.signing import store_key_path
 
 PLANS_FILE = "l1-plans.msgpack"
 OUTCOMES_FILE = "outcomes.msgpack"
@@ -88,6 +96,10 @@ class Runtime:
         registry: the providers to share (default: built from the config and `environ`).
         library: the L4 code library to share (default: opened from `l4_index` or the
             configured store; ignored when L4 is disabled).
+        warn: called with each warning line (a state file set aside, L4 down, ...); they
+            are also kept in `warnings`.
+        read_only: write nothing (no state saved, no store or key created): for commands
+            that only look, such as `delegation decide`.
 
     Injected parts belong to the caller, who restores and persists them; the runtime only
     restores and saves the parts it made itself.
@@ -100,7 +112,8 @@ class Runtime:
                  timer: Callable[[], float] = time.perf_counter,
                  l4_index: Any = None, plans: PlanStore | None = None,
                  learner: Learner | None = None, registry: ProviderRegistry | None = None,
-                 library: CodeLibrary | None = None) -> None:
+                 library: CodeLibrary | None = None,
+                 warn: Callable[[str], None] | None = None, read_only: bool = False) -> None:
         self.config = config or default_config()
         cfg = self.config
         self.registry = registry if registry is not None else build_registry(
@@ -109,11 +122,15 @@ class Runtime:
         self.plans: PlanStore = plans if plans is not None else L1PlanCache(
             cfg.cache_ttl_s, cfg.l1_max_entries, timer=monotonic, wall_clock=clock)
         self.learner = learner if learner is not None else Learner()
+        self.warnings: list[str] = []
+        self._warn_out = warn
+        self.read_only = read_only
         self.plans_restored = 0
         if self._owns_plans:
-            self.plans_restored = self.plans.load(cfg.state_dir / PLANS_FILE).restored
+            report = self._restore(self.plans.load, cfg.state_dir / PLANS_FILE)
+            self.plans_restored = report.restored if report is not None else 0
         if self._owns_learner:
-            self.learner.load(cfg.state_dir / OUTCOMES_FILE)
+            self._restore(self.learner.load, cfg.state_dir / OUTCOMES_FILE)
         self.library: CodeLibrary | None = None
         if cfg.enable_l4_cache:
             self.library = library if library is not None else self._open_library(l4_index)
@@ -137,14 +154,58 @@ class Runtime:
         self.last_functions: list[FunctionRecord] = []
         self._pending: list[tuple[str, Any, str]] = []
 
-    def _open_library(self, index: Any) -> CodeLibrary:
+    def warn(self, message: str) -> None:
+        """Report something that costs speed, never the answer (one line)."""
+        self.warnings.append(message)
+        if self._warn_out is not None:
+            self._warn_out(message)
+
+    def _restore(self, load: Callable[[Path], Any], path: Path) -> Any:
+        """Restore a state file; a corrupt one is renamed aside (kept for inspection) and the
+        runtime starts without it: state is a cache, losing it costs speed only."""
+        try:
+            return load(path)
+        except PlanCacheError as err:
+            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            try:
+                path.replace(aside)
+                where = f"moved to {aside.name}"
+            except OSError as move_err:
+                where = f"could not be moved aside: {move_err.strerror or move_err}"
+            self.warn(f"{err}; {where}; starting without it")
+            return None
+
+    def _open_library(self, index: Any) -> CodeLibrary | None:
+        """The configured L4 store's code library; None (with a warning) when the store
+        cannot be opened for a reason that is not the configuration's fault."""
         l4 = self.config.l4
         if index is None:
-            index = open_l4(l4.store_uri, signing_key=l4.signing_key,
-                            trusted_keys=_key_values(l4.trusted_keys),
-                            revoked_keys=_key_values(l4.revoked_keys),
-                            state_dir=self.config.state_dir)
+            signing_key: Any = l4.signing_key
+            if self.read_only:
+                if l4.store_path is not None and not l4.store_path.is_dir():
+                    return None  # nothing was ever published there
+                signing_key = self._read_only_key()
+            try:
+                index = open_l4(l4.store_uri, signing_key=signing_key,
+                                trusted_keys=_key_values(l4.trusted_keys),
+                                revoked_keys=_key_values(l4.revoked_keys),
+                                state_dir=self.config.state_dir)
+            except (SigningKeyError, StoreURIError, BackendNotInstalled) as err:
+                raise ConfigError(str(err), self.config.source, ("delegation", "l4")) from err
+            except (StorageError, OSError) as err:
+                self.warn(f"L4 store {l4.store_uri} cannot be opened "
+                          f"({getattr(err, 'strerror', None) or err}); running without L4")
+                return None
         return CodeLibrary(index)
+
+    def _read_only_key(self) -> Any:
+        """The signing key without creating one: reading trusts this node's own publications
+        only if its per-store key already exists; a throwaway key signs nothing."""
+        l4 = self.config.l4
+        if l4.signing_key is not None:
+            return l4.signing_key
+        existing = store_key_path(self.config.state_dir, l4.store_uri)
+        return existing if existing.is_file() else Ed25519PrivateKey.generate()
 
     # -- running ---------------------------------------------------------------------------------
     def run(self, source: str) -> RunResult:
@@ -261,12 +322,17 @@ class Runtime:
 
     def save(self) -> None:
         """Persist what this runtime owns: L1 plans (flushed either way) and outcomes."""
+        if self.read_only:
+            return
         self.plans.flush()
         state = self.config.state_dir
-        if self._owns_plans:
-            self.plans.save(state / PLANS_FILE)
-        if self._owns_learner:
-            self.learner.save(state / OUTCOMES_FILE)
+        try:
+            if self._owns_plans:
+                self.plans.save(state / PLANS_FILE)
+            if self._owns_learner:
+                self.learner.save(state / OUTCOMES_FILE)
+        except (PlanCacheError, OSError) as err:  # state is a cache: the run's answer stands
+            self.warn(f"state not saved: {err}")
 
 
 def _defn_name(form: Form) -> str | None:
@@ -279,7 +345,4 @@ def _defn_name(form: Form) -> str | None:
 
 
 def _key_values(refs: Any) -> list[str]:
-    values: list[str] = []
-    for ref in refs:
-        values.extend(load_key_list(ref.path) if ref.path is not None else [ref.value])
-    return values
+    return [key for ref in refs for key in ref.keys]

@@ -267,3 +267,31 @@ def test_a_half_open_circuit_lets_exactly_one_trial_call_reach_the_provider(tmp_
     assert len(chat_server.completions()) - failing_requests == 1
     assert len(results) == 6
     assert rt.health.breaker(RemoteModel("chat")).state is CircuitState.CLOSED
+
+
+@pytest.mark.parametrize("name", ["l1-plans.msgpack", "outcomes.msgpack"])
+@pytest.mark.parametrize("content", [b"\x00garbage", b"", b"\x93\x01\xa3bad\x90"])
+def test_a_corrupt_state_file_is_set_aside_and_the_run_goes_on(tmp_path, chat_server,
+                                                               name, content):
+    config = make_config(tmp_path, chat_server.base_url)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    (config.state_dir / name).write_bytes(content)
+    warnings: list[str] = []
+    rt = Runtime(config, environ=ENV, out=io.StringIO(), warn=warnings.append)
+    assert rt.run("(+ 1 2)").value == 3
+    [warning] = warnings
+    assert name in warning and "moved to" in warning
+    aside = [p for p in config.state_dir.iterdir() if p.name.startswith(f"{name}.corrupt-")]
+    assert len(aside) == 1 and aside[0].read_bytes() == content
+    Runtime(config, environ=ENV, out=io.StringIO(), warn=warnings.append).run("(+ 1 2)")
+    assert len(warnings) == 1  # the next run starts cleanly from what this one saved
+
+
+def test_state_that_cannot_be_saved_is_a_warning_not_a_failure(tmp_path, chat_server):
+    config = make_config(tmp_path, chat_server.base_url)
+    config.state_dir.parent.mkdir(parents=True, exist_ok=True)
+    config.state_dir.write_text("a file where the state directory should be")
+    warnings: list[str] = []
+    rt = Runtime(config, environ=ENV, out=io.StringIO(), warn=warnings.append)
+    assert rt.run("(+ 1 2)").value == 3
+    assert any("not saved" in w for w in warnings)
