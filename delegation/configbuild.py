@@ -81,7 +81,7 @@ _LOCAL_COMMON = ("kind", "cost_per_call", "capabilities")
 _LOCAL_KEYS: Mapping[LocalModelKind, tuple[str, ...]] = {
     LocalModelKind.SENTIMENT_RULES: _LOCAL_COMMON + ("rules",),
     LocalModelKind.EXTRACTIVE_SUMMARIZER: _LOCAL_COMMON + ("max_sentences",),
-    LocalModelKind.COMMAND: _LOCAL_COMMON + ("command", "timeout_s"),
+    LocalModelKind.COMMAND: _LOCAL_COMMON + ("command", "timeout_s", "max_output_bytes"),
 }
 _SECURITY_KEYS = ("level", "allowed_remote_providers", "sensitive")
 _L4_KEYS = ("store", "signing_key", "trusted_keys", "revoked_keys")
@@ -230,6 +230,8 @@ class Builder:
                                              maximum=10_000),
                 timeout_s=self.r.number(table, path, "timeout_s", 30.0, positive=True,
                                         maximum=MAX_TIMEOUT_S),
+                max_output_bytes=self.r.integer(table, path, "max_output_bytes", 16 << 20,
+                                                minimum=1, maximum=1 << 34),
                 **self._command(table, path, kind),
             )
         return out

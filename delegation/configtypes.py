@@ -99,6 +99,7 @@ class LocalModelConfig:
     command: tuple[str, ...] = ()
     command_display: str = ""
     timeout_s: float = 30.0
+    max_output_bytes: int = 16 << 20
 
 
 @dataclass(frozen=True)

@@ -248,6 +248,7 @@ def _local(
         cfg.command,
         display=cfg.command_display,
         timeout_s=cfg.timeout_s,
+        max_output_bytes=cfg.max_output_bytes,
         search_path=runner_env.get("PATH"),
         env=runner_env,
         **common,
