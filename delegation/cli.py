@@ -15,11 +15,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from delegation.config import DelegationConfig, default_config, load_config
-from delegation.errors import ConfigError, DelegationError
+from delegation.errors import ConfigError, DelegationError, UsageError
 from delegation.explain import as_json, explain_table
+from delegation.extensions import Extensions, SharedState, discover
 from delegation.l2.cli import add_parser as add_l2_parser
+from delegation.providers import build_registry
 from delegation.runtime import Runtime
 from rtfs.errors import RtfsError
 from rtfs.printer import to_readable
@@ -27,18 +30,31 @@ from rtfs.reader import form_to_value, read
 from storage import StorageError
 
 
-class UsageError(Exception):
-    """Exit status 2."""
-
-
-def _config(explicit: str | None, program: Path | None) -> tuple[DelegationConfig, str]:
+def _config(explicit: str | None, program: Path | None,
+            state_dir: str | None = None) -> tuple[DelegationConfig, str]:
+    env = os.environ
     if explicit is not None:
-        return load_config(explicit), explicit
+        return load_config(explicit, state_dir=state_dir, environ=env), explicit
     if program is not None:
         beside = program.parent / "delegation.toml"
         if beside.is_file():
-            return load_config(beside), f"{beside} (beside the program)"
-    return default_config(), "built-in default (local models only)"
+            return (load_config(beside, state_dir=state_dir, environ=env),
+                    f"{beside} (beside the program)")
+    return (default_config(state_dir=state_dir, environ=env),
+            "built-in default (local models only)")
+
+
+def _connect(config: DelegationConfig, address: str | None) -> SharedState:
+    if address is None:
+        return SharedState()
+    connect = discover().cluster_connector
+    if connect is None:
+        raise UsageError("--cluster needs the cluster extension: "
+                         "pip install 'rtfs-delegation[cluster]'")
+    shared = connect(config, address, environ=os.environ)
+    for warning in shared.warnings:
+        _warn(warning)
+    return shared
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -47,14 +63,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         source = program.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"cannot read {program}: {getattr(err, 'strerror', None) or err}")
-    config, origin = _config(args.config, program)
-    runtime = Runtime(config, environ=os.environ)
+    config, origin = _config(args.config, program, args.state_dir)
+    shared = _connect(config, args.cluster)
     error = None
     try:
-        result = runtime.run(source)
-        value = result.value
-    except (RtfsError, DelegationError, StorageError) as err:
-        error, value = f"{program}: {_one_line(err)}", None
+        # with --json, stdout holds exactly one JSON document: what the plan prints goes to
+        # stderr
+        runtime = Runtime(config, environ=os.environ, plans=shared.plans,
+                          learner=shared.learner, library=shared.library, warn=_warn,
+                          out=sys.stderr if args.json else None)
+        try:
+            value = runtime.run(source).value
+        except (RtfsError, DelegationError, StorageError) as err:
+            error, value = f"{program}: {_one_line(err)}", None
+    finally:
+        shared.close()
     calls, functions = runtime.last_calls, runtime.last_functions
     if args.json:
         print(as_json(value, calls, functions, config_source=origin, error=error))
@@ -72,8 +95,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    config, origin = _config(args.config, None)
-    runtime = Runtime(config, environ=os.environ)
+    config, origin = _config(args.config, None, args.state_dir)
+    runtime = Runtime(config, environ=os.environ, warn=_warn, read_only=True)
     meta = None
     if args.meta:
         forms = read(args.meta)
@@ -89,7 +112,8 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    config = load_config(args.file)
+    config = load_config(args.file, environ=os.environ)
+    build_registry(config, os.environ)  # local model files (rules) are read and checked here
     print(f"{args.file}: ok")
     print(f"  default target: {config.default_target}")
     for route in config.routes.routes:
@@ -105,6 +129,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn(message: str) -> None:
+    print(f"delegation: warning: {message}", file=sys.stderr, flush=True)
+
+
 def _one_line(err: BaseException) -> str:
     if isinstance(err, RtfsError):  # a host error's message already names its cause
         where = f" ({err.line}:{err.col})" if err.line is not None else ""
@@ -118,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run an RTFS program")
     run.add_argument("file")
     run.add_argument("--config", metavar="F")
+    run.add_argument("--state-dir", metavar="D",
+                     help="local state (default $XDG_STATE_HOME/rtfs-delegation)")
+    run.add_argument("--cluster", metavar="ADDR",
+                     help="share plans, outcomes and code with the fleet at ADDR")
     output = run.add_mutually_exclusive_group()
     output.add_argument("--explain", action="store_true", help="print the routing table")
     output.add_argument("--json", action="store_true", help="print value and trace as JSON")
@@ -125,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     decide = sub.add_parser("decide", help="show where calls of SYMBOL would run, and why")
     decide.add_argument("symbols", nargs="+", metavar="SYMBOL")
     decide.add_argument("--config", metavar="F")
+    decide.add_argument("--state-dir", metavar="D", help="local state to read (never written)")
     decide.add_argument("--meta", metavar="MAP", help="call metadata, an RTFS map")
     decide.set_defaults(run=cmd_decide)
     config = sub.add_parser("config", help="configuration tools")
@@ -133,10 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.set_defaults(run=cmd_config_check)
     add_l2_parser(sub)
+    _add_extension_commands(sub, discover())
     return parser
 
 
+def _add_extension_commands(sub: Any, ext: Extensions) -> None:
+    for command in ext.commands.values():
+        parser = sub.add_parser(command.name, help=command.help)
+        command.configure(parser)
+        parser.set_defaults(run=command.run)
+
+
 def main(argv: list[str] | None = None) -> int:
+    for problem in discover().problems:
+        _warn(problem)
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

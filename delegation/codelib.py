@@ -23,6 +23,8 @@ from rtfs.encoding import decode, encode
 from rtfs.errors import BytecodeError
 from storage import IndexRecord, L4Index
 
+LOCAL_SCHEMES = frozenset({"file", "memory"})
+
 
 def name_key(symbol: str, namespace: str = "user") -> str:
     qualified = symbol if "/" in symbol else f"{namespace}/{symbol}"
@@ -64,6 +66,17 @@ class CodeLibrary:
         self._decoded: dict[str, Code] = {}
         self._by_name: dict[str, PublishedFunction | None] = {}
         self._lock = threading.Lock()
+
+    @property
+    def store_uri(self) -> str:
+        """The URI of the store the index lives in."""
+        return str(self.index.store.uri)
+
+    @property
+    def on_this_node(self) -> bool:
+        """True when the store is on this machine only (`file://`, `memory://`); a tiered
+        store counts as off this node, since what it holds reaches its remote side."""
+        return self.store_uri.split(":", 1)[0] in LOCAL_SCHEMES
 
     def publish(self, code: Code) -> IndexRecord:
         """Publish one compiled function under its interface, source and name keys."""

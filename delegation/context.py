@@ -8,19 +8,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 import xxhash
 
+from delegation.config import DelegationConfig
 from delegation.errors import MetadataError
+from delegation.health import HealthMonitor
 from delegation.l1 import task_key
 from delegation.metadata import EMPTY_METADATA, DelegationMetadata
+from delegation.targets import ExecTarget
+from rtfs.router import CallKind, RoutedCall
 from rtfs.values import DelegationHint, Keyword, Map, Symbol, type_signature
 
 FINGERPRINT_FORMAT = 1
+AVAILABILITY_TTL_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,3 +107,64 @@ def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
     return value
+
+
+class ContextFactory:
+    """Builds `CallContext`s.
+
+    The "available providers" in the runtime context hash are the configured model targets
+    whose circuit is not open: known without I/O, so building a context never waits on a
+    provider's health check (those run only for the target a decision picks).
+    """
+
+    def __init__(self, config: DelegationConfig, health: HealthMonitor,
+                 targets: Iterable[ExecTarget], clock: Callable[[], float]) -> None:
+        self.config = config
+        self.health = health
+        self.targets = tuple(targets)
+        self.clock = clock
+        self._available: tuple[float, tuple[str, ...]] | None = None
+        self._hashes: dict[tuple[tuple[str, ...], int], int] = {}
+
+    def available(self) -> tuple[str, ...]:
+        now = self.clock()
+        cached = self._available
+        if cached is None or now - cached[0] > AVAILABILITY_TTL_S:
+            ids = tuple(sorted(str(t) for t in self.targets if self.health.circuit_ok(t)))
+            cached = self._available = (now, ids)
+        return cached[1]
+
+    def runtime_hash(self, meta: DelegationMetadata) -> int:
+        key = (self.available(), meta.digest())
+        found = self._hashes.get(key)
+        if found is None:
+            if len(self._hashes) > 4096:
+                self._hashes.clear()
+            found = self._hashes[key] = runtime_context_hash(
+                self.config.policy_version, key[0], str(self.config.security.level), key[1])
+        return found
+
+    def build(self, call: RoutedCall) -> CallContext:
+        return self.context(call.name, call.args, call.metadata, call.hint,
+                            has_source=call.callee is not None,
+                            is_capability=call.kind is CallKind.CAPABILITY, names=call.names)
+
+    def context(self, symbol: str, args: tuple[Any, ...], metadata: Any,
+                hint: DelegationHint | None, *, has_source: bool,
+                is_capability: bool = False, names: Iterable[str] = ()) -> CallContext:
+        """The context of a call of `symbol`; `metadata` is the RTFS `^{...}` map (or None).
+
+        The call is sensitive if the call site says so (`^{:sensitive true}`, or a sensitive
+        pattern matching `symbol`, the name written there) or if the function called is: any
+        of its own `names` (its defn name, every global it was defined under, what a
+        `partial`/`comp` wraps) matches a sensitive pattern. A call site can add
+        sensitivity, never remove it.
+        """
+        meta = metadata_from_rtfs(metadata, hint.extra if hint is not None else ())
+        security = self.config.security
+        sensitive = (meta.sensitive or security.is_sensitive(symbol)
+                     or any(security.is_sensitive(name) for name in names))
+        return CallContext(
+            symbol=symbol, arg_type_fingerprint=arg_type_fingerprint(args),
+            runtime_context_hash=self.runtime_hash(meta), metadata=meta, hint=hint,
+            sensitive=sensitive, has_source=has_source, is_capability=is_capability)

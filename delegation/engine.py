@@ -307,25 +307,35 @@ class SecurityAwareDelegationEngine:
     """
 
     def __init__(self, inner: Engine, config: DelegationConfig,
-                 health: HealthCheck | None = None) -> None:
+                 health: HealthCheck | None = None, capabilities: Any = None) -> None:
         self.inner = inner
         self.security = config.security
         self.health = health
+        self.capabilities = capabilities
 
     def decide(self, ctx: CallContext) -> Decision:
         decision = self.inner.decide(ctx)
-        problem = security_problem(self.security, ctx, decision.target)
+        problem = security_problem(self.security, ctx, decision.target, decision.layer)
         if problem is None:
-            withheld = security_problem(self.security, ctx, decision.fallback)
+            withheld = security_problem(self.security, ctx, decision.fallback, Layer.FALLBACK)
             if withheld is None:
                 return decision
             return replace(decision, fallback=None, withheld=withheld)
-        local = self._local_alternative(decision)
+        local = self._local_alternative(decision) or self._local_provider(ctx)
         if local is not None:
             return Decision(local, Layer.SECURITY, f"{problem}; ran on local {local}",
                             decision.confidence, replaced=decision)
         return Decision(None, Layer.SECURITY, f"refused: {problem}; no local target",
                         replaced=decision)
+
+    def _local_provider(self, ctx: CallContext) -> ExecTarget | None:
+        """A healthy local model offering the capability `ctx` calls, if any."""
+        if self.capabilities is None or ctx.symbol not in self.capabilities:
+            return None
+        for target in self.capabilities.targets_for(ctx.symbol):
+            if isinstance(target, LocalModel) and (self.health is None or self.health(target).ok):
+                return target
+        return None
 
     def _local_alternative(self, decision: Decision) -> ExecTarget | None:
         candidate = decision.fallback
@@ -336,9 +346,14 @@ class SecurityAwareDelegationEngine:
         return None
 
 
+ROUTE_LAYERS = frozenset({Layer.STATIC_EXACT, Layer.STATIC_GLOB, Layer.FALLBACK})
+"""Layers whose targets a static route names (a fallback only ever comes from a route)."""
+
+
 def security_problem(security: SecurityConfig, ctx: CallContext,
-                     target: ExecTarget | None) -> str | None:
-    """Why the security context forbids running `ctx` on `target`, or None if it allows it."""
+                     target: ExecTarget | None, layer: Layer) -> str | None:
+    """Why the security context forbids running `ctx` on `target`, decided by `layer`, or
+    None if it allows it."""
     remote = _remote_of(target)
     if remote is None:
         return None
@@ -346,7 +361,8 @@ def security_problem(security: SecurityConfig, ctx: CallContext,
         return f"{ctx.symbol} is sensitive and never leaves this node ({target} refused)"
     if not security.remote_allowed(remote.id):
         return f"provider {remote.id!r} is not in the security allow-list"
-    return None
+    refused = security.remote_needs_route(layer in ROUTE_LAYERS, layer is Layer.HINT)
+    return f"{refused} ({target} for {ctx.symbol} came from {layer})" if refused else None
 
 
 def _remote_of(target: ExecTarget | None) -> RemoteModel | None:

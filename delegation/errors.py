@@ -39,6 +39,10 @@ class DelegationError(Exception):
     """Root of every error the `delegation` package raises."""
 
 
+class UsageError(DelegationError, ValueError):
+    """A command line that cannot be run as given (exit status 2)."""
+
+
 class ConfigError(DelegationError, ValueError):
     """A configuration (or rules) file that cannot be used: names the file, key path and line.
 
@@ -222,6 +226,7 @@ class StorageFailure(DelegationError, OSError):
 
 ALL_ERRORS: tuple[type[DelegationError], ...] = (
     DelegationError,
+    UsageError,
     ConfigError,
     TargetError,
     MetadataError,

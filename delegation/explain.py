@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from delegation.router import CallRecord
 from delegation.runtime import FunctionRecord
+from delegation.trace import CallRecord
 from rtfs.printer import to_readable
 
 _COLUMNS = ("#", "call", "target", "decided by", "latency", "L1", "outcome")

@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -199,6 +199,8 @@ class L1PlanCache:
         if key in self._data:
             self._data.move_to_end(key)
         else:
+            if len(self._data) >= self.max_entries:
+                self._drop_expired()  # an expired entry goes before any live one is evicted
             while len(self._data) >= self.max_entries:
                 self._remove(next(iter(self._data)))
                 self._evictions += 1
@@ -276,13 +278,27 @@ class L1PlanCache:
 
     def purge_expired(self) -> int:
         """Drop every expired entry now; return how many."""
-        now = self._timer()
         with self._lock:
-            dead = [key for key, (_, expires) in self._data.items() if expires <= now]
-            for key in dead:
-                self._remove(key)
-            self._expirations += len(dead)
-            return len(dead)
+            return self._drop_expired()
+
+    def _drop_expired(self) -> int:
+        now = self._timer()
+        dead = [key for key, (_, expires) in self._data.items() if expires <= now]
+        for key in dead:
+            self._remove(key)
+        self._expirations += len(dead)
+        return len(dead)
+
+    # --- the rest of the PlanStore protocol (nothing to do for an in-process store) --------
+
+    def prefetch(self, agents: Iterable[str]) -> None:
+        """Nothing to fetch: every plan of this store is already in this process."""
+
+    def flush(self) -> None:
+        """Nothing to flush: every `put` is visible at once."""
+
+    def close(self) -> None:
+        """Nothing to release."""
 
     # --- stats ----------------------------------------------------------------------------
 

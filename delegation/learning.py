@@ -43,6 +43,16 @@ class TargetRecord:
             alpha * latency_s + (1 - alpha) * self.latency_ewma_s)
         self.cost_total += cost
 
+    def merge(self, other: TargetRecord) -> None:
+        """Add another node's counts; latency becomes the call-weighted mean of both."""
+        total = self.calls + other.calls
+        if total:
+            self.latency_ewma_s = (self.latency_ewma_s * self.calls
+                                   + other.latency_ewma_s * other.calls) / total
+        self.calls = total
+        self.successes += other.successes
+        self.cost_total += other.cost_total
+
 
 class Learner:
     """Outcome statistics per (symbol, target); thread-safe.
@@ -63,6 +73,15 @@ class Learner:
         with self._lock:
             per_symbol = self._records.setdefault(symbol, {})
             per_symbol.setdefault(target, TargetRecord()).add(ok, latency_s, cost, self.alpha)
+
+    def merge(self, symbol: str, target: ExecTarget, delta: TargetRecord) -> None:
+        """Combine outcomes observed elsewhere (another node of the fleet, a saved file)
+        additively: calls, successes and cost add up; latency is weighted by calls."""
+        if delta.calls < 0 or not 0 <= delta.successes <= delta.calls:
+            raise ValueError(f"not an outcome delta: {delta}")
+        with self._lock:
+            per_symbol = self._records.setdefault(symbol, {})
+            per_symbol.setdefault(target, TargetRecord()).merge(delta)
 
     def records(self, symbol: str) -> dict[ExecTarget, TargetRecord]:
         with self._lock:

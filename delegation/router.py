@@ -12,18 +12,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from delegation.codelib import CodeLibrary
 from delegation.config import DelegationConfig
-from delegation.context import (
-    CallContext,
-    arg_type_fingerprint,
-    metadata_from_rtfs,
-    runtime_context_hash,
-)
+from delegation.context import CallContext, ContextFactory
 from delegation.engine import CACHEABLE_LAYERS, Decision, Engine, Layer, security_problem
 from delegation.errors import (
     CallUnavailable,
@@ -32,159 +26,16 @@ from delegation.errors import (
     SecurityViolation,
     StorageFailure,
 )
+from delegation.executor import Executor
 from delegation.health import HealthMonitor
-from delegation.l1 import L1PlanCache, new_plan
+from delegation.l1 import new_plan
 from delegation.learning import Learner
-from delegation.metadata import DelegationMetadata
-from delegation.targets import ExecTarget, L4CacheHit, LocalModel, LocalPure, RemoteModel
-from rtfs.printer import preview, to_display
-from rtfs.router import CallKind, RoutedCall
-from rtfs.values import Closure, DelegationHint, Keyword, Map
+from delegation.planstore import PlanStore
+from delegation.targets import ExecTarget, LocalPure
+from delegation.trace import MAX_RECORDS, CallRecord
+from rtfs.printer import preview
+from rtfs.router import Claim, RoutedCall
 from storage import StorageError
-
-AVAILABILITY_TTL_S = 1.0
-MAX_RECORDS = 10_000  # the explain trace keeps the most recent calls of a run
-
-
-@dataclass(slots=True)
-class CallRecord:
-    """One routed call, for `--explain` and `--json`."""
-
-    symbol: str
-    kind: str
-    target: str
-    layer: str
-    reason: str
-    cache: str  # "hit" (decided by an L1 plan), "stored" (became one), or "-"
-    outcome: str = "ok"  # ok | error | refused | unavailable
-    detail: str = ""
-    latency_s: float = 0.0
-    cost: float = 0.0
-    attempts: list[str] = field(default_factory=list)
-    line: int | None = None
-    col: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-
-class ContextFactory:
-    """Builds `CallContext`s.
-
-    The "available providers" in the runtime context hash are the configured model targets
-    whose circuit is not open: known without I/O, so building a context never waits on a
-    provider's health check (those run only for the target a decision picks).
-    """
-
-    def __init__(self, config: DelegationConfig, health: HealthMonitor,
-                 targets: Iterable[ExecTarget], clock: Callable[[], float]) -> None:
-        self.config = config
-        self.health = health
-        self.targets = tuple(targets)
-        self.clock = clock
-        self._available: tuple[float, tuple[str, ...]] | None = None
-        self._hashes: dict[tuple[tuple[str, ...], int], int] = {}
-
-    def available(self) -> tuple[str, ...]:
-        now = self.clock()
-        cached = self._available
-        if cached is None or now - cached[0] > AVAILABILITY_TTL_S:
-            ids = tuple(sorted(str(t) for t in self.targets if self.health.circuit_ok(t)))
-            cached = self._available = (now, ids)
-        return cached[1]
-
-    def runtime_hash(self, meta: DelegationMetadata) -> int:
-        key = (self.available(), meta.digest())
-        found = self._hashes.get(key)
-        if found is None:
-            if len(self._hashes) > 4096:
-                self._hashes.clear()
-            found = self._hashes[key] = runtime_context_hash(
-                self.config.policy_version, key[0], str(self.config.security.level), key[1])
-        return found
-
-    def build(self, call: RoutedCall) -> CallContext:
-        return self.context(call.name, call.args, call.metadata, call.hint,
-                            has_source=call.callee is not None,
-                            is_capability=call.kind is CallKind.CAPABILITY)
-
-    def context(self, symbol: str, args: tuple[Any, ...], metadata: Any,
-                hint: DelegationHint | None, *, has_source: bool,
-                is_capability: bool = False) -> CallContext:
-        """The context of a call of `symbol`; `metadata` is the RTFS `^{...}` map (or None)."""
-        meta = metadata_from_rtfs(metadata, hint.extra if hint is not None else ())
-        return CallContext(
-            symbol=symbol, arg_type_fingerprint=arg_type_fingerprint(args),
-            runtime_context_hash=self.runtime_hash(meta), metadata=meta, hint=hint,
-            sensitive=meta.sensitive or self.config.security.is_sensitive(symbol),
-            has_source=has_source, is_capability=is_capability)
-
-
-class Executor:
-    """Runs a call on a target."""
-
-    def __init__(self, registry: Any, library: CodeLibrary | None,
-                 vm: Callable[[], Any]) -> None:
-        self.registry = registry
-        self.library = library
-        self._vm = vm
-
-    def run(self, target: ExecTarget, call: RoutedCall) -> tuple[Any, float]:
-        """(value, cost) of running `call` on `target`."""
-        if isinstance(target, LocalPure):
-            return call.run_local(), 0.0
-        if isinstance(target, (LocalModel, RemoteModel)):
-            prompt, params = prompt_of(call.args)
-            result = self.registry.get(target).infer(prompt, **params)
-            value = result.value if result.value is not None else result.text
-            return to_rtfs(value), result.cost
-        if isinstance(target, L4CacheHit):
-            return self._run_published(call), 0.0
-        raise TypeError(f"unknown target {target!r}")
-
-    def _run_published(self, call: RoutedCall) -> Any:
-        found = self.library.find_by_name(call.name) if self.library is not None else None
-        if found is None:
-            raise StorageFailure(call.name, "no trusted version is published in L4")
-        code = self.library.decode(found.record.blob_id, found.data)
-        vm = self._vm()
-        self._bind_dependencies(code, vm, depth=0)
-        return vm.call(Closure(code, (), code.name), list(call.args), route=False)
-
-    def _bind_dependencies(self, code: Any, vm: Any, depth: int) -> None:
-        """Define, by source hash, the functions published code was compiled against."""
-        if depth > 32 or self.library is None:
-            return
-        for name, source_hash in code.deps:
-            if source_hash is None or name in vm.globals:
-                continue
-            dep = self.library.by_source(source_hash)
-            if dep is not None:
-                vm.globals[name] = Closure(dep, (), dep.name)
-                self._bind_dependencies(dep, vm, depth + 1)
-
-
-def prompt_of(args: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
-    """A model call's prompt (its arguments as text) and parameters (a trailing map)."""
-    params: dict[str, Any] = {}
-    if args and isinstance(args[-1], Map):
-        params = {_param_name(k): v for k, v in args[-1].items()}
-        args = args[:-1]
-    return " ".join(to_display(a) for a in args), params
-
-
-def _param_name(key: Any) -> str:
-    name = key.name if isinstance(key, Keyword) else str(key)
-    return name.replace("-", "_")
-
-
-def to_rtfs(value: Any) -> Any:
-    """A provider's plain answer as an RTFS value (dicts -> maps with keyword keys)."""
-    if isinstance(value, Mapping):
-        return Map((Keyword(str(k)), to_rtfs(v)) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return tuple(to_rtfs(v) for v in value)
-    return value
 
 
 class DelegationRouter:
@@ -202,7 +53,7 @@ class DelegationRouter:
     """
 
     def __init__(self, *, config: DelegationConfig, engine: Engine, executor: Executor,
-                 contexts: ContextFactory, health: HealthMonitor, plans: L1PlanCache,
+                 contexts: ContextFactory, health: HealthMonitor, plans: PlanStore,
                  learner: Learner, library: CodeLibrary | None,
                  defined: Callable[[str], bool], capabilities: Any,
                  timer: Callable[[], float] = time.perf_counter,
@@ -216,16 +67,21 @@ class DelegationRouter:
         self._lock = threading.Lock()
 
     # -- CallRouter ----------------------------------------------------------------------------
-    def claims(self, name: str) -> bool:
-        if (self.config.route_for(name) is not None or name in self.capabilities
-                or self.config.security.is_sensitive(name)):
-            return True
+    def claims(self, name: str) -> Claim:
+        route = self.config.route_for(name)
+        if route is not None:
+            # A static route outranks everything but a hint (which the VM routes anyway):
+            # one to the VM decides LocalPure whatever the arguments, once per call site.
+            return Claim.ONCE if isinstance(route.target, LocalPure) else Claim.ALWAYS
+        if name in self.capabilities or self.config.security.is_sensitive(name):
+            return Claim.ALWAYS
         if self.defined(name) or self.library is None or not self.config.enable_l4_cache:
-            return False
+            return Claim.NO
         try:
-            return self.library.find_by_name(name) is not None
+            found = self.library.find_by_name(name) is not None
         except StorageError:  # an unreachable store: the VM reports the symbol as unbound
-            return False
+            return Claim.NO
+        return Claim.ALWAYS if found else Claim.NO
 
     def route(self, call: RoutedCall) -> Any:
         started = self.timer()
@@ -264,10 +120,10 @@ class DelegationRouter:
         if decision.fallback is not None and decision.fallback != decision.target:
             targets.append(decision.fallback)
         last_error: Exception | None = None
-        for target in targets:
+        for target, layer in zip(targets, (decision.layer, Layer.FALLBACK)):
             # The engine already applied the security context; checking again right before
             # anything leaves this node keeps the privacy rule true whatever engine is used.
-            problem = security_problem(self.config.security, ctx, target)
+            problem = security_problem(self.config.security, ctx, target, layer)
             if problem is not None:
                 record.attempts.append(f"{target}: skipped, {problem}")
                 continue

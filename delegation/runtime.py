@@ -14,33 +14,47 @@ saved after every run, beside the local L4 store.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from delegation.codelib import CodeLibrary
-from delegation.config import DelegationConfig, default_config
+from delegation.config import DelegationConfig, SecurityLevel, default_config
+from delegation.context import ContextFactory
 from delegation.engine import (
     Decision,
     ResilientDelegationEngine,
     SecurityAwareDelegationEngine,
     StaticDelegationEngine,
 )
-from delegation.errors import StorageFailure
+from delegation.errors import ConfigError, PlanCacheError, StorageFailure
+from delegation.executor import Executor
 from delegation.health import HealthMonitor
 from delegation.l1 import L1PlanCache
 from delegation.learning import Learner
+from delegation.planstore import PlanStore
 from delegation.providers import build_registry
-from delegation.router import CallRecord, ContextFactory, DelegationRouter, Executor
+from delegation.providers.registry import ProviderRegistry
+from delegation.router import DelegationRouter
+from delegation.trace import CallRecord
 from rtfs import hashing
 from rtfs.compiler import compile_program
-from rtfs.errors import RtfsError
+from rtfs.errors import RtfsError, UnboundSymbolError
 from rtfs.reader import Atom, Form, Seq, read
-from rtfs.values import Closure, Symbol
+from rtfs.router import CallKind, RoutedCall
+from rtfs.values import Closure, Map, Symbol, own_names
 from rtfs.vm import VM
-from storage import StorageError, open_l4
-from storage.signing import load_key_list
+from storage import (
+    BackendNotInstalled,
+    SigningKeyError,
+    StorageError,
+    StoreURIError,
+    open_l4,
+)
+from storage.signing import store_key_path
 
 PLANS_FILE = "l1-plans.msgpack"
 OUTCOMES_FILE = "outcomes.msgpack"
@@ -75,6 +89,20 @@ class Runtime:
         out: where RTFS `println` writes (default stdout).
         clock: wall clock (plan timestamps); monotonic: health and TTL clock; timer: latency.
         l4_index: an already-open L4 index to use instead of the configured store.
+        plans: the L1 plan store to share (default: a local `L1PlanCache` restored from the
+            state directory and saved back after every run).
+        learner: the outcome learner to share (default: a local one, restored and saved
+            like the plans).
+        registry: the providers to share (default: built from the config and `environ`).
+        library: the L4 code library to share (default: opened from `l4_index` or the
+            configured store; ignored when L4 is disabled).
+        warn: called with each warning line (a state file set aside, L4 down, ...); they
+            are also kept in `warnings`.
+        read_only: write nothing (no state saved, no store or key created): for commands
+            that only look, such as `delegation decide`.
+
+    Injected parts belong to the caller, who restores and persists them; the runtime only
+    restores and saves the parts it made itself.
     """
 
     def __init__(self, config: DelegationConfig | None = None, *,
@@ -82,22 +110,37 @@ class Runtime:
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic,
                  timer: Callable[[], float] = time.perf_counter,
-                 l4_index: Any = None) -> None:
+                 l4_index: Any = None, plans: PlanStore | None = None,
+                 learner: Learner | None = None, registry: ProviderRegistry | None = None,
+                 library: CodeLibrary | None = None,
+                 warn: Callable[[str], None] | None = None, read_only: bool = False) -> None:
         self.config = config or default_config()
         cfg = self.config
-        self.registry = build_registry(cfg, environ or {}, clock=monotonic, timer=timer)
-        self.plans = L1PlanCache(cfg.cache_ttl_s, cfg.l1_max_entries, timer=monotonic,
-                                 wall_clock=clock)
-        self.learner = Learner()
-        self.plans_restored = self.plans.load(cfg.state_dir / PLANS_FILE).restored
-        self.learner.load(cfg.state_dir / OUTCOMES_FILE)
-        self.library = self._open_library(l4_index) if cfg.enable_l4_cache else None
+        self.registry = registry if registry is not None else build_registry(
+            cfg, environ or {}, clock=monotonic, timer=timer)
+        self._owns_plans, self._owns_learner = plans is None, learner is None
+        self.plans: PlanStore = plans if plans is not None else L1PlanCache(
+            cfg.cache_ttl_s, cfg.l1_max_entries, timer=monotonic, wall_clock=clock)
+        self.learner = learner if learner is not None else Learner()
+        self.warnings: list[str] = []
+        self._warn_out = warn
+        self.read_only = read_only
+        self.plans_restored = 0
+        if self._owns_plans:
+            report = self._restore(self.plans.load, cfg.state_dir / PLANS_FILE)
+            self.plans_restored = report.restored if report is not None else 0
+        if self._owns_learner:
+            self._restore(self.learner.load, cfg.state_dir / OUTCOMES_FILE)
+        self.library: CodeLibrary | None = None
+        if cfg.enable_l4_cache:
+            self.library = library if library is not None else self._open_library(l4_index)
         self.health = HealthMonitor(self.registry, timer=monotonic)
         static = StaticDelegationEngine(cfg, plans=self.plans,
                                         capabilities=self.registry.capabilities,
                                         l4=self.library, learner=self.learner)
         self.engine = ResilientDelegationEngine(
-            SecurityAwareDelegationEngine(static, cfg, self.health), self.health)
+            SecurityAwareDelegationEngine(static, cfg, self.health,
+                                          capabilities=self.registry.capabilities), self.health)
         self.contexts = ContextFactory(cfg, self.health, self.registry.targets(), monotonic)
         self.router = DelegationRouter(
             config=cfg, engine=self.engine,
@@ -109,26 +152,73 @@ class Runtime:
         self.vm = VM(router=self.router, out=out)
         self.last_calls: list[CallRecord] = []
         self.last_functions: list[FunctionRecord] = []
+        self._pending: list[tuple[str, Any, str]] = []
 
-    def _open_library(self, index: Any) -> CodeLibrary:
+    def warn(self, message: str) -> None:
+        """Report something that costs speed, never the answer (one line)."""
+        self.warnings.append(message)
+        if self._warn_out is not None:
+            self._warn_out(message)
+
+    def _restore(self, load: Callable[[Path], Any], path: Path) -> Any:
+        """Restore a state file; a corrupt one is renamed aside (kept for inspection) and the
+        runtime starts without it: state is a cache, losing it costs speed only."""
+        try:
+            return load(path)
+        except PlanCacheError as err:
+            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            try:
+                path.replace(aside)
+                where = f"moved to {aside.name}"
+            except OSError as move_err:
+                where = f"could not be moved aside: {move_err.strerror or move_err}"
+            self.warn(f"{err}; {where}; starting without it")
+            return None
+
+    def _open_library(self, index: Any) -> CodeLibrary | None:
+        """The configured L4 store's code library; None (with a warning) when the store
+        cannot be opened for a reason that is not the configuration's fault."""
         l4 = self.config.l4
         if index is None:
-            index = open_l4(l4.store_uri, signing_key=l4.signing_key,
-                            trusted_keys=_key_values(l4.trusted_keys),
-                            revoked_keys=_key_values(l4.revoked_keys),
-                            state_dir=self.config.state_dir)
+            signing_key: Any = l4.signing_key
+            if self.read_only:
+                if l4.store_path is not None and not l4.store_path.is_dir():
+                    return None  # nothing was ever published there
+                signing_key = self._read_only_key()
+            try:
+                index = open_l4(l4.store_uri, signing_key=signing_key,
+                                trusted_keys=_key_values(l4.trusted_keys),
+                                revoked_keys=_key_values(l4.revoked_keys),
+                                state_dir=self.config.state_dir)
+            except (SigningKeyError, StoreURIError, BackendNotInstalled) as err:
+                raise ConfigError(str(err), self.config.source, ("delegation", "l4")) from err
+            except (StorageError, OSError) as err:
+                self.warn(f"L4 store {l4.store_uri} cannot be opened "
+                          f"({getattr(err, 'strerror', None) or err}); running without L4")
+                return None
         return CodeLibrary(index)
+
+    def _read_only_key(self) -> Any:
+        """The signing key without creating one: reading trusts this node's own publications
+        only if its per-store key already exists; a throwaway key signs nothing."""
+        l4 = self.config.l4
+        if l4.signing_key is not None:
+            return l4.signing_key
+        existing = store_key_path(self.config.state_dir, l4.store_uri)
+        return existing if existing.is_file() else Ed25519PrivateKey.generate()
 
     # -- running ---------------------------------------------------------------------------------
     def run(self, source: str) -> RunResult:
         """Run an RTFS program; raises the first RTFS error (the trace so far is kept in
         `last_calls`). Plans and outcomes are saved afterwards either way."""
         self.last_calls, self.last_functions = [], []
+        self._pending = []
         values = []
         try:
             for form in read(source):
                 values.append(self._run_form(form))
         finally:
+            self._publish_pending()
             self.last_calls = self.router.take_records()
             self.save()
         return RunResult(values[-1] if values else None, values, self.last_calls,
@@ -149,18 +239,30 @@ class Runtime:
             if cached is not None:
                 self.last_functions.append(FunctionRecord(name, source_hash, "l4",
                                                           "loaded verified bytecode"))
-                closure = self.vm.globals[name] = Closure(cached, (), name)
+                closure = Closure(cached, (), name)
+                self.vm.define(name, closure)
                 return closure
         code = compile_program([form], resolve_source=self.vm.source_hash_of)
         value = self.vm.run(code)
         if name is not None:
-            self._publish(name, code.children()[0], lookup_note)
+            self._pending.append((name, code.children()[0], lookup_note))
         return value
+
+    def _publish_pending(self) -> None:
+        """Publish what this run compiled, once the run has shown every name each function
+        was defined under (an alias can make a function sensitive)."""
+        pending, self._pending = self._pending, []
+        for name, code, note in pending:
+            self._publish(name, code, note)
 
     def _publish(self, name: str, code: Any, note: str) -> None:
         source_hash = code.source_hash_hex()
         if self.library is None:
             self.last_functions.append(FunctionRecord(name, source_hash, "compiled"))
+            return
+        kept = self._kept_off_node(name)
+        if kept is not None:
+            self.last_functions.append(FunctionRecord(name, source_hash, "compiled", kept))
             return
         try:
             record = self.library.publish(code)
@@ -170,6 +272,24 @@ class Runtime:
         self.last_functions.append(FunctionRecord(name, source_hash, "compiled+published",
                                                   detail))
 
+    def _kept_off_node(self, name: str) -> str | None:
+        """Why `name`'s code must not be published (sensitive, store off this node), or None.
+
+        A sensitive function's bytecode holds its constants (strings included): it goes to a
+        store on this node (`file://`, `memory://`) or nowhere.
+        """
+        assert self.library is not None
+        if self.library.on_this_node:
+            return None
+        security = self.config.security
+        where = f"not published to {self.library.store_uri} (off this node)"
+        if security.level is SecurityLevel.MAXIMUM:
+            return f"security level maximum: {where}"
+        names = own_names(self.vm.globals.get(name)) | {name}
+        if any(security.is_sensitive(n) for n in names):
+            return f"sensitive: {where}"
+        return None
+
     # -- decisions without running -----------------------------------------------------------
     def decide(self, symbol: str, args: tuple[Any, ...] = (), metadata: Any = None) -> Decision:
         """What the engine would decide for a call of `symbol` with these arguments."""
@@ -178,11 +298,41 @@ class Runtime:
         ctx = self.contexts.context(symbol, args, metadata, hint, has_source=callee is not None)
         return self.engine.decide(ctx)
 
+    def route_call(self, symbol: str, args: Sequence[Any] = (), metadata: Any = None) -> Any:
+        """Route one call of `symbol` as if a plan had written `(symbol args...)`.
+
+        The callee is whatever this runtime's VM binds to `symbol` (a local run calls it);
+        the decision, execution, fallback and recording are those of any routed call.
+
+        Raises:
+            RtfsError / DelegationError: as the call would inside a plan.
+        """
+        callee = self.vm.globals.get(symbol)
+        meta = metadata if isinstance(metadata, Map) else Map(metadata or {})
+        hint = callee.code.hint if isinstance(callee, Closure) else None
+        call_args = tuple(args)
+
+        def run_local() -> Any:
+            if callee is None:
+                raise UnboundSymbolError(f"unbound symbol: {symbol}")
+            return self.vm.call(callee, list(call_args), route=False)
+
+        return self.router.route(RoutedCall(symbol, CallKind.FUNCTION, callee, hint, meta,
+                                            call_args, run_local))
+
     def save(self) -> None:
-        """Persist L1 plans and learned outcomes beside the local L4 store."""
+        """Persist what this runtime owns: L1 plans (flushed either way) and outcomes."""
+        if self.read_only:
+            return
+        self.plans.flush()
         state = self.config.state_dir
-        self.plans.save(state / PLANS_FILE)
-        self.learner.save(state / OUTCOMES_FILE)
+        try:
+            if self._owns_plans:
+                self.plans.save(state / PLANS_FILE)
+            if self._owns_learner:
+                self.learner.save(state / OUTCOMES_FILE)
+        except (PlanCacheError, OSError) as err:  # state is a cache: the run's answer stands
+            self.warn(f"state not saved: {err}")
 
 
 def _defn_name(form: Form) -> str | None:
@@ -195,7 +345,4 @@ def _defn_name(form: Form) -> str | None:
 
 
 def _key_values(refs: Any) -> list[str]:
-    values: list[str] = []
-    for ref in refs:
-        values.extend(load_key_list(ref.path) if ref.path is not None else [ref.value])
-    return values
+    return [key for ref in refs for key in ref.keys]

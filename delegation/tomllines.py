@@ -314,8 +314,9 @@ class TableReader:
         default: Any = _REQUIRED,
         *,
         positive: bool = False,
+        maximum: float | None = None,
     ) -> float:
-        """Return a finite number >= 0 (> 0 if `positive`) as a float."""
+        """Return a finite number >= 0 (> 0 if `positive`, <= `maximum` if given) as a float."""
         value = self._get(table, path, key, default)
         if key not in table:
             return value  # type: ignore[no-any-return]
@@ -325,6 +326,8 @@ class TableReader:
             raise self.error(path + (key,), "must be a finite number")
         if value < 0 or (positive and value == 0):
             raise self.error(path + (key,), f"must be {'> 0' if positive else '>= 0'}, not {value}")
+        if maximum is not None and value > maximum:
+            raise self.error(path + (key,), f"must be <= {maximum:g}, not {value:g}")
         return float(value)
 
     def integer(
@@ -335,8 +338,9 @@ class TableReader:
         default: Any = _REQUIRED,
         *,
         minimum: int = 0,
+        maximum: int | None = None,
     ) -> int:
-        """Return an integer >= `minimum`."""
+        """Return an integer >= `minimum` (and <= `maximum` if given)."""
         value = self._get(table, path, key, default)
         if key not in table:
             return value  # type: ignore[no-any-return]
@@ -344,6 +348,8 @@ class TableReader:
             raise self.error(path + (key,), f"must be an integer, not {toml_type(value)}")
         if value < minimum:
             raise self.error(path + (key,), f"must be >= {minimum}, not {value}")
+        if maximum is not None and value > maximum:
+            raise self.error(path + (key,), f"must be <= {maximum}, not {value}")
         return value
 
     def boolean(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from rtfs.errors import CapabilityError
@@ -23,6 +23,21 @@ class CallKind(StrEnum):
     CAPABILITY = "capability"
 
 
+class Claim(IntEnum):
+    """A router's answer to "do calls of this global go through you?" (`CallRouter.claims`).
+
+    NO: the VM runs them itself. ALWAYS: every call is routed. ONCE: the decision is
+    `LocalPure` whatever the arguments (e.g. a static route to the VM), so the first call at
+    each call site is routed (decided, recorded, explained) and later calls at that site run
+    in the VM directly, until the router's `version` changes. A hinted callee is routed
+    whatever the claim.
+    """
+
+    NO = 0
+    ALWAYS = 1
+    ONCE = 2
+
+
 @dataclass(frozen=True, slots=True)
 class RoutedCall:
     """One call the router decides on.
@@ -31,6 +46,9 @@ class RoutedCall:
     kind: a function call or a capability call.
     callee: the function value, or None when the symbol is unbound here or for capabilities.
     hint: the callee's delegation hint, if it has one.
+    names: the callee's own names (`rtfs.values.own_names`: its defn name and every global it
+        was defined under, or those of the functions a `partial`/`comp` wraps). Policy that
+        follows the function (sensitivity) must look at these as well as `name`.
     metadata: the `^{...}` map written on the call form (empty when none).
     args: the evaluated arguments.
     run_local: runs the call in this VM (raises the VM's error when it cannot, e.g. an
@@ -47,6 +65,7 @@ class RoutedCall:
     run_local: Callable[[], Any]
     line: int | None = None
     col: int | None = None
+    names: frozenset[str] = frozenset()
 
     @property
     def code(self) -> Any:
@@ -59,14 +78,14 @@ class CallRouter(Protocol):
     """Decides where routed calls run.
 
     Attributes:
-        version: changes whenever `claims` may answer differently; call sites cache the
-            answer per (router, version).
+        version: changes whenever `claims` may answer differently (the VM's definitions
+            included); call sites cache the answer per (router, version).
     """
 
     version: int
 
-    def claims(self, name: str) -> bool:
-        """Whether calls of the unhinted global `name` go through `route`."""
+    def claims(self, name: str) -> Claim | bool:
+        """Whether calls of the unhinted global `name` go through `route` (True = ALWAYS)."""
         ...
 
     def route(self, call: RoutedCall) -> Any:
@@ -86,8 +105,8 @@ class LocalRouter:
     def __init__(self, capabilities: dict[str, Callable[..., Any]] | None = None) -> None:
         self.capabilities = dict(capabilities or {})
 
-    def claims(self, name: str) -> bool:
-        return False
+    def claims(self, name: str) -> Claim | bool:
+        return Claim.NO
 
     def route(self, call: RoutedCall) -> Any:
         if call.kind is CallKind.CAPABILITY:

@@ -174,6 +174,9 @@ class Builtin(Function):
     max_args: int | None = None
     pure: bool = True
     needs_vm: bool = False
+    wraps: tuple[Any, ...] = ()
+    """The function values a built-at-run-time function calls (`partial`, `comp`): it carries
+    their names, so a wrapper of a sensitive function is sensitive too."""
 
     def __repr__(self) -> str:
         return f"#<builtin {self.name}>"
@@ -186,6 +189,8 @@ class Closure(Function):
     code: Any  # rtfs.bytecode.Code
     cells: tuple[Cell, ...] = ()
     name: str = field(default="")
+    aliases: frozenset[str] = frozenset()
+    """Every global name this function value was `def`ined under (set by the VM)."""
 
     @property
     def hint(self) -> DelegationHint | None:
@@ -193,6 +198,18 @@ class Closure(Function):
 
     def __repr__(self) -> str:
         return f"#<fn {self.name or self.code.name}>"
+
+
+def own_names(fn: Any, _depth: int = 0) -> frozenset[str]:
+    """The names a function value answers to wherever it is called from: its `defn` name and
+    every global it was `def`ined under; for `partial`/`comp` values, those of what they wrap.
+    Policy (sensitivity, hints) follows these, not the name written at a call site."""
+    if type(fn) is Closure:
+        names = fn.aliases | {fn.code.name} if fn.code.name else fn.aliases
+        return names | {fn.name} if fn.name else names
+    if type(fn) is Builtin and fn.wraps and _depth < 64:
+        return frozenset().union(*(own_names(w, _depth + 1) for w in fn.wraps))
+    return frozenset()
 
 
 def truthy(value: Any) -> bool:

@@ -30,7 +30,14 @@ from rtfs.errors import (
 )
 from rtfs.ops import ErrorValue, error_matches, get_or, nth_or_nil, rest_from
 from rtfs.printer import to_readable
-from rtfs.router import CallKind, CallRouter, LocalRouter, RoutedCall, unknown_capability
+from rtfs.router import (
+    CallKind,
+    CallRouter,
+    Claim,
+    LocalRouter,
+    RoutedCall,
+    unknown_capability,
+)
 from rtfs.values import (
     EMPTY_MAP,
     UNSET,
@@ -40,6 +47,7 @@ from rtfs.values import (
     Keyword,
     Map,
     RList,
+    own_names,
     rtfs_equal,
     type_name,
 )
@@ -57,6 +65,8 @@ JUMP_IF_FALSE, CALL, CALL_GLOBAL = int(Op.JUMP_IF_FALSE), int(Op.CALL), int(Op.C
 RETURN, MAKE_CLOSURE = int(Op.RETURN), int(Op.MAKE_CLOSURE)
 JUMP_IF_FALSE_OR_POP = int(Op.JUMP_IF_FALSE_OR_POP)
 JUMP_IF_TRUE_OR_POP = int(Op.JUMP_IF_TRUE_OR_POP)
+
+NOT_CLAIMED, ONCE = int(Claim.NO), int(Claim.ONCE)
 
 _MISSING = object()
 
@@ -83,6 +93,13 @@ class VM:
         self.max_depth = max_depth
         self._leaves_vm: weakref.WeakKeyDictionary[Code, tuple[Any, bool]] = (
             weakref.WeakKeyDictionary())
+
+    def define(self, name: str, value: Any) -> None:
+        """Bind the global `name`; a function value remembers it as one of its names (policy
+        such as sensitivity follows the function, whatever name a call site uses)."""
+        if type(value) is Closure and name not in value.aliases:
+            value.aliases = value.aliases | {name}
+        self.globals[name] = value
 
     def write(self, text: str) -> None:
         (self.out or sys.stdout).write(text)
@@ -170,7 +187,8 @@ class Execution:
             def run_local() -> Any:
                 return self.call_direct(callee, args)
         hint = callee.code.hint if type(callee) is Closure else None
-        call = RoutedCall(name, kind, callee, hint, meta, tuple(args), run_local, line, col)
+        call = RoutedCall(name, kind, callee, hint, meta, tuple(args), run_local, line, col,
+                          own_names(callee))
         try:
             return self.vm.router.route(call)
         except RtfsError:
@@ -237,11 +255,16 @@ class Execution:
                             call_args = []
                         callee = globals_.get(site[1], _MISSING)
                         entry = site_cache[arg]
-                        if entry is None or entry[0] is not router or entry[1] != router.version:
+                        if (entry is None or entry[0] is not router
+                                or entry[1] != router.version or callee is _MISSING):
+                            # (an unbound name is asked every time: it may be published in
+                            # L4 or defined later, and asking costs nothing on a hot path)
                             entry = site_cache[arg] = (
-                                router, router.version, router.claims(site.name))
+                                router, router.version, _claim(router, site))
                         kind = type(callee)
                         if entry[2] or (kind is Closure and callee.code.hint is not None):
+                            if entry[2] == ONCE:  # decided LocalPure: later calls run here
+                                site_cache[arg] = (entry[0], entry[1], NOT_CLAIMED)
                             stack.append(self._route(site.name, callee, call_args, site.meta,
                                                      code, pc - 1))
                         elif kind is Builtin:
@@ -350,7 +373,7 @@ class Execution:
                     elif op == DUP:
                         stack.append(stack[-1])
                     elif op == DEF_GLOBAL:
-                        globals_[code.names[arg]] = stack[-1]
+                        vm.define(code.names[arg], stack[-1])
                     elif op == LOAD_SELF:
                         stack.append(closure)
                     elif op == JUMP_IF_FALSE_OR_POP:
@@ -536,6 +559,13 @@ def _arity_error(code: Code, argc: int, caller: Code | None, pc: int | None) -> 
     wanted = f"{len(code.params)}{'+' if code.rest else ''}"
     line, col = caller.position(pc) if caller is not None and pc is not None else (None, None)
     return ArityError(f"{code.name} takes {wanted} argument(s), got {argc}", line, col)
+
+
+def _claim(router: CallRouter, site: Any) -> int:
+    """How calls at `site` go through `router`; a call written with `^{...}` metadata is
+    always routed, since metadata is there to inform the decision."""
+    claim = int(router.claims(site.name))
+    return int(Claim.ALWAYS) if site.meta and claim == NOT_CLAIMED else claim
 
 
 def _check_builtin_arity(fn: Builtin, argc: int) -> None:

@@ -7,8 +7,14 @@ the session: nothing may be skipped for lack of something the install step could
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
+
+# Every process the tests start keeps its state (plans, outcomes, generated keys, the default
+# L4 store) in a directory of this session, never in the user's ~/.local/state.
+_STATE_HOME = tempfile.mkdtemp(prefix="rtfs-test-state-")
+os.environ["XDG_STATE_HOME"] = _STATE_HOME
 
 _skipped: list[str] = []
 

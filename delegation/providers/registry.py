@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -21,6 +22,7 @@ from delegation.config import (
     RemoteProviderConfig,
 )
 from delegation.errors import UnknownCapability, UnknownProvider
+from delegation.extensions import Extensions, discover
 from delegation.providers.base import Health, ModelProvider, ModelResult
 from delegation.providers.command import CommandProvider
 from delegation.providers.openai_chat import OpenAIChatProvider
@@ -152,12 +154,25 @@ def proxies_from(environ: Mapping[str, str]) -> dict[str, str]:
     return proxies
 
 
+@dataclass(frozen=True)
+class BuildContext:
+    """What a provider factory gets besides its config: the secrets and settings read from
+    the environment at the edge, and the clocks."""
+
+    api_key: str | None
+    proxies: Mapping[str, str]
+    environ: Mapping[str, str]
+    clock: Callable[[], float]
+    timer: Callable[[], float]
+
+
 def build_registry(
     config: DelegationConfig,
     environ: Mapping[str, str],
     *,
     clock: Callable[[], float] = time.monotonic,
     timer: Callable[[], float] = time.perf_counter,
+    extensions: Extensions | None = None,
 ) -> ProviderRegistry:
     """Build every provider the config declares.
 
@@ -165,16 +180,22 @@ def build_registry(
         config: the validated config.
         environ: environment variables (API keys, proxies, PATH); only read here.
         clock: monotonic clock for health caches; timer: for latencies.
+        extensions: builds the provider kinds other packages registered (default: the
+            installed extensions).
 
     Raises:
         ConfigError: a local model's rules file is missing or invalid (names file and line).
     """
     keys = resolve_secrets(config, environ)
     proxies = proxies_from(environ)
-    remote = {
-        pid: _remote(cfg, keys[pid], proxies, clock, timer)
-        for pid, cfg in config.remote_providers.items()
-    }
+    kinds = (extensions if extensions is not None else discover()).provider_kinds
+    remote = {}
+    for pid, cfg in config.remote_providers.items():
+        spec = kinds.get(cfg.kind)
+        if spec is not None:
+            remote[pid] = spec.build(cfg, BuildContext(keys[pid], proxies, environ, clock, timer))
+        else:
+            remote[pid] = _remote(cfg, keys[pid], proxies, clock, timer)
     runner_env = {k: v for k, v in environ.items() if k not in _secret_names(config)}
     local = {mid: _local(cfg, runner_env, timer) for mid, cfg in config.local_models.items()}
     return ProviderRegistry(local, remote)
@@ -191,7 +212,8 @@ def _remote(
     clock: Callable[[], float],
     timer: Callable[[], float],
 ) -> ModelProvider:
-    assert cfg.kind is ProviderKind.OPENAI_CHAT
+    if cfg.kind != ProviderKind.OPENAI_CHAT:
+        raise UnknownProvider(f"{cfg.id} of kind {cfg.kind!r}", tuple(str(k) for k in ProviderKind))
     return OpenAIChatProvider(
         cfg.id,
         base_url=cfg.base_url,
@@ -226,6 +248,7 @@ def _local(
         cfg.command,
         display=cfg.command_display,
         timeout_s=cfg.timeout_s,
+        max_output_bytes=cfg.max_output_bytes,
         search_path=runner_env.get("PATH"),
         env=runner_env,
         **common,

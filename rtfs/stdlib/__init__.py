@@ -34,9 +34,11 @@ def builtin(name: str, *, pure: bool = True, needs_vm: bool = False
     return register
 
 
-def make_builtin(name: str, fn: Callable[..., Any], *, needs_vm: bool = False) -> Builtin:
-    """A variadic builtin value built at run time (`comp`, `partial`, ...)."""
-    return Builtin(name, fn, 0, None, True, needs_vm)
+def make_builtin(name: str, fn: Callable[..., Any], *, needs_vm: bool = False,
+                 wraps: tuple[Any, ...] = ()) -> Builtin:
+    """A variadic builtin value built at run time (`comp`, `partial`, ...); `wraps` lists the
+    functions it calls (it is then not pure: they may be routed)."""
+    return Builtin(name, fn, 0, None, not wraps, needs_vm, wraps)
 
 
 from rtfs.stdlib import core, seqs  # noqa: E402,F401  (registration happens on import)

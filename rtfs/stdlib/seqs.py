@@ -553,12 +553,13 @@ def comp(*fns: Any) -> Any:
             result = ex.call(f, [result])
         return result
 
-    return make_builtin("comp", composed, needs_vm=True)
+    return make_builtin("comp", composed, needs_vm=True, wraps=fns)
 
 
 @builtin("partial")
 def partial(f: Any, *bound: Any) -> Any:
-    return make_builtin("partial", lambda ex, *args: ex.call(f, [*bound, *args]), needs_vm=True)
+    return make_builtin("partial", lambda ex, *args: ex.call(f, [*bound, *args]), needs_vm=True,
+                        wraps=(f,))
 
 
 @builtin("constantly")

@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from delegation.config import (
     DEFAULT_TOML,
@@ -20,6 +21,7 @@ from delegation.config import (
 )
 from delegation.errors import ConfigError
 from delegation.targets import LOCAL_PURE, LocalModel, RemoteModel
+from storage.signing import public_key_hex, save_private_key
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "delegation.toml"
 
@@ -69,15 +71,30 @@ def test_example_paths_are_relative_to_the_config_directory() -> None:
     codegen = config.local_models["codegen"]
     assert codegen.command == (str(examples / "models" / "codegen"),)
     assert codegen.command_display == "models/codegen"
+    # no environment given (library use): state beside the file; the store defaults into it
+    assert config.state_dir == examples / ".rtfs-state"
     assert config.l4.store_path == examples / ".rtfs-state" / "l4"
     assert config.l4.store_uri == (examples / ".rtfs-state" / "l4").as_uri()
-    assert config.state_dir == examples / ".rtfs-state"
+
+
+def test_state_dir_precedence(tmp_path: Path) -> None:
+    env = {"XDG_STATE_HOME": str(tmp_path / "xdg"), "HOME": str(tmp_path / "home")}
+    assert load_config(EXAMPLE, environ=env).state_dir == tmp_path / "xdg" / "rtfs-delegation"
+    no_xdg = {"HOME": str(tmp_path / "home")}
+    assert load_config(EXAMPLE, environ=no_xdg).state_dir == (
+        tmp_path / "home" / ".local" / "state" / "rtfs-delegation")
+    in_file = parse_config('[delegation]\nstate_dir = "st"\n', base_dir=tmp_path, environ=env)
+    assert in_file.state_dir == tmp_path / "st"
+    assert in_file.l4.store_path == tmp_path / "st" / "l4"
+    flag = parse_config('[delegation]\nstate_dir = "st"\n', base_dir=tmp_path, environ=env,
+                        state_dir=tmp_path / "flag")
+    assert flag.state_dir == tmp_path / "flag"
 
 
 def test_example_providers_and_security() -> None:
     config = load_config(EXAMPLE)
     openai = config.remote_providers["openai"]
-    assert openai.kind is ProviderKind.OPENAI_CHAT
+    assert openai.kind == ProviderKind.OPENAI_CHAT
     assert (openai.base_url, openai.model, openai.api_key_env) == (
         "https://api.openai.com/v1",
         "gpt-4o-mini",
@@ -118,7 +135,12 @@ def test_an_empty_file_is_all_defaults() -> None:
     assert config.security.allowed_remote_providers == frozenset()
 
 
-def test_optional_keys_and_defaults() -> None:
+def test_optional_keys_and_defaults(tmp_path: Path) -> None:
+    node, peer, other = (Ed25519PrivateKey.generate() for _ in range(3))
+    (tmp_path / "keys").mkdir()
+    save_private_key(node, tmp_path / "keys" / "node.key")
+    (tmp_path / "keys" / "peer.pub").write_text(
+        f"# the fleet's publishers\n{public_key_hex(peer)}\n\n{public_key_hex(other)}\n")
     config = parse_config(
         f"""
 [delegation]
@@ -133,9 +155,9 @@ command = "llama-run"
 [delegation.l4]
 store = "s3://bucket/prefix"
 signing_key = "keys/node.key"
-trusted_keys = ["0123abcd0123abcd", "keys/peer.pub"]
+trusted_keys = ["{public_key_hex(node)}", "keys/peer.pub"]
 """,
-        base_dir="/cfg",
+        base_dir=tmp_path,
     )
     assert (config.policy_version, config.l1_max_entries, config.cache_ttl_s) == ("7", 50, 0.0)
     assert config.security.allowed_remote_providers == {"openai"}  # all declared by default
@@ -144,12 +166,32 @@ trusted_keys = ["0123abcd0123abcd", "keys/peer.pub"]
     assert config.local_models["summarizer"].max_sentences == 3
     assert config.local_models["runner"].command == ("llama-run",)  # a bare name: PATH lookup
     assert config.l4.store_uri == "s3://bucket/prefix" and config.l4.store_path is None
-    assert config.l4.signing_key == Path("/cfg/keys/node.key")
+    assert config.l4.signing_key == tmp_path / "keys" / "node.key"
     assert config.l4.trusted_keys == (
-        KeyRef("0123abcd0123abcd"),
-        KeyRef("keys/peer.pub", Path("/cfg/keys/peer.pub")),
+        KeyRef(public_key_hex(node), None, (public_key_hex(node),)),
+        KeyRef("keys/peer.pub", tmp_path / "keys" / "peer.pub",
+               (public_key_hex(peer), public_key_hex(other))),
     )
-    assert config.state_dir == Path("/cfg/.rtfs-state")
+    assert config.state_dir == tmp_path / ".rtfs-state"
+
+
+@pytest.mark.parametrize("setup, key, words", [
+    ("trusted_keys = ['keys/missing.pub']", "trusted_keys[0]", "cannot read"),
+    ("trusted_keys = ['keys/binary.pub']", "trusted_keys[0]", "not a key list"),
+    ("trusted_keys = ['keys/bad.pub']", "trusted_keys[0]", "expected 64 hex"),
+    ("trusted_keys = ['0123abcd0123abcd0123abcd0123abcd']", "trusted_keys", "trusted key"),
+    ("signing_key = 'keys/bad.pub'", "signing_key", "bad.pub"),
+])
+def test_key_problems_are_config_errors_naming_the_key(tmp_path: Path, setup: str, key: str,
+                                                       words: str) -> None:
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "binary.pub").write_bytes(b"\xff\xfe\x00\x81 not text")
+    (tmp_path / "keys" / "bad.pub").write_text("not-a-key\n")
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"[delegation.l4]\n{setup}\n", source="d.toml", base_dir=tmp_path)
+    message = str(info.value)
+    assert message.startswith("d.toml:2: delegation.l4.") and key in message, message
+    assert words in message, message
 
 
 def test_config_is_frozen() -> None:
@@ -331,7 +373,7 @@ ERRORS = [
         '[delegation.security]\nlevel = "paranoid"\n',
         2,
         "delegation.security.level",
-        "unknown level 'paranoid' (known: 'low', 'standard', 'high', 'maximum')",
+        "unknown level 'paranoid' (known: 'standard', 'high', 'maximum')",
     ),
     (
         PROVIDER + '[delegation.security]\nallowed_remote_providers = ["openai", "nope"]\n',

@@ -24,10 +24,12 @@ from delegation.errors import (
     TargetError,
     UnknownCapability,
     UnknownProvider,
+    UsageError,
     format_key_path,
 )
 
 SAMPLES: list[tuple[DelegationError, type[BaseException], dict[str, object]]] = [
+    (UsageError("--meta takes an RTFS map"), ValueError, {}),
     (DelegationError("boom"), Exception, {}),
     (
         ConfigError("bad value", "a/delegation.toml", ("delegation", "cache_ttl"), 4),

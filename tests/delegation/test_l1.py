@@ -23,6 +23,7 @@ from delegation.l1 import (
     task_key,
 )
 from delegation.targets import LOCAL_PURE, L4CacheHit, LocalModel, RemoteModel
+from delegation.testing import FakeClock, PlanStoreTests
 
 
 class Clock:
@@ -367,3 +368,24 @@ def test_threaded_stress_keeps_every_invariant(tmp_path: Path) -> None:
     for n in range(8):  # every concurrent save left a complete, loadable file
         if (tmp_path / f"plans-{n}").exists():
             L1PlanCache(ttl_s=1e9).load(tmp_path / f"plans-{n}")
+
+
+class TestL1PlanCacheConformance(PlanStoreTests):
+    """The local L1 cache runs the same `PlanStore` suite as the cluster's facade."""
+
+    def make_store(self, ttl_s: float, timer: FakeClock) -> L1PlanCache:
+        return L1PlanCache(ttl_s, 1000, timer=timer, wall_clock=lambda: 1_700_000_000.0)
+
+
+def test_an_expired_entry_goes_before_a_live_one_is_evicted(timer: Clock, wall: Clock) -> None:
+    cache = make(timer, wall, ttl_s=10, max_entries=2)
+    cache.put("a", "t", plan())
+    timer.advance(5)
+    cache.put("b", "t", plan())
+    assert cache.get("a", "t") is not None  # a is now the most recently used
+    timer.advance(6)  # a expires (put at 100, ttl 10); b is live until 115
+    cache.put("c", "t", plan())
+    assert cache.get("b", "t") is not None, "the live plan b was evicted before expired a"
+    assert cache.get("c", "t") is not None
+    stats = cache.stats()
+    assert (stats.expirations, stats.evictions) == (1, 0)

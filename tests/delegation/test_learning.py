@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from delegation.errors import PlanCacheError
-from delegation.learning import Learner
+from delegation.learning import Learner, TargetRecord
 from delegation.targets import LocalModel, RemoteModel
 
 FAST, SLOW = LocalModel("fast"), RemoteModel("slow")
@@ -57,3 +57,23 @@ def test_a_corrupt_record_is_one_clear_error(tmp_path):
     bad.write_bytes(b"\x93\x01\xadrtfs-outcomes\x91\x90")
     with pytest.raises(PlanCacheError, match="corrupt outcome record"):
         Learner().load(bad)
+
+
+def test_merge_adds_counts_and_weights_latency_by_calls() -> None:
+    learner = Learner(min_calls=1)
+    for _ in range(3):
+        learner.record("f", LocalModel("a"), True, 0.010, 0.5)
+    learner.merge("f", LocalModel("a"), TargetRecord(calls=1, successes=0,
+                                                      latency_ewma_s=0.050, cost_total=2.0))
+    record = learner.records("f")[LocalModel("a")]
+    assert (record.calls, record.successes) == (4, 3)
+    assert record.cost_total == 3.5
+    assert abs(record.latency_ewma_s - (0.010 * 3 + 0.050) / 4) < 1e-12
+
+
+def test_merge_into_an_empty_learner_and_rejects_impossible_deltas() -> None:
+    learner = Learner(min_calls=2)
+    learner.merge("g", RemoteModel("r"), TargetRecord(2, 2, 0.2, 0.0))
+    assert learner.best("g", [RemoteModel("r")]) is not None
+    with pytest.raises(ValueError):
+        learner.merge("g", RemoteModel("r"), TargetRecord(1, 2, 0.1, 0.0))

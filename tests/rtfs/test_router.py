@@ -10,8 +10,8 @@ import pytest
 from rtfs.compiler import compile_program
 from rtfs.errors import CapabilityError, HostError, UnboundSymbolError
 from rtfs.reader import read
-from rtfs.router import CallKind, LocalRouter, RoutedCall
-from rtfs.values import DelegationHint, HintKind, Keyword, Map
+from rtfs.router import CallKind, Claim, LocalRouter, RoutedCall
+from rtfs.values import DelegationHint, HintKind, Keyword, Map, own_names
 from rtfs.vm import VM
 from tests.rtfs.conftest import evaluate
 
@@ -166,3 +166,39 @@ def test_vm_call_is_reentrant_and_thread_safe():
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda n: vm.call(fib, [n]), [15, 16, 17, 18] * 8))
     assert results == [610, 987, 1597, 2584] * 8
+
+
+class OnceRouter(RecordingRouter):
+    """Claims `+` ONCE (decided LocalPure whatever the arguments)."""
+
+    def claims(self, name):
+        super().claims(name)
+        return Claim.ONCE if name == "+" else Claim.NO
+
+
+def test_a_once_claim_routes_the_first_call_of_each_site_then_runs_in_the_vm():
+    router = OnceRouter()
+    vm = VM(router=router)
+    text = "(defn f [n] (+ n 1)) (+ (f 1) (f 2) (f 3))"
+    assert evaluate(text, vm) == 9
+    # two call sites of +: the one in f (first of three calls) and the top-level one
+    assert [c.name for c in router.calls] == ["+", "+"]
+    router.version += 1  # policy changed: the site asks again and routes once more
+    assert vm.call(vm.globals["f"], [5]) == 6
+    assert len(router.calls) == 3
+
+
+def test_routed_calls_carry_the_callee_s_own_names():
+    router = RecordingRouter()
+    vm = VM(router=router)
+    text = """(defn ^:delegation :local secret [x] x)
+              (def alias1 secret)
+              (def alias2 alias1)
+              (let [f alias2] (f 1))
+              ((partial secret) 2)"""
+    evaluate(text, vm)
+    assert [c.names for c in router.calls] == [frozenset({"secret", "alias1", "alias2"})] * 2
+    assert own_names(vm.globals["secret"]) == {"secret", "alias1", "alias2"}
+    wrapper = evaluate("(partial (comp secret))", vm)
+    assert own_names(wrapper) == {"secret", "alias1", "alias2"}
+    assert own_names(evaluate("str", vm)) == frozenset()

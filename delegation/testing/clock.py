@@ -1,0 +1,35 @@
+"""Fake clocks for tests: `FakeClock` stands still until advanced; `FakeTimer` advances by
+a fixed step each time it is read (for latencies measured between two reads)."""
+
+from __future__ import annotations
+
+import threading
+
+
+class FakeClock:
+    """A clock that reads `now` and moves only when told (`advance`); thread-safe."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+
+class FakeTimer:
+    """A timer that advances by `step` seconds each time it is read."""
+
+    def __init__(self, step: float = 0.25, start: float = 1000.0) -> None:
+        self.step = step
+        self.now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            self.now += self.step
+            return self.now
