@@ -26,6 +26,9 @@ from delegation.configtypes import (
 )
 from delegation.errors import ConfigError
 from delegation.extensions import Extensions
+from delegation.l2.config import l2_config_from_table
+from delegation.l3.config import l3_config_from_table
+from delegation.l3.context import context_from_table
 from delegation.routes import PatternSet, Route, RouteTable, compile_glob, is_glob
 from delegation.schema import read_options
 from delegation.targets import LOCAL_PURE, ExecTarget, resolve_target_name
@@ -70,6 +73,9 @@ _DELEGATION_KEYS = (
     "local_models",
     "security",
     "l4",
+    "l2",
+    "l3",
+    "context",
 )
 _REMOTE_COMMON = ("kind", "api_key_env", "timeout_s", "cost_per_call", "capabilities",
                   "health_ttl_s")
@@ -123,6 +129,10 @@ class Builder:
             security=self._security(section),
             sections=MappingProxyType(self._sections(section)),
             state_dir=self.state_dir,
+            l2=l2_config_from_table(self.r, section.get("l2", {}), _ROOT + ("l2",)),
+            l3=l3_config_from_table(self.r, section.get("l3", {}), _ROOT + ("l3",)),
+            context=context_from_table(self.r, section.get("context", {}),
+                                       _ROOT + ("context",)),
         )
 
     def _sections(self, section: dict[str, object]) -> dict[str, Mapping[str, Any]]:

@@ -13,6 +13,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from delegation.l2.config import L2Config
+from delegation.l3.config import L3Config
+from delegation.l3.context import EMPTY_CONTEXT, Context
 from delegation.routes import PatternSet, Route, RouteTable
 from delegation.targets import LOCAL_PURE, ExecTarget
 
@@ -180,3 +183,12 @@ class DelegationConfig:
 
     state_dir: Path = field(default_factory=lambda: Path(".rtfs-state").resolve())
     """Where local state lives: L1 plans, outcomes, generated keys, the default L4 store."""
+
+    l2: L2Config = field(default_factory=L2Config)
+    """`[delegation.l2]`: the semantic result cache."""
+
+    l3: L3Config = field(default_factory=L3Config)
+    """`[delegation.l3]`: the contextual cache."""
+
+    context: Context = EMPTY_CONTEXT
+    """`[delegation.context]`: the run's context (a call's `^{:context {...}}` adds to it)."""

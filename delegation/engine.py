@@ -2,8 +2,9 @@
 
 `StaticDelegationEngine.decide(ctx)` follows the seed's order and says which layer decided:
 
-    explicit hint > static exact route > static glob route > L1 plan cache > call metadata
-    > capability registry > L4 (published by name, no local source) > learned scores
+    explicit hint > static exact route > static glob route > L3 (a declared context and a
+    choice among allowed targets) > L1 plan cache > call metadata > capability registry
+    > L4 (published by name, no local source) > learned scores
     > the configured default (LocalPure unless configured otherwise)
 
 Wrappers compose on top, each with the same `decide`, as
@@ -25,6 +26,7 @@ from delegation.config import DelegationConfig, SecurityConfig
 from delegation.context import CallContext
 from delegation.errors import DelegationError
 from delegation.l1 import L1PlanCache
+from delegation.l3.cache import ContextualCache
 from delegation.metadata import Complexity
 from delegation.providers.base import Health
 from delegation.targets import (
@@ -46,6 +48,7 @@ class Layer(StrEnum):
     STATIC_EXACT = "static-exact"
     STATIC_GLOB = "static-glob"
     L1 = "l1-cache"
+    L3 = "l3-context"
     METADATA = "metadata"
     CAPABILITY = "capability"
     L4 = "l4"
@@ -105,16 +108,22 @@ class StaticDelegationEngine:
         capabilities: capability id -> offering targets (`CapabilityRegistry`-like).
         l4: finds functions published by name (None when L4 is off).
         learner: suggests a target from recorded outcomes (None to disable).
+        l3: the contextual cache (None to disable the layer).
+        usable: whether a target can be chosen now without I/O (e.g. its circuit is not
+            open); L3 explores only among usable targets.
     """
 
     def __init__(self, config: DelegationConfig, *, plans: L1PlanCache | None = None,
                  capabilities: Any = None, l4: L4Directory | None = None,
-                 learner: Learner | None = None) -> None:
+                 learner: Learner | None = None, l3: ContextualCache | None = None,
+                 usable: Callable[[ExecTarget], bool] | None = None) -> None:
         self.config = config
         self.plans = plans
         self.capabilities = capabilities
         self.l4 = l4 if config.enable_l4_cache else None
         self.learner = learner
+        self.l3 = l3 if config.l3.enabled else None
+        self.usable = usable
         # Decisions that depend only on the hint, the route or the plan are immutable: they
         # are built once and handed out again (the hot path allocates nothing).
         self._by_hint: dict[DelegationHint, Decision] = {}
@@ -131,6 +140,10 @@ class StaticDelegationEngine:
         if route is not None:
             decision = self._by_route.get(route)
             return decision if decision is not None else self._route_decision(route)
+        if self.l3 is not None and ctx.context.values:
+            decision = self._by_context(ctx)
+            if decision is not None:
+                return decision
         if self.plans is not None:
             plan = self.plans.get(ctx.symbol, ctx.task)
             if plan is not None:
@@ -247,6 +260,20 @@ class StaticDelegationEngine:
         target = L4CacheHit(record.pointer, record.signature)
         return Decision(target, Layer.L4, f"no local source; published in L4 as {record.label}",
                         0.9)
+
+    def _by_context(self, ctx: CallContext) -> Decision | None:
+        """L3: a choice among the targets policy allows for this call, learned per context."""
+        assert self.l3 is not None
+        allowed = [t for t in self._candidates(ctx.symbol)
+                   if security_problem(self.config.security, ctx, t, Layer.L3) is None
+                   and (self.usable is None or self.usable(t))]
+        if len(allowed) < 2:
+            return None  # nothing to choose: the other layers decide (outcomes still count)
+        found = self.l3.decide(ctx.symbol, ctx.context, allowed)
+        if found.target is None:
+            return None
+        return Decision(found.target, Layer.L3, f"{found.reason}; context "
+                        f"{ctx.context.describe()}", found.mean if found.mean else 0.5)
 
     def _by_learning(self, ctx: CallContext) -> Decision | None:
         if self.learner is None:

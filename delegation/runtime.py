@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -34,6 +34,9 @@ from delegation.errors import ConfigError, PlanCacheError, StorageFailure
 from delegation.executor import Executor
 from delegation.health import HealthMonitor
 from delegation.l1 import L1PlanCache
+from delegation.l2.errors import CacheStateError
+from delegation.l2.serving import ModelResults
+from delegation.l3.cache import ContextualCache
 from delegation.learning import Learner
 from delegation.planstore import PlanStore
 from delegation.providers import build_registry
@@ -56,8 +59,12 @@ from storage import (
 )
 from storage.signing import store_key_path
 
+if TYPE_CHECKING:
+    from delegation.l2.cache import SemanticCache
+
 PLANS_FILE = "l1-plans.msgpack"
 OUTCOMES_FILE = "outcomes.msgpack"
+CONTEXTS_FILE = "l3-contexts.msgpack"
 
 
 @dataclass
@@ -131,13 +138,20 @@ class Runtime:
             self.plans_restored = report.restored if report is not None else 0
         if self._owns_learner:
             self._restore(self.learner.load, cfg.state_dir / OUTCOMES_FILE)
+        self.l3 = ContextualCache(cfg.l3, timer=monotonic) if cfg.l3.enabled else None
+        if self.l3 is not None:
+            self._restore(self.l3.load, cfg.state_dir / CONTEXTS_FILE)
+        self.l2 = ModelResults(cfg, self.learner, self._make_l2_cache, warn=self.warn,
+                               timer=timer) if cfg.l2.enabled else None
+        self._monotonic, self._clock = monotonic, clock
         self.library: CodeLibrary | None = None
         if cfg.enable_l4_cache:
             self.library = library if library is not None else self._open_library(l4_index)
         self.health = HealthMonitor(self.registry, timer=monotonic)
         static = StaticDelegationEngine(cfg, plans=self.plans,
                                         capabilities=self.registry.capabilities,
-                                        l4=self.library, learner=self.learner)
+                                        l4=self.library, learner=self.learner, l3=self.l3,
+                                        usable=self.health.circuit_ok)
         self.engine = ResilientDelegationEngine(
             SecurityAwareDelegationEngine(static, cfg, self.health,
                                           capabilities=self.registry.capabilities), self.health)
@@ -148,7 +162,8 @@ class Runtime:
             contexts=self.contexts, health=self.health, plans=self.plans,
             learner=self.learner, library=self.library,
             defined=lambda name: name in self.vm.globals,
-            capabilities=self.registry.capabilities, timer=timer, clock=clock)
+            capabilities=self.registry.capabilities, timer=timer, clock=clock, l2=self.l2,
+            l3=self.l3)
         self.vm = VM(router=self.router, out=out)
         self.last_calls: list[CallRecord] = []
         self.last_functions: list[FunctionRecord] = []
@@ -165,7 +180,7 @@ class Runtime:
         runtime starts without it: state is a cache, losing it costs speed only."""
         try:
             return load(path)
-        except PlanCacheError as err:
+        except (PlanCacheError, CacheStateError) as err:
             aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
             try:
                 path.replace(aside)
@@ -174,6 +189,20 @@ class Runtime:
                 where = f"could not be moved aside: {move_err.strerror or move_err}"
             self.warn(f"{err}; {where}; starting without it")
             return None
+
+    def _make_l2_cache(self) -> SemanticCache:
+        """The L2 semantic cache, built on first use (it loads the embedding model)."""
+        from delegation.l2.book import CalibrationBook  # numpy and the model: only when used
+        from delegation.l2.cache import SemanticCache
+        from delegation.l2.models import make_embedder
+
+        try:
+            book = CalibrationBook.in_state_dir(self.config.state_dir)
+        except CacheStateError as err:
+            self.warn(f"{err}; L2 uses the shipped default calibration this run")
+            book = CalibrationBook()
+        return SemanticCache(self.config.l2, make_embedder(self.config.l2.model), book=book,
+                             timer=self._monotonic, wall_clock=self._clock)
 
     def _open_library(self, index: Any) -> CodeLibrary | None:
         """The configured L4 store's code library; None (with a warning) when the store
@@ -331,7 +360,12 @@ class Runtime:
                 self.plans.save(state / PLANS_FILE)
             if self._owns_learner:
                 self.learner.save(state / OUTCOMES_FILE)
-        except (PlanCacheError, OSError) as err:  # state is a cache: the run's answer stands
+            if self.l3 is not None:
+                self.l3.save(state / CONTEXTS_FILE)
+            cache = self.l2.cache if self.l2 is not None else None
+            if cache is not None and cache.book.path is not None:
+                cache.book.save()  # shadow checks counted this run
+        except (PlanCacheError, CacheStateError, OSError) as err:  # state is a cache: the run's answer stands
             self.warn(f"state not saved: {err}")
 
 

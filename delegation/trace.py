@@ -25,6 +25,8 @@ class CallRecord:
     attempts: list[str] = field(default_factory=list)
     line: int | None = None
     col: int | None = None
+    l2: str = "-"  # "exact"/"semantic" (served from L2), "shadow", "miss", "stored" or "-"
+    notes: list[str] = field(default_factory=list)  # L2/L3 explanations for --explain
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}

@@ -7,30 +7,7 @@ MiniLM model on onnxruntime), `models` (model ids), `index` (exact and hnswlib i
 `keys`, `calibration`, `book` (calibrations and shadow records in the state directory),
 `pairs`, `labelled` (fow-cache pairs, generated hard negatives), `config` (`L2Config`),
 `cli` (`delegation l2 ...`), `errors` and `testing` (conformance suites, for tests only).
+
+Importing this package (or `delegation.l2.config`) is cheap: numpy and the model load only
+with the modules that need them.
 """
-
-from __future__ import annotations
-
-from delegation.l2.book import CalibrationBook
-from delegation.l2.cache import L2Lookup, SemanticCache
-from delegation.l2.calibration import Calibration
-from delegation.l2.config import L2Config
-from delegation.l2.embedder import Embedder, HashingEmbedder
-from delegation.l2.keys import L2Call
-from delegation.l2.models import DEFAULT_MODEL, make_embedder
-from delegation.l2.store import L2Store, LocalL2Store
-
-__all__ = [
-    "DEFAULT_MODEL",
-    "Calibration",
-    "CalibrationBook",
-    "Embedder",
-    "HashingEmbedder",
-    "L2Call",
-    "L2Config",
-    "L2Lookup",
-    "L2Store",
-    "LocalL2Store",
-    "SemanticCache",
-    "make_embedder",
-]

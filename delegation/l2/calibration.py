@@ -21,13 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from delegation.l2.config import DEFAULT_MIN_THRESHOLD
 from delegation.l2.embedder import Embedder, cosine
 from delegation.l2.errors import CalibrationError
 from delegation.l2.guard import GUARD_VERSION, features, guard
 from delegation.l2.pairs import Pair
 
 DEFAULT_CONFIDENCE = 0.95
-DEFAULT_MIN_THRESHOLD = 0.5
 CALIBRATION_FORMAT = 1
 THRESHOLD_MARGIN = 1e-6
 

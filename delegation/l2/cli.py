@@ -12,7 +12,8 @@ line `{"pairs": n, "false_hits": k, "negatives": m, "hits": h, "positives": p}` 
 counts the positive pairs served (recall = hits / positives).
 
 The state directory is `--state-dir D`, else `$XDG_STATE_HOME/rtfs-delegation`, else
-`~/.local/state/rtfs-delegation`. Bad input (a pairs file, a target, a state file) is one
+`~/.local/state/rtfs-delegation` (`delegation.config.default_state_dir`). The commands import
+numpy and the model only when they run, so `delegation run` does not pay for them. Bad input (a pairs file, a target, a state file) is one
 line on stderr and exit 2; a model that cannot load is exit 1.
 """
 
@@ -22,26 +23,24 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from delegation.l2.book import CalibrationBook
-from delegation.l2.cache import SemanticCache
-from delegation.l2.calibration import calibrate, score_pairs
-from delegation.l2.config import NAMESPACE, L2Config
-from delegation.l2.embedder import Embedder
+from delegation.config import default_state_dir
+from delegation.l2.config import DEFAULT_MODEL, MODEL_IDS, NAMESPACE, L2Config
 from delegation.l2.errors import (
     CacheStateError,
     CalibrationError,
     EmbedderUnavailable,
     PairsFileError,
 )
-from delegation.l2.keys import L2Call
-from delegation.l2.models import DEFAULT_MODEL, known_models, make_embedder
-from delegation.l2.pairs import Pair, load_pairs
-from delegation.l2.store import LocalL2Store
+
+if TYPE_CHECKING:  # the commands import numpy and the model only when they run
+    from delegation.l2.book import CalibrationBook
+    from delegation.l2.embedder import Embedder
+    from delegation.l2.keys import L2Call
+    from delegation.l2.pairs import Pair
 
 EVAL_FUNCTION = "l2-eval"
 EVAL_TARGET = "l2-eval"
@@ -49,12 +48,6 @@ EVAL_TARGET = "l2-eval"
 
 class _BadInput(Exception):
     """Exit status 2, one line."""
-
-
-def default_state_dir(environ: Mapping[str, str]) -> Path:
-    """`$XDG_STATE_HOME/rtfs-delegation`, or `~/.local/state/rtfs-delegation`."""
-    base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "rtfs-delegation"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -72,7 +65,7 @@ def add_parser(subparsers: Any) -> None:
         parser.add_argument("--namespace", metavar="NS", default="default")
         parser.add_argument("--state-dir", metavar="D")
         parser.add_argument("--model", metavar="ID", default=DEFAULT_MODEL,
-                            help=f"embedding model ({', '.join(known_models())})")
+                            help=f"embedding model ({', '.join(MODEL_IDS)})")
         parser.set_defaults(run=_guarded(run))
 
 
@@ -91,6 +84,9 @@ def _guarded(run: Any) -> Any:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Compute and store the namespace's calibration."""
+    from delegation.l2.calibration import calibrate, score_pairs
+    from delegation.l2.pairs import load_pairs
+
     namespace = _namespace(args)
     target = _target(args.target)
     book = _book(args)
@@ -112,6 +108,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Run each pair through a fresh cache with the namespace's calibration."""
+    from delegation.l2.pairs import load_pairs
+
     namespace = _namespace(args)
     book = _book(args)
     pairs = load_pairs(args.pairs)
@@ -137,6 +135,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def evaluate(pairs: list[Pair], embedder: Embedder, book: CalibrationBook,
              namespace: str) -> dict[str, int]:
     """The eval counts: each pair through a fresh cache (store `a`, look up `b`)."""
+    from delegation.l2.cache import SemanticCache
+    from delegation.l2.store import LocalL2Store
+
     config = replace(L2Config(), namespace=namespace, shadow_rate=0.0)
     false_hits = hits = 0
     for pair in pairs:
@@ -174,6 +175,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _call(namespace: str, fn: str, text: str) -> L2Call:
+    from delegation.l2.keys import L2Call
+
     return L2Call(namespace, fn, EVAL_TARGET, "1", (text,), free_text=(0,))
 
 
@@ -197,6 +200,8 @@ def _target(text: str | None) -> float:
 
 
 def _book(args: argparse.Namespace) -> CalibrationBook:
+    from delegation.l2.book import CalibrationBook
+
     state = Path(args.state_dir) if args.state_dir else default_state_dir(os.environ)
     if state.exists() and not state.is_dir():
         raise _BadInput(f"--state-dir {state}: not a directory")
@@ -204,8 +209,10 @@ def _book(args: argparse.Namespace) -> CalibrationBook:
 
 
 def _embedder(args: argparse.Namespace) -> Embedder:
-    if args.model not in known_models():
-        raise _BadInput(f"--model {args.model!r}: unknown (known: {', '.join(known_models())})")
+    from delegation.l2.models import make_embedder
+
+    if args.model not in MODEL_IDS:
+        raise _BadInput(f"--model {args.model!r}: unknown (known: {', '.join(MODEL_IDS)})")
     return make_embedder(args.model)
 
 

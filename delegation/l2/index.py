@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-DEFAULT_EXACT_MAX = 2048
+from delegation.l2.config import DEFAULT_EXACT_MAX
+
 DEFAULT_HNSW_M = 16
 DEFAULT_HNSW_EF = 64
 DEFAULT_HNSW_EF_CONSTRUCTION = 100

