@@ -1,6 +1,6 @@
 """`delegation` / `python -m delegation`: run RTFS plans with the delegation engine.
 
-  delegation run FILE [--config F] [--explain | --json]
+  delegation run FILE [--config F] [--context JSON] [--explain | --json]
   delegation decide SYMBOL... [--config F] [--meta '{:complexity :high}']
   delegation config check F
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from delegation.errors import ConfigError, DelegationError, UsageError
 from delegation.explain import as_json, explain_table
 from delegation.extensions import Extensions, SharedState, discover
 from delegation.l2.cli import add_parser as add_l2_parser
+from delegation.l2.errors import ContextError
+from delegation.l3.context import context_from_json
 from delegation.providers import build_registry
 from delegation.runtime import Runtime
 from rtfs.errors import RtfsError
@@ -57,6 +60,17 @@ def _connect(config: DelegationConfig, address: str | None) -> SharedState:
     return shared
 
 
+def _with_context(config: DelegationConfig, text: str | None) -> DelegationConfig:
+    """`--context '{"tenant": "acme"}'` on top of the config's `[delegation.context]`."""
+    if text is None:
+        return config
+    try:
+        extra = context_from_json(text)
+    except ContextError as err:
+        raise UsageError(str(err)) from None
+    return replace(config, context=config.context.merged(extra))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     program = Path(args.file)
     try:
@@ -64,6 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"cannot read {program}: {getattr(err, 'strerror', None) or err}")
     config, origin = _config(args.config, program, args.state_dir)
+    config = _with_context(config, args.context)
     shared = _connect(config, args.cluster)
     error = None
     try:
@@ -96,6 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_decide(args: argparse.Namespace) -> int:
     config, origin = _config(args.config, None, args.state_dir)
+    config = _with_context(config, args.context)
     runtime = Runtime(config, environ=os.environ, warn=_warn, read_only=True)
     meta = None
     if args.meta:
@@ -150,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="local state (default $XDG_STATE_HOME/rtfs-delegation)")
     run.add_argument("--cluster", metavar="ADDR",
                      help="share plans, outcomes and code with the fleet at ADDR")
+    run.add_argument("--context", metavar="JSON",
+                     help="the run's context for L3, e.g. '{\"tenant\": \"acme\"}'")
     output = run.add_mutually_exclusive_group()
     output.add_argument("--explain", action="store_true", help="print the routing table")
     output.add_argument("--json", action="store_true", help="print value and trace as JSON")
@@ -159,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     decide.add_argument("--config", metavar="F")
     decide.add_argument("--state-dir", metavar="D", help="local state to read (never written)")
     decide.add_argument("--meta", metavar="MAP", help="call metadata, an RTFS map")
+    decide.add_argument("--context", metavar="JSON", help="the run's context for L3")
     decide.set_defaults(run=cmd_decide)
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)

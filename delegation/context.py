@@ -131,7 +131,7 @@ class ContextFactory:
         self.targets = tuple(targets)
         self.clock = clock
         self._available: tuple[float, tuple[str, ...]] | None = None
-        self._hashes: dict[tuple[tuple[str, ...], int], int] = {}
+        self._hashes: dict[tuple[tuple[str, ...], int, str], int] = {}
 
     def available(self) -> tuple[str, ...]:
         now = self.clock()

@@ -174,6 +174,8 @@ class DelegationRouter:
         consult = self.l2.consult(target, ctx.symbol, call.args, ctx.sensitive,
                                   tenant if isinstance(tenant, str) else None)
         found = consult.found if consult is not None else None
+        if consult is not None and consult.note:
+            record.notes.append(consult.note)
         if found is not None:
             record.l2 = ("shadow" if found.shadow else found.tier or "") if found.hit else "miss"
             record.notes.append(found.describe())

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 PLANS_FILE = "l1-plans.msgpack"
 OUTCOMES_FILE = "outcomes.msgpack"
 CONTEXTS_FILE = "l3-contexts.msgpack"
+L2_ENTRIES_FILE = "l2-entries.msgpack"
 
 
 @dataclass
@@ -195,14 +196,29 @@ class Runtime:
         from delegation.l2.book import CalibrationBook  # numpy and the model: only when used
         from delegation.l2.cache import SemanticCache
         from delegation.l2.models import make_embedder
+        from delegation.l2.persist import load_store
+        from delegation.l2.store import LocalL2Store
 
         try:
             book = CalibrationBook.in_state_dir(self.config.state_dir)
         except CacheStateError as err:
             self.warn(f"{err}; L2 uses the shipped default calibration this run")
             book = CalibrationBook()
-        return SemanticCache(self.config.l2, make_embedder(self.config.l2.model), book=book,
-                             timer=self._monotonic, wall_clock=self._clock)
+        store = LocalL2Store(self.config.l2.max_entries, self.config.l2.ttl_s,
+                             timer=self._monotonic, exact_max=self.config.l2.exact_index_max)
+        self._restore(lambda path: load_store(store, path, wall_clock=self._clock),
+                      self.config.state_dir / L2_ENTRIES_FILE)
+        return SemanticCache(self.config.l2, make_embedder(self.config.l2.model), store=store,
+                             book=book, wall_clock=self._clock)
+
+    def _save_l2(self, cache: SemanticCache) -> None:
+        """The calibration book (shadow checks counted this run) and the local entries."""
+        from delegation.l2.persist import save_store  # loaded with the cache already
+        from delegation.l2.store import LocalL2Store
+
+        cache.book.save()
+        if isinstance(cache.store, LocalL2Store):
+            save_store(cache.store, self.config.state_dir / L2_ENTRIES_FILE)
 
     def _open_library(self, index: Any) -> CodeLibrary | None:
         """The configured L4 store's code library; None (with a warning) when the store
@@ -363,8 +379,8 @@ class Runtime:
             if self.l3 is not None:
                 self.l3.save(state / CONTEXTS_FILE)
             cache = self.l2.cache if self.l2 is not None else None
-            if cache is not None and cache.book.path is not None:
-                cache.book.save()  # shadow checks counted this run
+            if cache is not None:
+                self._save_l2(cache)
         except (PlanCacheError, CacheStateError, OSError) as err:  # state is a cache: the run's answer stands
             self.warn(f"state not saved: {err}")
 

@@ -199,7 +199,7 @@ class SemanticCache:
         self.store.put(L2Entry(
             bucket=split.bucket, texts_key=texts_key(normalized), texts=split.texts,
             value=value, model_id=self.embedder.model_id if vector is not None else None,
-            vector=vector, created_at=self._wall_clock()))
+            vector=vector, created_at=self._wall_clock(), private=call.sensitive))
         self._count("puts")
         return True
 

@@ -38,6 +38,7 @@ class Consult:
 
     call: L2Call
     found: L2Lookup | None
+    note: str = ""  # e.g. the model loaded during this call
 
     @property
     def serves(self) -> bool:
@@ -68,6 +69,7 @@ class ModelResults:
         self._lock = threading.Lock()
         self._cache: SemanticCache | None = None
         self._off = not config.l2.enabled
+        self._load_note = ""  # reported once, by the call during which the model loaded
         self.lookup_cost_s = config.l2.lookup_cost_ms / 1000.0
 
     @property
@@ -87,10 +89,11 @@ class ModelResults:
         cache = self._ready()
         if cache is None:
             return None
+        note = self._take_load_note()
         started = self._timer()
         found = cache.lookup(call)
         self._measured(self._timer() - started)
-        return Consult(call, found)
+        return Consult(call, found, note)
 
     def settle(self, consult: Consult, value: Any, latency_s: float, cost: float) -> str:
         """After the call ran: verify a shadow hit, store the answer if worth it; return a
@@ -103,8 +106,9 @@ class ModelResults:
             notes.append("shadow check: " + ("agreed" if agreed else "DISAGREED"))
         if cost > 0 or latency_s > self.lookup_cost_s:
             cache = self._ready()
+            loaded = self._take_load_note()
             if cache is not None and cache.put(consult.call, value):
-                notes.append("stored")
+                notes.append("stored" + (f" ({loaded})" if loaded else ""))
         return ", ".join(notes)
 
     def _pays(self, symbol: str, target: ExecTarget) -> bool:
@@ -123,12 +127,22 @@ class ModelResults:
         with self._lock:
             if self._cache is not None or self._off:
                 return self._cache
+            started = self._timer()
             try:
-                self._cache = self._make_cache()
+                cache = self._make_cache()
+                cache.embedder.embed(["warm up"])  # a first inference is slow: not a lookup
+                self._cache = cache
+                self._load_note = (f"L2 model {cache.embedder.model_id} loaded in "
+                                   f"{self._timer() - started:.2f} s")
             except EmbedderUnavailable as err:
                 self._off = True
                 self._warn(f"L2 off: {err}")
             return self._cache
+
+    def _take_load_note(self) -> str:
+        with self._lock:
+            note, self._load_note = self._load_note, ""
+            return note
 
     def _cost_per_call(self, target: ExecTarget) -> float:
         if isinstance(target, RemoteModel) and target.id in self.config.remote_providers:

@@ -40,6 +40,7 @@ class L2Entry:
         model_id: the embedder of `vector` (None without a vector).
         vector: the embedding of the single free text, or None (no or several texts).
         created_at: wall-clock epoch seconds.
+        private: a sensitive call's answer: kept in this process only (never saved).
     """
 
     bucket: BucketKey
@@ -49,6 +50,7 @@ class L2Entry:
     model_id: str | None = None
     vector: np.ndarray | None = None
     created_at: float = 0.0
+    private: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +221,23 @@ class LocalL2Store:
                 self._remove(entry_id)
             self._expirations += len(dead)
             return len(dead)
+
+    def snapshot(self) -> list[tuple[L2Entry, float]]:
+        """Every live entry with the seconds it has left, least recently used first."""
+        now = self._timer()
+        with self._lock:
+            return [(entry, expires_at - now) for entry, expires_at in self._entries.values()
+                    if expires_at > now]
+
+    def restore(self, entry: L2Entry, remaining_s: float) -> None:
+        """Put `entry` with `remaining_s` seconds to live (loading saved entries)."""
+        if remaining_s <= 0:
+            return
+        self.put(entry)
+        with self._lock:
+            entry_id = self._exact[(entry.bucket, entry.texts_key)]
+            self._entries[entry_id] = (entry, self._timer() + min(remaining_s, self.ttl_s))
+            self._puts -= 1  # a restore is not a put
 
     def index_kinds(self) -> dict[tuple[BucketKey, str], str]:
         """Which index ("exact" or "hnsw") each (bucket, model) uses now."""

@@ -92,7 +92,7 @@ def _check(key: object, value: object) -> Scalar:
         raise ContextError(repr(key), "a key is a name of letters, digits, '_', '-'")
     if key in _STRING_KEYS and not isinstance(value, str):
         raise ContextError(key, "must be a string")
-    if key == "tenant" and not NAMESPACE.fullmatch(value):  # type: ignore[arg-type]
+    if key == "tenant" and not (isinstance(value, str) and NAMESPACE.fullmatch(value)):
         raise ContextError(key, "a tenant is 1-64 letters, digits, '_', '.', '-' starting "
                            "with a letter or digit (it names the tenant's L2 namespace)")
     if key == "budget" and not (_number(value) and value >= 0):  # type: ignore[operator]
