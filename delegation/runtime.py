@@ -7,8 +7,10 @@
 Everything runs in this process: local caches, a local-directory L4 by default, no Ray. Each
 top-level `defn` is looked up in L4 by its source hash before it is compiled (a hit skips the
 compiler), and published after it is compiled; every routed call goes through the
-`DelegationRouter`. L1 plans and learned outcomes are restored when the runtime starts and
-saved after every run, beside the local L4 store.
+`DelegationRouter`. L1 plans, learned outcomes and L3 context tables are restored when the
+runtime starts and saved after every run, in the state directory; L2 (its entries and
+calibration book, there too) is built, and its model loaded, on the first model call where
+it pays.
 """
 
 from __future__ import annotations
@@ -216,7 +218,8 @@ class Runtime:
         from delegation.l2.persist import save_store  # loaded with the cache already
         from delegation.l2.store import LocalL2Store
 
-        cache.book.save()
+        if cache.book.namespaces():
+            cache.book.save()
         if isinstance(cache.store, LocalL2Store):
             save_store(cache.store, self.config.state_dir / L2_ENTRIES_FILE)
 
