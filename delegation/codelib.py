@@ -13,9 +13,12 @@ anything of them runs.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import xxhash
+from cachetools import LRUCache, TTLCache
 
 from rtfs.bytecode import FORMAT_VERSION, Code
 from rtfs.canonical import packb
@@ -24,6 +27,9 @@ from rtfs.errors import BytecodeError
 from storage import IndexRecord, L4Index
 
 LOCAL_SCHEMES = frozenset({"file", "memory"})
+MISSING_TTL_S = 30.0
+NAMES_MAX = 4096
+DECODED_MAX = 1024
 
 
 def name_key(symbol: str, namespace: str = "user") -> str:
@@ -56,16 +62,28 @@ class CodeLibrary:
     """Publishes and finds compiled RTFS functions in one L4 index; thread-safe.
 
     Decoded code is cached by blob id, and what a name resolves to is looked up once per
-    library (so one runtime runs one version of a function throughout). Storage failures are
+    library (so one runtime runs one version of a function throughout); both caches are
+    bounded LRUs, and "not published" is remembered for `missing_ttl_s` only. Storage failures are
     reported to the caller (`StorageError`), never hidden and never cached.
     """
 
-    def __init__(self, index: L4Index, namespace: str = "user") -> None:
+    def __init__(self, index: L4Index, namespace: str = "user", *,
+                 missing_ttl_s: float = MISSING_TTL_S,
+                 timer: Callable[[], float] = time.monotonic) -> None:
         self.index = index
         self.namespace = namespace
-        self._decoded: dict[str, Code] = {}
-        self._by_name: dict[str, PublishedFunction | None] = {}
+        self._decoded: LRUCache[str, Code] = LRUCache(maxsize=DECODED_MAX)
+        self._by_name: LRUCache[str, PublishedFunction] = LRUCache(maxsize=NAMES_MAX)
+        # "not published" is remembered only for a while: another node may publish it
+        self._missing: TTLCache[str, bool] = TTLCache(maxsize=NAMES_MAX, ttl=missing_ttl_s,
+                                                      timer=timer)
+        self._listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener` whenever what a name resolves to may have changed (a name found,
+        or a "not published" answer recorded): routers bump their version."""
+        self._listeners.append(listener)
 
     @property
     def store_uri(self) -> str:
@@ -99,14 +117,26 @@ class CodeLibrary:
         return code
 
     def find_by_name(self, symbol: str) -> PublishedFunction | None:
-        """The newest trusted function published under `symbol`, if any."""
+        """The newest trusted function published under `symbol`, if any.
+
+        A name found keeps its version for this library's life (one run runs one version);
+        a name not found is asked again after `missing_ttl_s`.
+        """
         with self._lock:
-            if symbol in self._by_name:
-                return self._by_name[symbol]
+            known = self._by_name.get(symbol)
+            if known is not None or symbol in self._missing:
+                return known
         found = self.index.lookup_interface(name_key(symbol, self.namespace))
-        published = PublishedFunction(symbol, found.record, found.data) if found else None
         with self._lock:
-            return self._by_name.setdefault(symbol, published)
+            if found is None:
+                self._missing[symbol] = True
+                published = None
+            else:
+                published = self._by_name.setdefault(
+                    symbol, PublishedFunction(symbol, found.record, found.data))
+        for listener in self._listeners:
+            listener()
+        return published
 
     def decode(self, blob_id: str, data: bytes) -> Code:
         """Decode and verify bytecode (cached by blob id).

@@ -16,10 +16,13 @@ with the fallback that is left, or says why nothing can serve.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Protocol
+
+from cachetools import LRUCache
 
 from delegation.config import DelegationConfig, SecurityConfig
 from delegation.context import CallContext
@@ -119,7 +122,9 @@ class StaticDelegationEngine:
         # are built once and handed out again (the hot path allocates nothing).
         self._by_hint: dict[DelegationHint, Decision] = {}
         self._by_route: dict[Any, Decision] = {}
-        self._by_plan: dict[int, tuple[Any, Decision]] = {}
+        # Bounded, least recently used out (cachetools is not thread-safe: one lock).
+        self._by_plan: LRUCache[int, tuple[Any, Decision]] = LRUCache(maxsize=10_000)
+        self._lock = threading.Lock()
         self._default = Decision(config.default_target, Layer.DEFAULT,
                                  "no hint, route, plan or metadata applies: configured default")
 
@@ -134,7 +139,8 @@ class StaticDelegationEngine:
         if self.plans is not None:
             plan = self.plans.get(ctx.symbol, ctx.task)
             if plan is not None:
-                cached = self._by_plan.get(id(plan))
+                with self._lock:
+                    cached = self._by_plan.get(id(plan))
                 return cached[1] if cached is not None and cached[0] is plan else (
                     self._plan_decision(plan))
         for layer in (self._by_metadata, self._by_capability, self._by_l4, self._by_learning):
@@ -161,9 +167,8 @@ class StaticDelegationEngine:
     def _plan_decision(self, plan: Any) -> Decision:
         decision = Decision(plan.target, Layer.L1, f"cached plan: {plan.reasoning}",
                             plan.confidence, from_cache=True)
-        if len(self._by_plan) > 10_000:
-            self._by_plan.clear()
-        self._by_plan[id(plan)] = (plan, decision)  # the plan is kept: its id stays unique
+        with self._lock:
+            self._by_plan[id(plan)] = (plan, decision)  # the plan is kept: its id stays unique
         return decision
 
     def _resolve_hint(self, hint: DelegationHint) -> ExecTarget:

@@ -65,6 +65,11 @@ class DelegationRouter:
         self.timer, self.clock = timer, clock
         self.records: deque[CallRecord] = deque(maxlen=MAX_RECORDS)
         self._lock = threading.Lock()
+        if library is not None:  # what L4 resolves a name to is part of what claims answers
+            library.on_change(self._policy_changed)
+
+    def _policy_changed(self) -> None:
+        self.version += 1
 
     # -- CallRouter ----------------------------------------------------------------------------
     def claims(self, name: str) -> Claim:
