@@ -303,9 +303,9 @@ def test_a_name_not_yet_published_is_asked_again_after_the_ttl(tmp_path, chat_se
     from storage import open_l4
 
     clock = FakeClock(0.0)
-    store = (tmp_path / "state" / "l4").as_uri()
-    index = open_l4(store, state_dir=tmp_path / "state")
-    caller = Runtime(make_config(tmp_path, chat_server.base_url), environ=ENV,
+    config = make_config(tmp_path, chat_server.base_url)
+    index = open_l4(config.l4.store_uri, state_dir=config.state_dir)  # the same node's key
+    caller = Runtime(config, environ=ENV,
                      library=CodeLibrary(index, missing_ttl_s=30, timer=clock))
     with pytest.raises(UnboundSymbolError):
         caller.run("(later 1)")
