@@ -11,8 +11,8 @@ from delegation.config import default_config, parse_config
 from delegation.errors import CallUnavailable, SecurityViolation
 from delegation.health import CircuitState
 from delegation.runtime import Runtime
-from rtfs.errors import HostError, UnboundSymbolError
 from delegation.targets import RemoteModel
+from rtfs.errors import HostError, UnboundSymbolError
 from rtfs.values import Keyword
 
 ENV = {"CHAT_KEY": "test-key"}
