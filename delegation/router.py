@@ -33,7 +33,6 @@ from delegation.learning import Learner
 from delegation.planstore import PlanStore
 from delegation.targets import ExecTarget, LocalPure
 from delegation.trace import MAX_RECORDS, CallRecord
-from rtfs.printer import preview
 from rtfs.router import Claim, RoutedCall
 from storage import StorageError
 
@@ -102,7 +101,7 @@ class DelegationRouter:
             record.detail = record.detail or _error_text(err)
             raise
         else:
-            record.detail = preview(value)
+            record.value = value
             if decision.layer in CACHEABLE_LAYERS and not decision.from_cache:
                 self._remember(ctx, decision, record)
             return value
@@ -170,7 +169,7 @@ class DelegationRouter:
         with self._lock:
             taken = list(self.records)
             self.records.clear()
-        return taken
+        return [record.settle() for record in taken]
 
 
 def _describe(target: ExecTarget | None) -> str:
