@@ -10,6 +10,8 @@ The L4 index (`open_l4` -> `L4Index`) maps interface hashes to signed published 
 source hashes to blobs; lookups return `VerifiedBlob`s whose SHA-256 and Ed25519 signature
 were checked against trusted, non-revoked keys, or None (a miss, counted in `stats()`).
 
+`atomic_write(path, data)` is the project's one atomic file write (temporary file + rename).
+
 This package imports nothing else of the project: callers hand in hashes as hex strings.
 The conformance suite for new backends is `storage.testing.BlobStoreTests`.
 """
@@ -27,8 +29,10 @@ from storage.errors import (
     SigningKeyError,
     StorageError,
     StorageUnavailable,
+    StoreClosed,
     StoreURIError,
 )
+from storage.fsutil import atomic_write
 from storage.index import IndexStats, L4Index, MissReason, VerifiedBlob
 from storage.l4 import open_l4
 from storage.local import LocalStore
@@ -60,10 +64,12 @@ __all__ = [
     "SigningKeyError",
     "StorageError",
     "StorageUnavailable",
+    "StoreClosed",
     "StoreURIError",
     "TierHealth",
     "TieredStore",
     "VerifiedBlob",
+    "atomic_write",
     "blob_id_of",
     "key_id_of",
     "open_l4",

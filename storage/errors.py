@@ -74,6 +74,17 @@ class StorageUnavailable(StorageError, ConnectionError):
         return f"storage {self.store} unavailable: {self.reason}"
 
 
+class StoreClosed(StorageError, ValueError):
+    """A store used after `close()` (a `ValueError`, as for I/O on a closed file)."""
+
+    def __init__(self, store: str) -> None:
+        super().__init__(store)
+        self.store = store
+
+    def __str__(self) -> str:
+        return f"storage {self.store} is closed"
+
+
 class StoreURIError(StorageError, ValueError):
     """A store URI that cannot be opened: unknown scheme or malformed location."""
 
@@ -143,6 +154,7 @@ ALL_ERRORS: tuple[type[StorageError], ...] = (
     BlobNotFound,
     BlobCorrupted,
     StorageUnavailable,
+    StoreClosed,
     StoreURIError,
     BackendNotInstalled,
     CodecError,

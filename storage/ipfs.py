@@ -19,8 +19,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import ipfshttpclient
+from cachetools import LRUCache
 from ipfshttpclient import exceptions as ipfs_errors
 
+from storage.base import StoreBase
 from storage.errors import BlobNotFound, StorageUnavailable, StoreURIError
 from storage.protocol import (
     as_bytes,
@@ -77,7 +79,7 @@ def parse_ipfs_uri(uri: str) -> tuple[str | None, str]:
     return f"/{proto}/{host}/tcp/{port}", root
 
 
-class IPFSStore:
+class IPFSStore(StoreBase):
     """A `BlobStore` and `RecordStore` on an IPFS node.
 
     Args:
@@ -86,7 +88,12 @@ class IPFSStore:
         timeout_s: timeout of each RPC.
         client_factory: builds a client for an address (default `ipfshttpclient.Client`;
             the version check of `ipfshttpclient.connect` is skipped on purpose, since it
-            rejects daemons that speak the same RPC API, such as js-ipfs 0.18).
+            rejects daemons that speak the same RPC API, such as js-ipfs 0.18). It must
+            pickle for the store to pickle (a class or a module-level function does).
+        cid_cache_size: how many blob id -> CID mappings `pointer` remembers.
+
+    Clients are made per thread on first use and are never pickled: a pickled store carries
+    its address and settings, and the copy connects on its own.
     """
 
     def __init__(
@@ -96,6 +103,7 @@ class IPFSStore:
         *,
         timeout_s: float = 30.0,
         client_factory: Any = None,
+        cid_cache_size: int = 4096,
     ) -> None:
         if not root.startswith("/") or root == "/":
             raise StoreURIError(root, "the MFS root must be an absolute path below '/'")
@@ -103,16 +111,27 @@ class IPFSStore:
         self.root = root.rstrip("/")
         self.uri = f"ipfs://{_host_port(api_addr)}{self.root}"
         self.timeout_s = timeout_s
+        self._factory_arg = client_factory
         self._factory = client_factory or ipfshttpclient.Client
         self._local = threading.local()
         self._clients: list[Any] = []
         self._clients_lock = threading.Lock()
-        self._cids: dict[str, str] = {}
+        self._cids: LRUCache[str, str] = LRUCache(maxsize=cid_cache_size)
         self._made_dirs: set[str] = set()
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        return {
+            "api_addr": self.api_addr,
+            "root": self.root,
+            "timeout_s": self.timeout_s,
+            "client_factory": self._factory_arg,
+            "cid_cache_size": int(self._cids.maxsize),
+        }
 
     @property
     def client(self) -> Any:
         """This thread's RPC client (clients keep a connection session, one per thread)."""
+        self._check_open()
         client = getattr(self._local, "client", None)
         if client is None:
             try:
@@ -169,15 +188,29 @@ class IPFSStore:
             return None
 
     def _blob_path(self, blob_id: str) -> str:
+        self._check_open()
         return f"{self.root}/blobs/{check_blob_id(blob_id)}"
 
     def cid_of(self, blob_id: str) -> str:
-        """The CID a blob is linked to (cached after the first look-up)."""
-        cid = self._cids.get(blob_id)
+        """The CID a blob is linked to (remembered after the first look-up).
+
+        Raises:
+            BlobNotFound: no such blob.
+        """
+        path = self._blob_path(blob_id)
+        with self._clients_lock:
+            cid = self._cids.get(blob_id)
         if cid is None:
-            cid = self._stat_cid(self._blob_path(blob_id), blob_id)
-            self._cids[blob_id] = cid  # type: ignore[assignment]
+            cid = self._stat_cid(path, blob_id)
+            self._remember(blob_id, cid)
         return cid  # type: ignore[return-value]
+
+    def _remember(self, blob_id: str, cid: str | None) -> None:
+        with self._clients_lock:  # cachetools caches are not thread-safe
+            if cid is None:
+                self._cids.pop(blob_id, None)
+            else:
+                self._cids[blob_id] = cid
 
     def _cat(self, cid: str, name: str) -> bytes:
         return self._call("cat", self.client.cat, cid, missing=name)
@@ -185,11 +218,15 @@ class IPFSStore:
     def put(self, data: bytes) -> str:
         data = as_bytes(data)
         blob_id = blob_id_of(data)
-        self._cids[blob_id] = self._link(f"{self.root}/blobs", blob_id, data)
+        self._remember(blob_id, self._link(f"{self.root}/blobs", blob_id, data))
         return blob_id
 
     def get(self, blob_id: str) -> bytes:
-        return verified(blob_id, self._cat(self.cid_of(blob_id), blob_id), self.uri)
+        # Read through the MFS link, not a remembered CID: a blob another client deleted
+        # must not stay readable here.
+        path = self._blob_path(blob_id)
+        data = self._call("files/read", self.client.files.read, path, missing=blob_id)
+        return verified(blob_id, data, self.uri)
 
     def contains(self, blob_id: str) -> bool:
         return self._stat_cid(self._blob_path(blob_id), blob_id, required=False) is not None
@@ -197,7 +234,7 @@ class IPFSStore:
     def delete(self, blob_id: str) -> None:
         path = self._blob_path(blob_id)
         cid = self._stat_cid(path, blob_id)
-        self._cids.pop(blob_id, None)
+        self._remember(blob_id, None)
         self._call("files/rm", self.client.files.rm, path, missing=blob_id)
         try:
             self._call("pin/rm", self.client.pin.rm, cid)
@@ -241,9 +278,10 @@ class IPFSStore:
         return [name for name in names if is_blob_id(name)]
 
     def close(self) -> None:
-        """Close every thread's client session."""
+        """Close every thread's client session. Idempotent."""
         with self._clients_lock:
             clients, self._clients = self._clients, []
+            self._closed = True
         for client in clients:
             client.close()
         self._local = threading.local()

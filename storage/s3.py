@@ -11,6 +11,7 @@ and endpoint resolution (boto3 itself honours `AWS_ENDPOINT_URL`).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +20,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from storage.base import StoreBase
 from storage.errors import BlobNotFound, StorageUnavailable, StoreURIError
 from storage.protocol import (
     as_bytes,
@@ -71,14 +73,16 @@ def _is_missing(error: ClientError) -> bool:
     return str(error.response.get("Error", {}).get("Code")) in _MISSING_CODES
 
 
-class S3Store:
+class S3Store(StoreBase):
     """A `BlobStore` and `RecordStore` in an S3 bucket.
 
     Args:
         bucket: the bucket; it must exist.
         prefix: key prefix for everything this store writes ('' or ending in '/').
-        client: a boto3 S3 client; the store closes it only if it made it.
-        **client_args: arguments of `make_s3_client` when no client is given.
+        client: a boto3 S3 client; the store closes it only if it made it. A store given a
+            client cannot be pickled (a client holds connections and credentials).
+        **client_args: arguments of `make_s3_client` when no client is given; the store makes
+            its client on first use, and a pickled copy makes its own from the same arguments.
     """
 
     def __init__(
@@ -89,8 +93,29 @@ class S3Store:
         self.bucket = bucket
         self.prefix = prefix
         self.uri = f"s3://{bucket}/{prefix}"
-        self._owns_client = client is None
-        self.client = make_s3_client(**client_args) if client is None else client
+        self._client = client
+        self._client_args = None if client is not None else client_args
+        self._client_lock = threading.Lock()
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        if self._client_args is None:
+            raise TypeError(
+                f"an S3Store given a client cannot be pickled ({self.uri}): "
+                "open it with client arguments (endpoint_url=, region_name=, ...) instead"
+            )
+        return {"bucket": self.bucket, "prefix": self.prefix, **self._client_args}
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client (made on first use when the store was not given one)."""
+        self._check_open()
+        client = self._client
+        if client is None:
+            with self._client_lock:  # boto3's client factory is not thread-safe
+                if self._client is None:
+                    self._client = make_s3_client(**(self._client_args or {}))
+                client = self._client
+        return client
 
     def blob_key(self, blob_id: str) -> str:
         """The object key that holds (or would hold) a blob."""
@@ -199,6 +224,9 @@ class S3Store:
         return [name for name in names if is_blob_id(name)]
 
     def close(self) -> None:
-        """Close the client's connection pool if this store made the client."""
-        if self._owns_client:
-            self.client.close()
+        """Close the client's connection pool if this store made the client. Idempotent."""
+        with self._client_lock:
+            client, self._client = self._client, None
+            owned, self._closed = self._client_args is not None, True
+        if client is not None and owned:
+            client.close()

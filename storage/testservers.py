@@ -62,14 +62,21 @@ class MotoServer:
         if wsgi is not None:
             wsgi.server_close()
 
+    def client_args(self, **config: Any) -> dict[str, Any]:
+        """`make_s3_client` arguments for this server (fake credentials), plus `config`."""
+        return {
+            "endpoint_url": self.endpoint_url,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+            **config,
+        }
+
     def client(self, **config: Any) -> Any:
         """A boto3 S3 client for this server (fake credentials, bounded retries)."""
         from storage.s3 import make_s3_client
 
-        config.setdefault("region_name", "us-east-1")
-        config.setdefault("aws_access_key_id", "testing")
-        config.setdefault("aws_secret_access_key", "testing")
-        return make_s3_client(endpoint_url=self.endpoint_url, **config)
+        return make_s3_client(**self.client_args(**config))
 
     def __enter__(self) -> Self:
         self.start()

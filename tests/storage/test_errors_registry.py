@@ -31,6 +31,7 @@ SAMPLES = {
     "BlobNotFound": ("a" * 32, "file:///s"),
     "BlobCorrupted": ("a" * 32, "b" * 32, "s3://b/"),
     "StorageUnavailable": ("s3://b/", "connection refused"),
+    "StoreClosed": ("s3://b/",),
     "StoreURIError": ("gopher://x", "unknown scheme"),
     "BackendNotInstalled": ("s3", "boto3", "pip install x"),
     "CodecError": ("index record", "truncated"),
@@ -69,7 +70,8 @@ def test_built_in_bases() -> None:
 
 def test_uris_open_their_backends(tmp_path: Path) -> None:
     assert isinstance(open_store("memory://"), MemoryStore)
-    assert open_store("memory://shared") is open_store("memory://shared")
+    shared = open_store("memory://shared")
+    assert open_store("memory://shared").get(shared.put(b"one store")) == b"one store"
     assert open_store("memory://") is not open_store("memory://")
     local = open_store((tmp_path / "d").as_uri())
     assert isinstance(local, LocalStore) and local.root == tmp_path / "d"
