@@ -13,7 +13,7 @@ from typing import Any
 import ipfshttpclient
 import pytest
 
-from storage import open_store
+from storage import BlobNotFound, open_store
 from storage.ipfs import IPFSStore
 from storage.testing import BlobStoreTests
 
@@ -79,3 +79,15 @@ class TestIPFSStore(BlobStoreTests):
         with pytest.raises(Exception, match="corrupted"):
             store.get(blob_id)  # bytes that do not hash to the name are refused
         assert self.raw.cat(cid) == io.BytesIO(b"from outside").read()
+
+    def test_blob_deleted_by_another_client_is_gone(self, store: IPFSStore, ipfs_uri: str) -> None:
+        """No per-process cache keeps serving a blob that another client of the node deleted."""
+        blob_id = store.put(b"deleted elsewhere")
+        assert store.get(blob_id) == b"deleted elsewhere"
+        other = open_store(ipfs_uri)
+        other.delete(blob_id)
+        other.close()
+        assert self.raw_read(store, blob_id) is None
+        with pytest.raises(BlobNotFound):
+            store.get(blob_id)
+        assert not store.contains(blob_id)
