@@ -4,7 +4,15 @@ Blob stores (`open_store`): `memory://`, `file:///dir` (`LocalStore`, the embedd
 `s3://bucket/prefix` (`S3Store`), `ipfs://` (`IPFSStore`), optionally behind a bounded local
 cache (`TieredStore`). Every store implements `BlobStore` (content-addressed blobs: id =
 xxh3_128 hex of the bytes, verified on every `get`) and `RecordStore` (small immutable records
-in named groups, used by the index).
+in named groups, used by the index). `ipfs://host:port/root?index=s3://bucket/prefix` keeps
+the index records in a store every node reaches (`SplitStore`), so nodes with their own IPFS
+daemons share one L4. `validate_uri` checks a URI without opening it; `schemes()` lists the
+registered schemes.
+
+Network stores (S3, IPFS) take `connect_timeout_s` and `read_timeout_s`, and latch down after
+a failure that means the backend is down: calls then raise `StoreDown` at once for
+`down_for_s` seconds, and `store.outage` / `index.outage` say which store and why
+(`storage.outage`).
 
 The L4 index (`open_l4` -> `L4Index`) maps interface hashes to signed published versions and
 source hashes to blobs; lookups return `VerifiedBlob`s whose SHA-256 and Ed25519 signature
@@ -30,6 +38,7 @@ from storage.errors import (
     StorageError,
     StorageUnavailable,
     StoreClosed,
+    StoreDown,
     StoreURIError,
 )
 from storage.fsutil import atomic_write
@@ -37,10 +46,12 @@ from storage.index import IndexStats, L4Index, MissReason, VerifiedBlob
 from storage.l4 import open_l4
 from storage.local import LocalStore
 from storage.memory import MemoryStore
+from storage.outage import Outage, OutageLatch
 from storage.protocol import BlobStore, RecordStore, blob_id_of
 from storage.records import IndexRecord
-from storage.registry import Backend, open_store, register_backend
+from storage.registry import Backend, open_store, register_backend, schemes, validate_uri
 from storage.signing import KeyRing, key_id_of, public_key_hex
+from storage.split import SplitStore
 from storage.tiered import TieredStore, TierHealth
 
 __all__ = [
@@ -60,11 +71,15 @@ __all__ = [
     "LocalStore",
     "MemoryStore",
     "MissReason",
+    "Outage",
+    "OutageLatch",
     "RecordStore",
     "SigningKeyError",
+    "SplitStore",
     "StorageError",
     "StorageUnavailable",
     "StoreClosed",
+    "StoreDown",
     "StoreURIError",
     "TierHealth",
     "TieredStore",
@@ -76,4 +91,6 @@ __all__ = [
     "open_store",
     "public_key_hex",
     "register_backend",
+    "schemes",
+    "validate_uri",
 ]

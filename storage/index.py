@@ -25,6 +25,7 @@ from cachetools import LRUCache
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from storage.errors import BlobCorrupted, BlobNotFound, CodecError, StoreURIError
+from storage.outage import Outage
 from storage.records import IndexRecord, check_hash
 from storage.signing import KeyRing
 
@@ -172,6 +173,15 @@ class L4Index:
         """Every decodable record of an interface, newest first, trusted or not (for `ls`)."""
         iface = check_hash("interface_hash", interface_hash)
         return self._candidates(f"iface/{iface}", "interface_hash", iface, None)[0]
+
+    @property
+    def outage(self) -> Outage | None:
+        """Why the store is down (URI, first cause, latch period), or None while it answers.
+
+        While it is down every call that needs it raises `StoreDown` at once; a caller that
+        finds nothing can say "missing because L4 (<uri>) is down: <cause>".
+        """
+        return getattr(self.store, "outage", None)
 
     def close(self) -> None:
         """Close the store; later calls raise `StoreClosed`. Idempotent."""

@@ -3,18 +3,28 @@
 Each put adds the bytes (pinned) and links the resulting CID into the node's MFS at
 `<root>/blobs/<blob id>`, so the blob id -> CID mapping lives on the node, where every
 client of it sees the same store; records live at `<root>/records/<group>/<record id>`.
-Pointers are `ipfs://<CID>`, which any node that can fetch the CID resolves.
+Pointers are `ipfs://<CID>`, which any node that can fetch the CID resolves: a blob fetched
+through a pointer is linked and pinned here too, so this node serves it to its peers from then
+on. With `ipfs://...?index=URI` the records live in a shared record store instead (see
+`storage.shared`), so nodes with their own daemons share one index.
+
+Timeouts: every RPC has `connect_timeout_s` and `read_timeout_s`; a `cat` of a CID this node
+lacks asks the daemon to give up after `fetch_timeout_s` (a CID no peer provides is a missing
+blob, not a dead daemon). A refused connection or a timeout latches the store down
+(`storage.outage`); an error answer from the daemon does not.
 
 RPCs used (all checked against a daemon by the test suite): `add` (pinning), `cat`,
-`pin/rm`, `files/mkdir`, `files/cp`, `files/stat`, `files/ls`, `files/rm`.
+`pin/rm`, `files/mkdir`, `files/cp`, `files/stat`, `files/read`, `files/ls`, `files/rm`.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +34,13 @@ from ipfshttpclient import exceptions as ipfs_errors
 
 from storage.base import StoreBase
 from storage.errors import BlobNotFound, StorageUnavailable, StoreURIError
+from storage.outage import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_DOWN_FOR_S,
+    DEFAULT_READ_TIMEOUT_S,
+    Outage,
+    OutageLatch,
+)
 from storage.protocol import (
     as_bytes,
     blob_id_of,
@@ -32,6 +49,9 @@ from storage.protocol import (
     is_blob_id,
     verified,
 )
+from storage.uris import DEFAULT_IPFS_ROOT, parse_ipfs_uri
+
+__all__ = ["DEFAULT_API_ADDR", "IPFSStore", "parse_ipfs_uri"]
 
 # ipfshttpclient 0.8.0a2 passes urllib3 a keyword that urllib3 2.x deprecates, on every
 # connection; the warning is about that library, not about anything a caller can change.
@@ -39,16 +59,21 @@ warnings.filterwarnings(
     "ignore", message="The 'strict' parameter is no longer needed", category=FutureWarning
 )
 
+log = logging.getLogger(__name__)
 DEFAULT_API_ADDR = "/ip4/127.0.0.1/tcp/5001"
-DEFAULT_ROOT = "/rtfs-l4"
+DEFAULT_ROOT = DEFAULT_IPFS_ROOT
+DEFAULT_FETCH_TIMEOUT_S = 5.0
 _ADDR_RE = re.compile(r"/(ip4|ip6|dns|dns4|dns6)/([^/]+)/tcp/(\d+)(?:/https?)?")
 _MISSING_MARKERS = ("does not exist", "not found", "no link named")
+_FETCH_MISSING_MARKERS = (*_MISSING_MARKERS, "timed out")  # no peer gave the CID in time
+# Failures that mean the daemon is not answering, as opposed to answering with an error.
+_DOWN_ERRORS = (ipfs_errors.ConnectionError, ipfs_errors.TimeoutError, ipfs_errors.ProtocolError)
 
 
-def _is_missing(error: Exception) -> bool:
+def _is_missing(error: Exception, markers: tuple[str, ...] = _MISSING_MARKERS) -> bool:
     text = str(error).lower()
     return isinstance(error, ipfs_errors.ErrorResponse) and any(
-        marker in text for marker in _MISSING_MARKERS
+        marker in text for marker in markers
     )
 
 
@@ -61,31 +86,19 @@ def _host_port(api_addr: str) -> str:
     return f"{host}:{match[3]}"
 
 
-def parse_ipfs_uri(uri: str) -> tuple[str | None, str]:
-    """Split `ipfs://[host:port][/mfs/root]` into an RPC multiaddr (or None) and an MFS root."""
-    parts = urlsplit(uri)
-    if parts.scheme != "ipfs" or parts.query or parts.fragment:
-        raise StoreURIError(uri, "expected ipfs:// or ipfs://host:port/mfs-root")
-    root = parts.path.rstrip("/") or DEFAULT_ROOT
-    if not parts.netloc:
-        return None, root
-    try:
-        host, port = parts.hostname, parts.port
-    except ValueError as e:
-        raise StoreURIError(uri, f"bad port: {e}") from None
-    if not host or port is None:
-        raise StoreURIError(uri, "a host in an ipfs:// URI needs a port (ipfs://127.0.0.1:5001)")
-    proto = "ip6" if ":" in host else "ip4" if host.replace(".", "").isdigit() else "dns"
-    return f"/{proto}/{host}/tcp/{port}", root
-
-
 class IPFSStore(StoreBase):
     """A `BlobStore` and `RecordStore` on an IPFS node.
 
     Args:
         api_addr: the node's RPC API multiaddr, e.g. `/ip4/127.0.0.1/tcp/5001`.
         root: the MFS directory that holds this store's blob and record links.
-        timeout_s: timeout of each RPC.
+        connect_timeout_s: how long to wait for the daemon to accept a connection.
+        read_timeout_s: how long to wait for the daemon's answer (between bytes).
+        fetch_timeout_s: how long the daemon looks for a CID it lacks before `fetch_pointer`
+            calls the blob missing.
+        down_for_s: how long the store fails at once after a refused connection or a
+            timeout (None: for the rest of its life); see `storage.outage`.
+        timer: the monotonic clock of the outage latch.
         client_factory: builds a client for an address (default `ipfshttpclient.Client`;
             the version check of `ipfshttpclient.connect` is skipped on purpose, since it
             rejects daemons that speak the same RPC API, such as js-ipfs 0.18). It must
@@ -101,7 +114,11 @@ class IPFSStore(StoreBase):
         api_addr: str = DEFAULT_API_ADDR,
         root: str = DEFAULT_ROOT,
         *,
-        timeout_s: float = 30.0,
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+        fetch_timeout_s: float = DEFAULT_FETCH_TIMEOUT_S,
+        down_for_s: float | None = DEFAULT_DOWN_FOR_S,
+        timer: Callable[[], float] = time.monotonic,
         client_factory: Any = None,
         cid_cache_size: int = 4096,
     ) -> None:
@@ -110,7 +127,10 @@ class IPFSStore(StoreBase):
         self.api_addr = api_addr
         self.root = root.rstrip("/")
         self.uri = f"ipfs://{_host_port(api_addr)}{self.root}"
-        self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self.fetch_timeout_s = fetch_timeout_s
+        self._latch = OutageLatch(self.uri, down_for_s=down_for_s, timer=timer)
         self._factory_arg = client_factory
         self._factory = client_factory or ipfshttpclient.Client
         self._local = threading.local()
@@ -123,10 +143,19 @@ class IPFSStore(StoreBase):
         return {
             "api_addr": self.api_addr,
             "root": self.root,
-            "timeout_s": self.timeout_s,
+            "connect_timeout_s": self.connect_timeout_s,
+            "read_timeout_s": self.read_timeout_s,
+            "fetch_timeout_s": self.fetch_timeout_s,
+            "down_for_s": self._latch.down_for_s,
+            "timer": self._latch.timer,
             "client_factory": self._factory_arg,
             "cid_cache_size": int(self._cids.maxsize),
         }
+
+    @property
+    def outage(self) -> Outage | None:
+        """The current outage of the daemon, or None while calls go to it."""
+        return self._latch.outage
 
     @property
     def client(self) -> Any:
@@ -135,7 +164,11 @@ class IPFSStore(StoreBase):
         client = getattr(self._local, "client", None)
         if client is None:
             try:
-                client = self._factory(self.api_addr, session=True, timeout=self.timeout_s)
+                client = self._factory(
+                    self.api_addr,
+                    session=True,
+                    timeout=(self.connect_timeout_s, self.read_timeout_s),
+                )
             except ipfs_errors.Error as e:
                 raise StorageUnavailable(self.uri, f"cannot connect: {e}") from e
             self._local.client = client
@@ -143,12 +176,24 @@ class IPFSStore(StoreBase):
                 self._clients.append(client)
         return client
 
-    def _call(self, what: str, fn: Any, *args: Any, missing: str | None = None, **kw: Any) -> Any:
-        """Run one RPC, mapping its errors: missing content -> BlobNotFound, else unavailable."""
+    def _call(
+        self,
+        what: str,
+        fn: Any,
+        *args: Any,
+        missing: str | None = None,
+        missing_markers: tuple[str, ...] = _MISSING_MARKERS,
+        **kw: Any,
+    ) -> Any:
+        """Run one RPC, mapping its errors: missing content -> BlobNotFound (when `missing`
+        names what was asked for), no answer -> StoreDown (latched), else StorageUnavailable."""
+        self._latch.check()
         try:
             return fn(*args, **kw)
+        except _DOWN_ERRORS as e:
+            raise self._latch.trip(f"{what}: {type(e).__name__}: {e}") from e
         except ipfs_errors.Error as e:
-            if missing is not None and _is_missing(e):
+            if missing is not None and _is_missing(e, missing_markers):
                 raise BlobNotFound(missing, self.uri) from None
             raise StorageUnavailable(self.uri, f"{what}: {type(e).__name__}: {e}") from e
 
@@ -212,9 +257,6 @@ class IPFSStore(StoreBase):
             else:
                 self._cids[blob_id] = cid
 
-    def _cat(self, cid: str, name: str) -> bytes:
-        return self._call("cat", self.client.cat, cid, missing=name)
-
     def put(self, data: bytes) -> str:
         data = as_bytes(data)
         blob_id = blob_id_of(data)
@@ -256,11 +298,27 @@ class IPFSStore(StoreBase):
         return f"ipfs://{self.cid_of(blob_id)}"
 
     def fetch_pointer(self, pointer: str, blob_id: str) -> bytes:
+        """Fetch `ipfs://<CID>` (from this node or, through it, from its peers), verify it,
+        and link it here (pinned), so later reads are local and peers can fetch it from us."""
         check_blob_id(blob_id)
         parts = urlsplit(pointer)
         if parts.scheme != "ipfs" or not parts.netloc or parts.path not in ("", "/"):
             raise StoreURIError(pointer, "expected ipfs://<CID>")
-        return verified(blob_id, self._cat(parts.netloc, blob_id), pointer)
+        data = self._call(
+            "cat",
+            self.client.cat,
+            parts.netloc,
+            missing=blob_id,
+            missing_markers=_FETCH_MISSING_MARKERS,
+            opts={"timeout": f"{round(self.fetch_timeout_s * 1000)}ms"},
+            timeout=(self.connect_timeout_s, self.fetch_timeout_s + self.read_timeout_s),
+        )
+        verified(blob_id, data, pointer)
+        try:
+            self._remember(blob_id, self._link(f"{self.root}/blobs", blob_id, data))
+        except StorageUnavailable as e:  # the bytes are good; keeping a copy is a bonus
+            log.warning("IPFS store %s: cannot keep fetched blob %s: %s", self.uri, blob_id, e)
+        return data
 
     def put_record(self, group: str, data: bytes) -> str:
         data = as_bytes(data)
@@ -270,8 +328,9 @@ class IPFSStore(StoreBase):
 
     def get_record(self, group: str, record_id: str) -> bytes:
         path = f"{self.root}/records/{check_group(group)}/{check_blob_id(record_id)}"
-        cid = self._stat_cid(path, f"{group}/{record_id}")
-        return verified(record_id, self._cat(cid, record_id), self.uri)  # type: ignore[arg-type]
+        name = f"{group}/{record_id}"
+        data = self._call("files/read", self.client.files.read, path, missing=name)
+        return verified(record_id, data, self.uri)
 
     def list_records(self, group: str) -> list[str]:
         names = self._list(f"{self.root}/records/{check_group(group)}")

@@ -16,10 +16,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from storage.base import StoreBase
-from storage.errors import BlobNotFound, StorageUnavailable, StoreURIError
+from storage.errors import BlobNotFound, StorageUnavailable
 from storage.fsutil import atomic_write
 from storage.protocol import (
     as_bytes,
@@ -29,17 +28,7 @@ from storage.protocol import (
     is_blob_id,
     verified,
 )
-
-
-def path_from_file_uri(uri: str) -> Path:
-    """Return the absolute path of a `file:///abs/path` URI, or raise `StoreURIError`."""
-    parts = urlsplit(uri)
-    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
-        raise StoreURIError(uri, "expected file:///absolute/path")
-    path = unquote(parts.path)
-    if not path.startswith("/") or parts.query or parts.fragment:
-        raise StoreURIError(uri, "expected file:///absolute/path without query or fragment")
-    return Path(path)
+from storage.uris import parse_file_uri
 
 
 def read_verified(path: Path, blob_id: str, store: str) -> bytes:
@@ -133,7 +122,7 @@ class LocalStore(StoreBase):
     def fetch_pointer(self, pointer: str, blob_id: str) -> bytes:
         self._check_open()
         check_blob_id(blob_id)
-        return read_verified(path_from_file_uri(pointer), blob_id, pointer)
+        return read_verified(parse_file_uri(pointer), blob_id, pointer)
 
     def _group_dir(self, group: str) -> Path:
         self._check_open()

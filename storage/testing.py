@@ -49,6 +49,20 @@ def xxh3_hex(data: bytes) -> str:
     return xxhash.xxh3_128(data).hexdigest()
 
 
+class FakeClock:
+    """A monotonic clock for tests: stands still until `advance` (picklable, unlike a lambda)."""
+
+    def __init__(self, start_s: float = 1000.0) -> None:
+        self.now_s = start_s
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by `seconds`."""
+        self.now_s += seconds
+
+
 def read_pickled(pickled: bytes, blob_id: str, group: str, record_id: str) -> tuple[bytes, bytes]:
     """Unpickle a store and read one blob and one record through it (run in a child process)."""
     store = pickle.loads(pickled)

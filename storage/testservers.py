@@ -1,8 +1,10 @@
-"""Real servers on 127.0.0.1 for the test suite and the benchmark: moto's S3 and an IPFS daemon.
+"""Real servers on 127.0.0.1 for the test suite and the benchmark: moto's S3 and IPFS daemons.
 
 `IPFSDaemon` runs the js-ipfs daemon installed by `infra/ipfs/install` (or any `jsipfs`
-given to it) in a fresh repository; `MotoServer` runs moto's S3 server in a thread. Both are
-context managers, listen on free loopback ports only, and stop what they started.
+given to it) in a fresh repository, offline or online (to peer with other test daemons over
+127.0.0.1 only); `MotoServer` runs moto's S3 server in a thread; `SilentServer` accepts
+connections and never answers (an endpoint that hangs). All are context managers, listen on
+free loopback ports only, and stop what they started.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any, Self
@@ -38,13 +41,67 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class SilentServer:
+    """A TCP server on 127.0.0.1 that accepts every connection and never sends a byte.
+
+    `accepted` counts the connections it accepted: ground truth for "the client did (not)
+    touch the network". Connections are held open until `stop`.
+    """
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self.port: int = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.accepted = 0
+        self._held: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._serve, name="silent-server", daemon=True)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # closed by stop()
+            with self._lock:
+                self.accepted += 1
+                self._held.append(conn)
+
+    def start(self) -> SilentServer:
+        """Start accepting (in a daemon thread)."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting and close every held connection."""
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        except OSError:
+            pass
+        self._sock.close()
+        self._thread.join(timeout=10)
+        with self._lock:
+            held, self._held = self._held, []
+        for conn in held:
+            conn.close()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 class MotoServer:
     """moto's S3 server in a thread on 127.0.0.1 (real HTTP through boto3)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         from moto.server import ThreadedMotoServer
 
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.endpoint_url = ""
 
     def start(self) -> str:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from storage.base import StoreBase
 from storage.errors import BlobCorrupted, BlobNotFound, StorageUnavailable
 from storage.local import LocalStore
+from storage.outage import Outage
 from storage.protocol import check_blob_id, is_blob_id
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,11 @@ class TieredStore(StoreBase):
         for _, blob_id, size in sorted(entries):
             self._lru[blob_id] = size
             self._size += size
+
+    @property
+    def outage(self) -> Outage | None:
+        """The remote's outage, or None (local hits are served either way)."""
+        return getattr(self.remote, "outage", None)
 
     def health(self) -> TierHealth:
         """Counters and the remote's last known state."""
