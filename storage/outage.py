@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from storage.errors import StoreDown
 
 DEFAULT_CONNECT_TIMEOUT_S = 2.0
-DEFAULT_READ_TIMEOUT_S = 10.0
+DEFAULT_READ_TIMEOUT_S = 5.0
 DEFAULT_DOWN_FOR_S: float | None = 60.0
 
 
