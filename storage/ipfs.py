@@ -212,6 +212,10 @@ class IPFSStore(StoreBase):
                 self._call("files/cp", self.client.files.cp, f"/ipfs/{cid}", path)
                 return cid
             except StorageUnavailable as e:
+                if "did not exist" in e.reason:  # another client removed our directory
+                    self._made_dirs.discard(directory)
+                    self._mkdir(directory)
+                    continue
                 if "already has entry" not in e.reason:
                     raise
             current = self._stat_cid(path, name, required=False)

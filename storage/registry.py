@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from storage.errors import BackendNotInstalled, StoreURIError
 from storage.outage import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_DOWN_FOR_S, DEFAULT_READ_TIMEOUT_S
+from storage.split import SplitStore
 from storage.uris import parse_file_uri, parse_ipfs_uri, parse_memory_uri, parse_s3_uri
 
 
@@ -150,8 +151,10 @@ def open_store(
     }
     env = os.environ if env is None else env
     store = _open_one(uri, env, network, options)
+    if index_store is not None and isinstance(store, SplitStore):
+        raise StoreURIError(uri, "the URI names an index store and index_store= names another")
     if index_store is not None:
-        store = _split(store, _open_one(index_store, env, network, {}))
+        store = SplitStore(store, _open_one(index_store, env, network, {}))
     if cache_dir is None:
         return store
     from storage.tiered import TieredStore
@@ -170,12 +173,6 @@ def _open_one(
     if backend.network:
         options = {**network, **options}
     return _load(scheme, backend)(uri, env=env, **options)
-
-
-def _split(blobs: Any, records: Any) -> Any:
-    from storage.split import SplitStore
-
-    return SplitStore(blobs, records)
 
 
 def _open_memory(uri: str, *, env: Mapping[str, str]) -> Any:
@@ -221,7 +218,7 @@ def _open_ipfs(
     store = IPFSStore(addr, parsed.root, **network, **ipfs_options)
     if parsed.index_uri is None:
         return store
-    return _split(store, _open_one(parsed.index_uri, env, network, {}))
+    return SplitStore(store, _open_one(parsed.index_uri, env, network, {}))
 
 
 def _validate_ipfs(uri: str) -> None:

@@ -146,3 +146,11 @@ def test_index_parameter_opens_a_split_store(tmp_path: Path) -> None:
     assert store.uri == f"ipfs://127.0.0.1:5999/l4?index={index_dir.as_uri()}"
     store.put_record("iface/" + "a" * 32, b"a shared record")  # no daemon needed for records
     assert len(list((index_dir / "records" / "iface" / ("a" * 32)).iterdir())) == 1
+
+
+def test_an_index_given_twice_is_refused(tmp_path: Path) -> None:
+    uri = f"ipfs://127.0.0.1:5999/l4?index={(tmp_path / 'a').as_uri()}"
+    with pytest.raises(StoreURIError, match="index_store= names another"):
+        open_store(uri, index_store=(tmp_path / "b").as_uri())
+    plain = open_store("memory://", index_store=(tmp_path / "c").as_uri())
+    assert isinstance(plain, SplitStore)  # a memory store has records too, but no index
