@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import xxhash
 from cachetools import LRUCache, TTLCache
@@ -24,8 +25,9 @@ from rtfs.bytecode import FORMAT_VERSION, Code
 from rtfs.canonical import packb
 from rtfs.encoding import decode, encode
 from rtfs.errors import BytecodeError
-from storage import IndexRecord, L4Index
+from storage import IndexRecord, L4Index, StorageUnavailable
 
+T = TypeVar("T")
 LOCAL_SCHEMES = frozenset({"file", "memory"})
 MISSING_TTL_S = 30.0
 NAMES_MAX = 4096
@@ -78,7 +80,35 @@ class CodeLibrary:
         self._missing: TTLCache[str, bool] = TTLCache(maxsize=NAMES_MAX, ttl=missing_ttl_s,
                                                       timer=timer)
         self._listeners: list[Callable[[], None]] = []
+        self._outage_listeners: list[Callable[[Any], None]] = []
+        self._reported: Any = None
         self._lock = threading.Lock()
+
+    @property
+    def outage(self) -> Any:
+        """The store's `storage.Outage` while it is found down, else None."""
+        return self.index.outage
+
+    def on_outage(self, listener: Callable[[Any], None]) -> None:
+        """Call `listener(outage)` once per outage, the first time an L4 call finds the
+        store down (lookups then miss and publishes are skipped, by the callers)."""
+        self._outage_listeners.append(listener)
+
+    def _guard(self, call: Callable[[], T]) -> T:
+        """Run an index call; a store found down is reported to the outage listeners once
+        and re-raised (as the `StorageUnavailable` it is)."""
+        try:
+            return call()
+        except StorageUnavailable:
+            outage = self.index.outage
+            with self._lock:
+                first = outage is not None and outage != self._reported
+                if first:
+                    self._reported = outage
+            if first:
+                for listener in self._outage_listeners:
+                    listener(outage)
+            raise
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call `listener` whenever what a name resolves to may have changed (a name found,
@@ -102,13 +132,13 @@ class CodeLibrary:
             raise ValueError(f"{code.qualname} has no source hash: compile it first")
         data = encode(code)
         source = code.source_hash.hex()
-        record = self.index.publish(code.interface_hash_hex(), source, data)
-        self.index.publish(name_key(code.name, self.namespace), source, data)
+        record = self._guard(lambda: self.index.publish(code.interface_hash_hex(), source, data))
+        self._guard(lambda: self.index.publish(name_key(code.name, self.namespace), source, data))
         return record
 
     def by_source(self, source_hash: str) -> Code | None:
         """The compiled function with this source hash, if a trusted node published it."""
-        found = self.index.lookup_source(source_hash)
+        found = self._guard(lambda: self.index.lookup_source(source_hash))
         if found is None:
             return None
         code = self.decode(found.record.blob_id, found.data)
@@ -126,7 +156,8 @@ class CodeLibrary:
             known = self._by_name.get(symbol)
             if known is not None or symbol in self._missing:
                 return known
-        found = self.index.lookup_interface(name_key(symbol, self.namespace))
+        key = name_key(symbol, self.namespace)
+        found = self._guard(lambda: self.index.lookup_interface(key))
         with self._lock:
             if found is None:
                 self._missing[symbol] = True

@@ -29,7 +29,7 @@ from delegation.routes import PatternSet, Route, RouteTable, compile_glob, is_gl
 from delegation.schema import read_options
 from delegation.targets import LOCAL_PURE, ExecTarget, resolve_target_name
 from delegation.tomllines import TableReader
-from storage import KeyRing, SigningKeyError
+from storage import KeyRing, SigningKeyError, StoreURIError, validate_uri
 from storage.registry import schemes as store_schemes
 from storage.signing import load_key_list, load_private_key
 
@@ -93,7 +93,8 @@ _LOCAL_KEYS: Mapping[LocalModelKind, tuple[str, ...]] = {
     LocalModelKind.COMMAND: _LOCAL_COMMON + ("command", "timeout_s", "max_output_bytes"),
 }
 _SECURITY_KEYS = ("level", "allowed_remote_providers", "sensitive")
-_L4_KEYS = ("store", "signing_key", "trusted_keys", "revoked_keys")
+_L4_KEYS = ("store", "signing_key", "trusted_keys", "revoked_keys", "connect_timeout_s",
+            "read_timeout_s", "down_for_s")
 _ROUTE_KEYS = ("target", "fallback")
 
 
@@ -349,6 +350,14 @@ class Builder:
             signing_key=self._path(table, path, "signing_key"),
             trusted_keys=self._keys(table, path, "trusted_keys"),
             revoked_keys=self._keys(table, path, "revoked_keys"),
+            connect_timeout_s=self.r.number(table, path, "connect_timeout_s",
+                                            _D(L4Config, "connect_timeout_s"), positive=True,
+                                            maximum=MAX_TIMEOUT_S),
+            read_timeout_s=self.r.number(table, path, "read_timeout_s",
+                                         _D(L4Config, "read_timeout_s"), positive=True,
+                                         maximum=MAX_TIMEOUT_S),
+            down_for_s=self.r.number(table, path, "down_for_s", _D(L4Config, "down_for_s"),
+                                     maximum=MAX_TTL_S),
         )
         self._check_keys(l4, path)
         return l4
@@ -363,6 +372,10 @@ class Builder:
                 + ", ".join(f"{s}://" for s in known),
             )
         if scheme != "file":
+            try:
+                validate_uri(uri)
+            except StoreURIError as e:
+                raise self.r.error(path, f"{uri!r}: {e.reason}") from None
             return uri, None
         if not rest:
             raise self.r.error(path, "a file:// store needs a directory")

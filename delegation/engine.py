@@ -40,6 +40,7 @@ from delegation.targets import (
     resolve_target_name,
 )
 from rtfs.values import DelegationHint, HintKind
+from storage import StorageError
 
 
 class Layer(StrEnum):
@@ -246,7 +247,10 @@ class StaticDelegationEngine:
     def _by_l4(self, ctx: CallContext) -> Decision | None:
         if self.l4 is None or ctx.has_source or ctx.is_capability:
             return None
-        record = self.l4.find_by_name(ctx.symbol)
+        try:
+            record = self.l4.find_by_name(ctx.symbol)
+        except StorageError:  # L4 is a cache: a store that is down is a miss
+            return None
         if record is None:
             return None
         target = L4CacheHit(record.pointer, record.signature)

@@ -31,9 +31,9 @@ from delegation.health import HealthMonitor
 from delegation.l1 import new_plan
 from delegation.learning import Learner
 from delegation.planstore import PlanStore
-from delegation.targets import ExecTarget, LocalPure
+from delegation.targets import LOCAL_PURE, ExecTarget, LocalPure
 from delegation.trace import MAX_RECORDS, CallRecord
-from rtfs.router import Claim, RoutedCall
+from rtfs.router import CallKind, Claim, RoutedCall
 from storage import StorageError
 
 
@@ -83,8 +83,8 @@ class DelegationRouter:
             return Claim.NO
         try:
             found = self.library.find_by_name(name) is not None
-        except StorageError:  # an unreachable store: the VM reports the symbol as unbound
-            return Claim.NO
+        except StorageError:  # L4 is down: route() says so instead of "unbound symbol"
+            return Claim.ALWAYS
         return Claim.ALWAYS if found else Claim.NO
 
     def route(self, call: RoutedCall) -> Any:
@@ -132,6 +132,8 @@ class DelegationRouter:
                 record.attempts.append(f"{target}: skipped, {problem}")
                 continue
             started = self.timer()
+            if call.callee is None and call.kind is CallKind.FUNCTION and target == LOCAL_PURE:
+                self._missing(call)
             try:
                 value, cost = self.executor.run(target, call)
             except (ProviderUnavailable, ProviderError) as err:
@@ -152,6 +154,13 @@ class DelegationRouter:
             raise SecurityViolation(call.name, "; ".join(record.attempts))
         record.outcome = "unavailable"
         raise last_error
+
+    def _missing(self, call: RoutedCall) -> None:
+        """A function with no definition here: if L4 is down, that is why (not "unbound")."""
+        outage = self.library.outage if self.library is not None else None
+        if outage is not None:
+            raise CallUnavailable(call.name, f"not defined on this node, and L4 cannot be "
+                                             f"asked for it: {outage}")
 
     def _observe(self, symbol: str, target: ExecTarget, ok: bool, latency_s: float,
                  cost: float) -> None:
