@@ -210,6 +210,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except MemoryError:
+        print("delegation: out of memory", file=sys.stderr)
+        return 1
+    except Exception as err:  # a bug of ours: still one line, never a traceback at a user
+        print(f"delegation: internal error (please report): {type(err).__name__}: {err}",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

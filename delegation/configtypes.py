@@ -149,6 +149,11 @@ class L4Config:
     signing_key: Path | None = None
     trusted_keys: tuple[KeyRef, ...] = ()
     revoked_keys: tuple[KeyRef, ...] = ()
+    connect_timeout_s: float = 2.0
+    read_timeout_s: float = 5.0
+    down_for_s: float | None = None
+    """How long a store found down is skipped without asking it again; None (the default):
+    for the rest of the runtime's life (a run). Long-lived processes set a period."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -65,18 +66,13 @@ class CallContext:
         return task_key(self.arg_type_fingerprint, self.runtime_context_hash)
 
 
-_FINGERPRINTS: dict[tuple[str, ...], int] = {}
-
-
 def arg_type_fingerprint(args: Iterable[Any]) -> int:
-    signature = tuple([type_signature(a) for a in args])
-    found = _FINGERPRINTS.get(signature)
-    if found is None:
-        if len(_FINGERPRINTS) > 4096:
-            _FINGERPRINTS.clear()
-        found = _FINGERPRINTS[signature] = xxhash.xxh3_64_intdigest(
-            msgpack.packb([FINGERPRINT_FORMAT, list(signature)]))
-    return found
+    return _signature_fingerprint(tuple([type_signature(a) for a in args]))
+
+
+@functools.lru_cache(maxsize=4096)
+def _signature_fingerprint(signature: tuple[str, ...]) -> int:
+    return xxhash.xxh3_64_intdigest(msgpack.packb([FINGERPRINT_FORMAT, list(signature)]))
 
 
 def runtime_context_hash(policy_version: str, providers: Iterable[str], security_level: str,
@@ -131,7 +127,7 @@ class ContextFactory:
         self.targets = tuple(targets)
         self.clock = clock
         self._available: tuple[float, tuple[str, ...]] | None = None
-        self._hashes: dict[tuple[tuple[str, ...], int, str], int] = {}
+        self._hash = functools.lru_cache(maxsize=4096)(self._runtime_hash)
 
     def available(self) -> tuple[str, ...]:
         now = self.clock()
@@ -143,15 +139,11 @@ class ContextFactory:
 
     def runtime_hash(self, meta: DelegationMetadata, context: Context = EMPTY_CONTEXT) -> int:
         fingerprint = context.fingerprint if context.values else ""
-        key = (self.available(), meta.digest(), fingerprint)
-        found = self._hashes.get(key)
-        if found is None:
-            if len(self._hashes) > 4096:
-                self._hashes.clear()
-            found = self._hashes[key] = runtime_context_hash(
-                self.config.policy_version, key[0], str(self.config.security.level), key[1],
-                fingerprint)
-        return found
+        return self._hash(self.available(), meta.digest(), fingerprint)  # type: ignore[no-any-return]
+
+    def _runtime_hash(self, available: tuple[str, ...], digest: int, fingerprint: str) -> int:
+        return runtime_context_hash(self.config.policy_version, available,
+                                    str(self.config.security.level), digest, fingerprint)
 
     def call_context(self, meta: DelegationMetadata) -> Context:
         """The run's context with the call's `:context` keys on top.

@@ -17,10 +17,13 @@ with the fallback that is left, or says why nothing can serve.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Protocol
+
+from cachetools import LRUCache
 
 from delegation.config import DelegationConfig, SecurityConfig
 from delegation.context import CallContext
@@ -39,6 +42,7 @@ from delegation.targets import (
     resolve_target_name,
 )
 from rtfs.values import DelegationHint, HintKind
+from storage import StorageError
 
 
 class Layer(StrEnum):
@@ -128,7 +132,9 @@ class StaticDelegationEngine:
         # are built once and handed out again (the hot path allocates nothing).
         self._by_hint: dict[DelegationHint, Decision] = {}
         self._by_route: dict[Any, Decision] = {}
-        self._by_plan: dict[int, tuple[Any, Decision]] = {}
+        # Bounded, least recently used out (cachetools is not thread-safe: one lock).
+        self._by_plan: LRUCache[int, tuple[Any, Decision]] = LRUCache(maxsize=10_000)
+        self._lock = threading.Lock()
         self._default = Decision(config.default_target, Layer.DEFAULT,
                                  "no hint, route, plan or metadata applies: configured default")
 
@@ -147,7 +153,8 @@ class StaticDelegationEngine:
         if self.plans is not None:
             plan = self.plans.get(ctx.symbol, ctx.task)
             if plan is not None:
-                cached = self._by_plan.get(id(plan))
+                with self._lock:
+                    cached = self._by_plan.get(id(plan))
                 return cached[1] if cached is not None and cached[0] is plan else (
                     self._plan_decision(plan))
         for layer in (self._by_metadata, self._by_capability, self._by_l4, self._by_learning):
@@ -174,9 +181,8 @@ class StaticDelegationEngine:
     def _plan_decision(self, plan: Any) -> Decision:
         decision = Decision(plan.target, Layer.L1, f"cached plan: {plan.reasoning}",
                             plan.confidence, from_cache=True)
-        if len(self._by_plan) > 10_000:
-            self._by_plan.clear()
-        self._by_plan[id(plan)] = (plan, decision)  # the plan is kept: its id stays unique
+        with self._lock:
+            self._by_plan[id(plan)] = (plan, decision)  # the plan is kept: its id stays unique
         return decision
 
     def _resolve_hint(self, hint: DelegationHint) -> ExecTarget:
@@ -254,7 +260,10 @@ class StaticDelegationEngine:
     def _by_l4(self, ctx: CallContext) -> Decision | None:
         if self.l4 is None or ctx.has_source or ctx.is_capability:
             return None
-        record = self.l4.find_by_name(ctx.symbol)
+        try:
+            record = self.l4.find_by_name(ctx.symbol)
+        except StorageError:  # L4 is a cache: a store that is down is a miss
+            return None
         if record is None:
             return None
         target = L4CacheHit(record.pointer, record.signature)

@@ -33,10 +33,9 @@ from delegation.l2.serving import Consult, ModelResults
 from delegation.l3.cache import ContextualCache
 from delegation.learning import Learner
 from delegation.planstore import PlanStore
-from delegation.targets import ExecTarget, LocalPure
+from delegation.targets import LOCAL_PURE, ExecTarget, LocalPure
 from delegation.trace import MAX_RECORDS, CallRecord
-from rtfs.printer import preview
-from rtfs.router import Claim, RoutedCall
+from rtfs.router import CallKind, Claim, RoutedCall
 from storage import StorageError
 
 
@@ -71,6 +70,11 @@ class DelegationRouter:
         self.l2, self.l3 = l2, l3
         self.records: deque[CallRecord] = deque(maxlen=MAX_RECORDS)
         self._lock = threading.Lock()
+        if library is not None:  # what L4 resolves a name to is part of what claims answers
+            library.on_change(self._policy_changed)
+
+    def _policy_changed(self) -> None:
+        self.version += 1
 
     # -- CallRouter ----------------------------------------------------------------------------
     def claims(self, name: str) -> Claim:
@@ -85,8 +89,8 @@ class DelegationRouter:
             return Claim.NO
         try:
             found = self.library.find_by_name(name) is not None
-        except StorageError:  # an unreachable store: the VM reports the symbol as unbound
-            return Claim.NO
+        except StorageError:  # L4 is down: route() says so instead of "unbound symbol"
+            return Claim.ALWAYS
         return Claim.ALWAYS if found else Claim.NO
 
     def route(self, call: RoutedCall) -> Any:
@@ -103,7 +107,7 @@ class DelegationRouter:
             record.detail = record.detail or _error_text(err)
             raise
         else:
-            record.detail = preview(value)
+            record.value = value
             if decision.layer in CACHEABLE_LAYERS and not decision.from_cache:
                 self._remember(ctx, decision, record)
             return value
@@ -138,6 +142,8 @@ class DelegationRouter:
                 assert consult.found is not None
                 return consult.found.value  # the call did not run: nothing to observe
             started = self.timer()
+            if call.callee is None and call.kind is CallKind.FUNCTION and target == LOCAL_PURE:
+                self._missing(call)
             try:
                 value, cost = self.executor.run(target, call)
             except (ProviderUnavailable, ProviderError) as err:
@@ -181,6 +187,13 @@ class DelegationRouter:
             record.notes.append(found.describe())
         return consult
 
+    def _missing(self, call: RoutedCall) -> None:
+        """A function with no definition here: if L4 is down, that is why (not "unbound")."""
+        outage = self.library.outage if self.library is not None else None
+        if outage is not None:
+            raise CallUnavailable(call.name, f"not defined on this node, and L4 cannot be "
+                                             f"asked for it: {outage}")
+
     def _observe(self, ctx: CallContext, target: ExecTarget, ok: bool, latency_s: float,
                  cost: float) -> None:
         self.health.record(target, ok)
@@ -199,7 +212,7 @@ class DelegationRouter:
         with self._lock:
             taken = list(self.records)
             self.records.clear()
-        return taken
+        return [record.settle() for record in taken]
 
 
 def _describe(target: ExecTarget | None) -> str:

@@ -32,7 +32,7 @@ from delegation.engine import (
     SecurityAwareDelegationEngine,
     StaticDelegationEngine,
 )
-from delegation.errors import ConfigError, PlanCacheError, StorageFailure
+from delegation.errors import ConfigError, PlanCacheError
 from delegation.executor import Executor
 from delegation.health import HealthMonitor
 from delegation.l1 import L1PlanCache
@@ -134,6 +134,7 @@ class Runtime:
         self.learner = learner if learner is not None else Learner()
         self.warnings: list[str] = []
         self._warn_out = warn
+        self._monotonic = monotonic
         self.read_only = read_only
         self.plans_restored = 0
         if self._owns_plans:
@@ -149,6 +150,7 @@ class Runtime:
         self._monotonic, self._clock = monotonic, clock
         self.library: CodeLibrary | None = None
         if cfg.enable_l4_cache:
+            # an injected library is the caller's: so is reporting its outages
             self.library = library if library is not None else self._open_library(l4_index)
         self.health = HealthMonitor(self.registry, timer=monotonic)
         static = StaticDelegationEngine(cfg, plans=self.plans,
@@ -235,6 +237,9 @@ class Runtime:
                 signing_key = self._read_only_key()
             try:
                 index = open_l4(l4.store_uri, signing_key=signing_key,
+                                connect_timeout_s=l4.connect_timeout_s,
+                                read_timeout_s=l4.read_timeout_s, down_for_s=l4.down_for_s,
+                                timer=self._monotonic,
                                 trusted_keys=_key_values(l4.trusted_keys),
                                 revoked_keys=_key_values(l4.revoked_keys),
                                 state_dir=self.config.state_dir)
@@ -244,7 +249,12 @@ class Runtime:
                 self.warn(f"L4 store {l4.store_uri} cannot be opened "
                           f"({getattr(err, 'strerror', None) or err}); running without L4")
                 return None
-        return CodeLibrary(index)
+        library = CodeLibrary(index)
+        library.on_outage(lambda outage: self.warn(
+            f"{outage}: L4 lookups miss and publishes are skipped"
+            + (" for the rest of this run" if outage.until_s is None else
+               f" for {outage.until_s - outage.since_s:g} s")))
+        return library
 
     def _read_only_key(self) -> Any:
         """The signing key without creating one: reading trusts this node's own publications
@@ -314,8 +324,14 @@ class Runtime:
             return
         try:
             record = self.library.publish(code)
-        except StorageError as err:
-            raise StorageFailure(name, f"publish failed: {err}") from err
+        except StorageError as err:  # L4 is a cache: the function is compiled and runs
+            why = (f"L4 down: {self.library.outage}" if self.library.outage is not None
+                   else f"publish failed: {err}")
+            self.last_functions.append(FunctionRecord(name, source_hash, "compiled",
+                                                      f"not published ({why})"))
+            if self.library.outage is None:
+                self.warn(f"{name}: {why}")
+            return
         detail = f"{record.pointer} {note}".rstrip()
         self.last_functions.append(FunctionRecord(name, source_hash, "compiled+published",
                                                   detail))

@@ -22,10 +22,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from delegation.l1 import atomic_write
 from delegation.l2.calibration import DEFAULT_CONFIDENCE, Calibration, binomial_lower
 from delegation.l2.embedder import Embedder
 from delegation.l2.errors import CacheStateError
+from storage import atomic_write
 
 BOOK_FORMAT = 1
 BOOK_KIND = "rtfs-l2-calibrations"

@@ -18,11 +18,11 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from delegation.l1 import atomic_write
 from delegation.l2.errors import CacheStateError
 from delegation.l2.keys import BucketKey
 from delegation.l2.store import L2Entry, LocalL2Store
 from rtfs.canonical import plain_to_value, value_to_plain
+from storage import atomic_write
 
 FILE_FORMAT = 1
 FILE_KIND = "rtfs-l2-entries"

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import msgpack
 
-from delegation.l1 import atomic_write
 from delegation.l2.errors import CacheStateError
 from delegation.l3.config import L3Config
 from delegation.l3.context import Context
 from delegation.targets import ExecTarget, from_tagged
+from storage import atomic_write
 
 FILE_FORMAT = 1
 FILE_KIND = "rtfs-l3-contexts"

@@ -391,7 +391,7 @@ ERRORS = [
         '[delegation.l4]\nstore = "ftp://host/x"\n',
         2,
         "delegation.l4.store",
-        "a store URI starts with one of file://, memory://, s3://, ipfs://",
+        "a store URI starts with one of file://, ipfs://, memory://, s3://",
     ),
     ('[delegation.l4]\nstore = "file://"\n', 2, "delegation.l4.store", "needs a directory"),
     (

@@ -11,8 +11,8 @@ from delegation.config import default_config, parse_config
 from delegation.errors import CallUnavailable, SecurityViolation
 from delegation.health import CircuitState
 from delegation.runtime import Runtime
-from rtfs.errors import HostError, UnboundSymbolError
 from delegation.targets import RemoteModel
+from rtfs.errors import HostError, UnboundSymbolError
 from rtfs.values import Keyword
 
 ENV = {"CHAT_KEY": "test-key"}
@@ -299,3 +299,22 @@ def test_state_that_cannot_be_saved_is_a_warning_not_a_failure(tmp_path, chat_se
     rt = Runtime(config, environ=ENV, out=io.StringIO(), warn=warnings.append)
     assert rt.run("(+ 1 2)").value == 3
     assert any("not saved" in w for w in warnings)
+
+
+def test_a_name_not_yet_published_is_asked_again_after_the_ttl(tmp_path, chat_server):
+    from delegation.codelib import CodeLibrary
+    from delegation.testing import FakeClock
+    from storage import open_l4
+
+    clock = FakeClock(0.0)
+    config = make_config(tmp_path, chat_server.base_url)
+    index = open_l4(config.l4.store_uri, state_dir=config.state_dir)  # the same node's key
+    caller = Runtime(config, environ=ENV,
+                     library=CodeLibrary(index, missing_ttl_s=30, timer=clock))
+    with pytest.raises(UnboundSymbolError):
+        caller.run("(later 1)")
+    runtime(tmp_path, chat_server).run("(defn later [x] (* 10 x))")  # another node publishes
+    with pytest.raises(UnboundSymbolError):  # "not published" is still remembered
+        caller.run("(later 2)")
+    clock.advance(31)
+    assert caller.run("(later 3)").value == 30
