@@ -278,3 +278,26 @@ def test_l2_disabled_in_config_is_never_asked() -> None:
     results, _, factory = _results("[delegation.l2]\nenabled = false\n")
     assert results.consult(RemoteModel("chat"), "f", ("a b",), False) is None
     assert factory.built == 0
+
+
+def test_the_runtime_uses_the_namespace_calibration_the_cli_stores(tmp_path: Path,
+                                                                   minilm: object) -> None:
+    from dataclasses import replace as replace_field
+
+    from delegation.l2.book import CalibrationBook, shipped_defaults
+
+    default = shipped_defaults()["all-MiniLM-L6-v2-onnx-int8"]
+    strict = replace_field(default, threshold=0.999, source="acme's own pairs")
+    CalibrationBook.in_state_dir(tmp_path / "state", defaults={}).set("acme", strict)
+    text = faq_models(tmp_path) + textwrap.dedent("""
+        [delegation.static_routes]
+        "answer" = "local-slow"
+        [delegation.context]
+        tenant = "acme"
+        """)
+    rt = runtime(tmp_path, text)
+    rt.run('(call :answer "how can I reset my password")')
+    result = rt.run('(call :answer "How do I reset my password?")')
+    [call] = result.calls
+    assert call.l2 == "stored"  # 0.984 is below acme's own 0.999
+    assert any("threshold 0.999, namespace calibration" in n for n in call.notes)
