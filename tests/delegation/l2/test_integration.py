@@ -169,8 +169,8 @@ def test_a_model_that_cannot_load_turns_l2_off_with_one_warning(tmp_path: Path,
                  warn=warnings.append)
     result = rt.run('[(ask "first question here") (ask "first question here")]')
     assert len(result.values[0]) == 2 and len(chat_server.completions()) == 2
-    assert warnings == ["L2 off: embedding model all-MiniLM-L6-v2-onnx-int8 unavailable: "
-                        "package not installed"]
+    assert warnings == [("L2 off: embedding model all-MiniLM-L6-v2-onnx-int8 unavailable: "
+                         "package not installed")]
 
 
 @pytest.mark.parametrize(("text", "key", "line"), [
