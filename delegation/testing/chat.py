@@ -69,6 +69,7 @@ class _State:
     failure: _Failure | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
     sockets: dict[int, Any] = field(default_factory=dict)  # open connections, by number
+    busy: set[int] = field(default_factory=set)  # connections answering a request now
     connections: int = 0
 
 
@@ -127,8 +128,9 @@ class ChatServer:
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
-        with state.lock:  # keep-alive connections end too: a stopped server answers nothing
-            open_sockets = list(state.sockets.values())
+        with state.lock:  # idle keep-alive connections end too (busy ones after answering)
+            open_sockets = [sock for number, sock in state.sockets.items()
+                            if number not in state.busy]
         for sock in open_sockets:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -316,6 +318,22 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server_ref._state.lock:
             self.server_ref._state.sockets.pop(self.connection_number, None)
         super().finish()
+
+    def parse_request(self) -> bool:
+        state = self.server_ref._state  # a request line arrived: this connection is busy
+        with state.lock:
+            state.busy.add(self.connection_number)
+        return super().parse_request()
+
+    def handle_one_request(self) -> None:
+        state = self.server_ref._state
+        try:
+            super().handle_one_request()
+        finally:
+            with state.lock:
+                state.busy.discard(self.connection_number)
+            if state.stopping.is_set():
+                self.close_connection = True
 
     def do_GET(self) -> None:
         chat = self.server_ref
