@@ -13,8 +13,9 @@ counts the positive pairs served (recall = hits / positives).
 
 The state directory is `--state-dir D`, else `$XDG_STATE_HOME/rtfs-delegation`, else
 `~/.local/state/rtfs-delegation` (`delegation.config.default_state_dir`). The commands import
-numpy and the model only when they run, so `delegation run` does not pay for them. Bad input (a pairs file, a target, a state file) is one
-line on stderr and exit 2; a model that cannot load is exit 1.
+numpy and the model only when they run, so `delegation run` does not pay for them. Bad input
+(a pairs file, a target, a state file) is one line on stderr and exit 2; a model that cannot
+load is exit 1.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@
     shadow_rate = 0.05               # share of semantic hits verified by running the call
     lookup_cost_ms = 10              # a lookup's cost until measured: L2 is consulted only
                                      # for calls expected to cost more (or money)
+    local_min_latency_ms = 100       # a free local model call is cached only when slower
 
 `L2Config` validates itself (a `ConfigError` naming the key); `l2_config_from_table` reads the
 TOML table with the file's line numbers in every error.
@@ -47,6 +48,9 @@ class L2Config:
         candidates: neighbours fetched per semantic lookup (the guard may refuse the first).
         lookup_cost_ms: what a lookup (embedding included) is taken to cost before one is
             measured; the executor consults L2 only for calls expected to cost more.
+        local_min_latency_ms: a local model call that costs no money is worth caching only
+            when it typically takes longer than this (loading the embedding model for a
+            millisecond rule-based model would cost more than it ever saves).
     """
 
     enabled: bool = True
@@ -60,6 +64,7 @@ class L2Config:
     exact_index_max: int = DEFAULT_EXACT_MAX
     candidates: int = 4
     lookup_cost_ms: float = 10.0
+    local_min_latency_ms: float = 100.0
 
     def __post_init__(self) -> None:
         problem = l2_problem(self)
@@ -93,6 +98,8 @@ def l2_problem(config: L2Config) -> tuple[str, str] | None:
         return "candidates", "must be an integer >= 1"
     if not _number(config.lookup_cost_ms) or config.lookup_cost_ms < 0:
         return "lookup_cost_ms", "must be a number >= 0"
+    if not _number(config.local_min_latency_ms) or config.local_min_latency_ms < 0:
+        return "local_min_latency_ms", "must be a number >= 0"
     return None
 
 
@@ -109,7 +116,8 @@ def _count(value: Any, minimum: int) -> bool:
 
 
 _KEYS = ("enabled", "model", "namespace", "target_false_hit_rate", "ttl_s", "max_entries",
-         "shadow_rate", "min_threshold", "exact_index_max", "candidates", "lookup_cost_ms")
+         "shadow_rate", "min_threshold", "exact_index_max", "candidates", "lookup_cost_ms",
+         "local_min_latency_ms")
 
 
 def l2_config_from_table(reader: TableReader, value: object,
@@ -136,6 +144,8 @@ def l2_config_from_table(reader: TableReader, value: object,
                                           minimum=1),
         "candidates": reader.integer(table, path, "candidates", d.candidates, minimum=1),
         "lookup_cost_ms": reader.number(table, path, "lookup_cost_ms", d.lookup_cost_ms),
+        "local_min_latency_ms": reader.number(table, path, "local_min_latency_ms",
+                                              d.local_min_latency_ms),
     }
     try:
         return L2Config(**values)

@@ -39,6 +39,7 @@ class Consult:
     call: L2Call
     found: L2Lookup | None
     note: str = ""  # e.g. the model loaded during this call
+    target: ExecTarget | None = None
 
     @property
     def serves(self) -> bool:
@@ -85,7 +86,7 @@ class ModelResults:
         call = L2Call(tenant or self.config.l2.namespace, symbol, self._target_key(target),
                       self.config.policy_version, args, sensitive)
         if not self._pays(symbol, target):
-            return Consult(call, None)
+            return Consult(call, None, target=target)
         cache = self._ready()
         if cache is None:
             return None
@@ -93,7 +94,7 @@ class ModelResults:
         started = self._timer()
         found = cache.lookup(call)
         self._measured(self._timer() - started)
-        return Consult(call, found, note)
+        return Consult(call, found, note, target)
 
     def settle(self, consult: Consult, value: Any, latency_s: float, cost: float) -> str:
         """After the call ran: verify a shadow hit, store the answer if worth it; return a
@@ -104,7 +105,7 @@ class ModelResults:
         if cache is not None and found is not None and found.shadow:
             agreed = cache.verify(found, value)
             notes.append("shadow check: " + ("agreed" if agreed else "DISAGREED"))
-        if cost > 0 or latency_s > self.lookup_cost_s:
+        if cost > 0 or latency_s > self._worth_s(consult.target):
             cache = self._ready()
             loaded = self._take_load_note()
             if cache is not None and cache.put(consult.call, value):
@@ -117,7 +118,13 @@ class ModelResults:
         record = self.learner.records(symbol).get(target)
         if record is None or record.calls == 0:
             return isinstance(target, RemoteModel)  # not measured yet: remote is presumed slow
-        return record.latency_ewma_s > self.lookup_cost_s
+        return record.latency_ewma_s > self._worth_s(target)
+
+    def _worth_s(self, target: ExecTarget | None) -> float:
+        """How slow a free call on `target` must be for caching it to pay."""
+        if isinstance(target, LocalModel):
+            return max(self.lookup_cost_s, self.config.l2.local_min_latency_ms / 1000.0)
+        return self.lookup_cost_s
 
     def _measured(self, seconds: float) -> None:
         with self._lock:

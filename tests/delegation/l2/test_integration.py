@@ -49,7 +49,10 @@ def runtime(tmp_path: Path, text: str, **kwargs: object) -> Runtime:
 
 
 def test_l3_decides_per_context_and_l2_serves_repeats_across_runs(tmp_path: Path) -> None:
-    text = faq_models(tmp_path) + '[delegation.context]\ntenant = "acme"\n'
+    # both models are cached, even the fast one (the default caches only local calls slower
+    # than 100 ms: see the next test)
+    text = (faq_models(tmp_path) + '[delegation.context]\ntenant = "acme"\n'
+            '[delegation.l2]\nlocal_min_latency_ms = 0\n')
     program = ('[(call :answer "How do I reset my password?")'
                ' (call :answer "how can I reset my password")]')
     first = runtime(tmp_path, text).run(program)
@@ -70,6 +73,15 @@ def test_l3_decides_per_context_and_l2_serves_repeats_across_runs(tmp_path: Path
     assert repeat.l2 == "exact"
     # the paraphrase's answer (stored under the fast model) served both: nothing ran
     assert list(second.value) == [first.value[1], first.value[1]]
+
+
+def test_a_fast_free_local_model_is_not_worth_loading_the_embedder_for(tmp_path: Path) -> None:
+    text = faq_models(tmp_path) + '[delegation.static_routes]\n"answer" = "local-fast"\n'
+    rt = runtime(tmp_path, text)
+    for _ in range(3):
+        result = rt.run('(answer "How do I reset my password?")')
+        assert [c.l2 for c in result.calls] == ["-"]
+    assert rt.l2.cache is None  # the embedding model was never loaded
 
 
 def test_a_call_context_is_its_own_l3_table(tmp_path: Path) -> None:
