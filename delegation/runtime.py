@@ -400,7 +400,7 @@ class Runtime:
             cache = self.l2.cache if self.l2 is not None else None
             if cache is not None:
                 self._save_l2(cache)
-        except (PlanCacheError, CacheStateError, OSError) as err:  # state is a cache: the run's answer stands
+        except (PlanCacheError, CacheStateError, OSError) as err:  # a cache: the answer stands
             self.warn(f"state not saved: {err}")
 
 

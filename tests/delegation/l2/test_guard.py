@@ -10,8 +10,7 @@ from delegation.l2.guard import features, guard, normalize, tokenize
 def refusal(a: str, b: str) -> str | None:
     result = guard(features(a), features(b))
     reverse = guard(features(b), features(a))
-    rule = (lambda r: r.split(" (")[0] if r else None)
-    assert rule(result) == rule(reverse), "the guard must be symmetric"
+    assert _rule(result) == _rule(reverse), "the guard must be symmetric"
     return result
 
 
@@ -128,3 +127,8 @@ def test_features_are_computed_once_per_text() -> None:
 def test_reason_names_what_differs() -> None:
     assert refusal("Track order 48213", "Track order 48231") == "numbers differ (48213 / 48231)"
     assert refusal("Deliveries on Monday", "Deliveries on Friday") == "dates differ (mon / fri)"
+
+
+def _rule(reason: str | None) -> str | None:
+    """The guard's rule name without its detail."""
+    return reason.split(" (")[0] if reason else None
