@@ -37,7 +37,7 @@ class CircuitBreaker:
         self._lock = threading.Lock()
         self._failures = 0
         self._opened_at: float | None = None
-        self._trial_running = False
+        self._trial_started: float | None = None  # when the half-open trial call began
 
     @property
     def state(self) -> CircuitState:
@@ -54,24 +54,29 @@ class CircuitBreaker:
         return CircuitState.OPEN
 
     def allow(self) -> bool:
-        """Whether a call may go through now (in half-open state, only one trial at a time)."""
+        """Whether a call may go through now: always when closed, never when open, and in
+        half-open state to exactly one trial call at a time. A trial that reports no outcome
+        within `reset_timeout_s` (its caller gave up) lets the next call be the trial."""
         with self._lock:
             state = self._state()
             if state is CircuitState.CLOSED:
                 return True
-            if state is CircuitState.HALF_OPEN and not self._trial_running:
-                self._trial_running = True
+            if state is CircuitState.OPEN:
+                return False
+            now = self._timer()
+            if self._trial_started is None or now - self._trial_started >= self.reset_timeout_s:
+                self._trial_started = now
                 return True
             return False
 
     def record_success(self) -> None:
         with self._lock:
-            self._failures, self._opened_at, self._trial_running = 0, None, False
+            self._failures, self._opened_at, self._trial_started = 0, None, None
 
     def record_failure(self) -> None:
         with self._lock:
             self._failures += 1
-            self._trial_running = False
+            self._trial_started = None
             if self._opened_at is not None or self._failures >= self.failure_threshold:
                 self._opened_at = self._timer()
 
@@ -103,8 +108,11 @@ class HealthMonitor:
         if isinstance(target, (LocalPure, L4CacheHit)):
             return Health(True, "runs in the VM")
         breaker = self.breaker(target)
-        if breaker.state is CircuitState.OPEN:
+        state = breaker.state
+        if state is CircuitState.OPEN:
             return Health(False, f"circuit open after {breaker.failures} consecutive failures")
+        if state is CircuitState.HALF_OPEN and not breaker.allow():
+            return Health(False, "circuit half-open: its one trial call is running")
         try:
             provider = self.registry.get(target)  # type: ignore[attr-defined]
         except UnknownProvider as err:

@@ -12,18 +12,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from delegation.codelib import CodeLibrary
 from delegation.config import DelegationConfig
-from delegation.context import (
-    CallContext,
-    arg_type_fingerprint,
-    metadata_from_rtfs,
-    runtime_context_hash,
-)
+from delegation.context import CallContext, ContextFactory
 from delegation.engine import CACHEABLE_LAYERS, Decision, Engine, Layer, security_problem
 from delegation.errors import (
     CallUnavailable,
@@ -32,168 +26,17 @@ from delegation.errors import (
     SecurityViolation,
     StorageFailure,
 )
+from delegation.executor import Executor
 from delegation.health import HealthMonitor
-from delegation.l1 import L1PlanCache, new_plan
+from delegation.l1 import new_plan
+from delegation.l2.serving import Consult, ModelResults
+from delegation.l3.cache import ContextualCache
 from delegation.learning import Learner
-from delegation.metadata import DelegationMetadata
-from delegation.targets import ExecTarget, L4CacheHit, LocalModel, LocalPure, RemoteModel
-from rtfs.printer import preview, to_display
+from delegation.planstore import PlanStore
+from delegation.targets import LOCAL_PURE, ExecTarget, LocalPure
+from delegation.trace import MAX_RECORDS, CallRecord
 from rtfs.router import CallKind, Claim, RoutedCall
-from rtfs.values import Closure, DelegationHint, Keyword, Map
 from storage import StorageError
-
-AVAILABILITY_TTL_S = 1.0
-MAX_RECORDS = 10_000  # the explain trace keeps the most recent calls of a run
-
-
-@dataclass(slots=True)
-class CallRecord:
-    """One routed call, for `--explain` and `--json`."""
-
-    symbol: str
-    kind: str
-    target: str
-    layer: str
-    reason: str
-    cache: str  # "hit" (decided by an L1 plan), "stored" (became one), or "-"
-    outcome: str = "ok"  # ok | error | refused | unavailable
-    detail: str = ""
-    latency_s: float = 0.0
-    cost: float = 0.0
-    attempts: list[str] = field(default_factory=list)
-    line: int | None = None
-    col: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-
-class ContextFactory:
-    """Builds `CallContext`s.
-
-    The "available providers" in the runtime context hash are the configured model targets
-    whose circuit is not open: known without I/O, so building a context never waits on a
-    provider's health check (those run only for the target a decision picks).
-    """
-
-    def __init__(self, config: DelegationConfig, health: HealthMonitor,
-                 targets: Iterable[ExecTarget], clock: Callable[[], float]) -> None:
-        self.config = config
-        self.health = health
-        self.targets = tuple(targets)
-        self.clock = clock
-        self._available: tuple[float, tuple[str, ...]] | None = None
-        self._hashes: dict[tuple[tuple[str, ...], int], int] = {}
-
-    def available(self) -> tuple[str, ...]:
-        now = self.clock()
-        cached = self._available
-        if cached is None or now - cached[0] > AVAILABILITY_TTL_S:
-            ids = tuple(sorted(str(t) for t in self.targets if self.health.circuit_ok(t)))
-            cached = self._available = (now, ids)
-        return cached[1]
-
-    def runtime_hash(self, meta: DelegationMetadata) -> int:
-        key = (self.available(), meta.digest())
-        found = self._hashes.get(key)
-        if found is None:
-            if len(self._hashes) > 4096:
-                self._hashes.clear()
-            found = self._hashes[key] = runtime_context_hash(
-                self.config.policy_version, key[0], str(self.config.security.level), key[1])
-        return found
-
-    def build(self, call: RoutedCall) -> CallContext:
-        return self.context(call.name, call.args, call.metadata, call.hint,
-                            has_source=call.callee is not None,
-                            is_capability=call.kind is CallKind.CAPABILITY, names=call.names)
-
-    def context(self, symbol: str, args: tuple[Any, ...], metadata: Any,
-                hint: DelegationHint | None, *, has_source: bool,
-                is_capability: bool = False, names: Iterable[str] = ()) -> CallContext:
-        """The context of a call of `symbol`; `metadata` is the RTFS `^{...}` map (or None).
-
-        The call is sensitive if the call site says so (`^{:sensitive true}`, or a sensitive
-        pattern matching `symbol`, the name written there) or if the function called is: any
-        of its own `names` (its defn name, every global it was defined under, what a
-        `partial`/`comp` wraps) matches a sensitive pattern. A call site can add
-        sensitivity, never remove it.
-        """
-        meta = metadata_from_rtfs(metadata, hint.extra if hint is not None else ())
-        security = self.config.security
-        sensitive = (meta.sensitive or security.is_sensitive(symbol)
-                     or any(security.is_sensitive(name) for name in names))
-        return CallContext(
-            symbol=symbol, arg_type_fingerprint=arg_type_fingerprint(args),
-            runtime_context_hash=self.runtime_hash(meta), metadata=meta, hint=hint,
-            sensitive=sensitive, has_source=has_source, is_capability=is_capability)
-
-
-class Executor:
-    """Runs a call on a target."""
-
-    def __init__(self, registry: Any, library: CodeLibrary | None,
-                 vm: Callable[[], Any]) -> None:
-        self.registry = registry
-        self.library = library
-        self._vm = vm
-
-    def run(self, target: ExecTarget, call: RoutedCall) -> tuple[Any, float]:
-        """(value, cost) of running `call` on `target`."""
-        if isinstance(target, LocalPure):
-            return call.run_local(), 0.0
-        if isinstance(target, (LocalModel, RemoteModel)):
-            prompt, params = prompt_of(call.args)
-            result = self.registry.get(target).infer(prompt, **params)
-            value = result.value if result.value is not None else result.text
-            return to_rtfs(value), result.cost
-        if isinstance(target, L4CacheHit):
-            return self._run_published(call), 0.0
-        raise TypeError(f"unknown target {target!r}")
-
-    def _run_published(self, call: RoutedCall) -> Any:
-        found = self.library.find_by_name(call.name) if self.library is not None else None
-        if found is None:
-            raise StorageFailure(call.name, "no trusted version is published in L4")
-        code = self.library.decode(found.record.blob_id, found.data)
-        vm = self._vm()
-        self._bind_dependencies(code, vm, depth=0)
-        return vm.call(Closure(code, (), code.name), list(call.args), route=False)
-
-    def _bind_dependencies(self, code: Any, vm: Any, depth: int) -> None:
-        """Define, by source hash, the functions published code was compiled against."""
-        if depth > 32 or self.library is None:
-            return
-        for name, source_hash in code.deps:
-            if source_hash is None or name in vm.globals:
-                continue
-            dep = self.library.by_source(source_hash)
-            if dep is not None:
-                vm.define(name, Closure(dep, (), dep.name))
-                self._bind_dependencies(dep, vm, depth + 1)
-
-
-def prompt_of(args: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
-    """A model call's prompt (its arguments as text) and parameters (a trailing map)."""
-    params: dict[str, Any] = {}
-    if args and isinstance(args[-1], Map):
-        params = {_param_name(k): v for k, v in args[-1].items()}
-        args = args[:-1]
-    return " ".join(to_display(a) for a in args), params
-
-
-def _param_name(key: Any) -> str:
-    name = key.name if isinstance(key, Keyword) else str(key)
-    return name.replace("-", "_")
-
-
-def to_rtfs(value: Any) -> Any:
-    """A provider's plain answer as an RTFS value (dicts -> maps with keyword keys)."""
-    if isinstance(value, Mapping):
-        return Map((Keyword(str(k)), to_rtfs(v)) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return tuple(to_rtfs(v) for v in value)
-    return value
 
 
 class DelegationRouter:
@@ -208,21 +51,30 @@ class DelegationRouter:
         library: the L4 code library (None when L4 is off).
         defined: whether the VM defines a name (claims leaves those to the VM).
         timer: latency clock; clock: wall clock for plan timestamps.
+        l2: the semantic result cache around model calls (None: off).
+        l3: the contextual cache that learns from outcomes in declared contexts (None: off).
     """
 
     def __init__(self, *, config: DelegationConfig, engine: Engine, executor: Executor,
-                 contexts: ContextFactory, health: HealthMonitor, plans: L1PlanCache,
+                 contexts: ContextFactory, health: HealthMonitor, plans: PlanStore,
                  learner: Learner, library: CodeLibrary | None,
                  defined: Callable[[str], bool], capabilities: Any,
                  timer: Callable[[], float] = time.perf_counter,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, l2: ModelResults | None = None,
+                 l3: ContextualCache | None = None) -> None:
         self.version = 0
         self.config, self.engine, self.executor, self.contexts = config, engine, executor, contexts
         self.health, self.plans, self.learner, self.library = health, plans, learner, library
         self.defined, self.capabilities = defined, capabilities
         self.timer, self.clock = timer, clock
+        self.l2, self.l3 = l2, l3
         self.records: deque[CallRecord] = deque(maxlen=MAX_RECORDS)
         self._lock = threading.Lock()
+        if library is not None:  # what L4 resolves a name to is part of what claims answers
+            library.on_change(self._policy_changed)
+
+    def _policy_changed(self) -> None:
+        self.version += 1
 
     # -- CallRouter ----------------------------------------------------------------------------
     def claims(self, name: str) -> Claim:
@@ -237,8 +89,8 @@ class DelegationRouter:
             return Claim.NO
         try:
             found = self.library.find_by_name(name) is not None
-        except StorageError:  # an unreachable store: the VM reports the symbol as unbound
-            return Claim.NO
+        except StorageError:  # L4 is down: route() says so instead of "unbound symbol"
+            return Claim.ALWAYS
         return Claim.ALWAYS if found else Claim.NO
 
     def route(self, call: RoutedCall) -> Any:
@@ -255,7 +107,7 @@ class DelegationRouter:
             record.detail = record.detail or _error_text(err)
             raise
         else:
-            record.detail = preview(value)
+            record.value = value
             if decision.layer in CACHEABLE_LAYERS and not decision.from_cache:
                 self._remember(ctx, decision, record)
             return value
@@ -285,17 +137,30 @@ class DelegationRouter:
             if problem is not None:
                 record.attempts.append(f"{target}: skipped, {problem}")
                 continue
+            consult = self._consult_l2(target, call, ctx, record)
+            if consult is not None and consult.serves:
+                assert consult.found is not None
+                return consult.found.value  # the call did not run: nothing to observe
             started = self.timer()
+            if call.callee is None and call.kind is CallKind.FUNCTION and target == LOCAL_PURE:
+                self._missing(call)
             try:
                 value, cost = self.executor.run(target, call)
             except (ProviderUnavailable, ProviderError) as err:
-                self._observe(call.name, target, False, self.timer() - started, 0.0)
+                self._observe(ctx, target, False, self.timer() - started, 0.0)
                 record.attempts.append(f"{target}: {_error_text(err)}")
                 last_error = err
                 continue
             except StorageError as err:
                 raise StorageFailure(str(target), str(err)) from err
-            self._observe(call.name, target, True, self.timer() - started, cost)
+            latency_s = self.timer() - started
+            self._observe(ctx, target, True, latency_s, cost)
+            if consult is not None and self.l2 is not None:
+                note = self.l2.settle(consult, value, latency_s, cost)
+                if note:
+                    record.notes.append(f"L2: {note}")
+                if "stored" in note and record.l2 in ("-", "miss"):
+                    record.l2 = "stored"
             record.cost += cost
             if target != decision.target:
                 record.target, record.layer = str(target), str(Layer.FALLBACK)
@@ -307,10 +172,34 @@ class DelegationRouter:
         record.outcome = "unavailable"
         raise last_error
 
-    def _observe(self, symbol: str, target: ExecTarget, ok: bool, latency_s: float,
+    def _consult_l2(self, target: ExecTarget, call: RoutedCall, ctx: CallContext,
+                    record: CallRecord) -> Consult | None:
+        if self.l2 is None:
+            return None
+        tenant = ctx.context.values.get("tenant")
+        consult = self.l2.consult(target, ctx.symbol, call.args, ctx.sensitive,
+                                  tenant if isinstance(tenant, str) else None)
+        found = consult.found if consult is not None else None
+        if consult is not None and consult.note:
+            record.notes.append(consult.note)
+        if found is not None:
+            record.l2 = ("shadow" if found.shadow else found.tier or "") if found.hit else "miss"
+            record.notes.append(found.describe())
+        return consult
+
+    def _missing(self, call: RoutedCall) -> None:
+        """A function with no definition here: if L4 is down, that is why (not "unbound")."""
+        outage = self.library.outage if self.library is not None else None
+        if outage is not None:
+            raise CallUnavailable(call.name, f"not defined on this node, and L4 cannot be "
+                                             f"asked for it: {outage}")
+
+    def _observe(self, ctx: CallContext, target: ExecTarget, ok: bool, latency_s: float,
                  cost: float) -> None:
         self.health.record(target, ok)
-        self.learner.record(symbol, target, ok, latency_s, cost)
+        self.learner.record(ctx.symbol, target, ok, latency_s, cost)
+        if self.l3 is not None and ctx.context.values:
+            self.l3.record(ctx.symbol, ctx.context, target, ok, latency_s, cost)
 
     def _remember(self, ctx: CallContext, decision: Decision, record: CallRecord) -> None:
         assert decision.target is not None
@@ -323,7 +212,7 @@ class DelegationRouter:
         with self._lock:
             taken = list(self.records)
             self.records.clear()
-        return taken
+        return [record.settle() for record in taken]
 
 
 def _describe(target: ExecTarget | None) -> str:

@@ -261,9 +261,11 @@ class Execution:
                         callee = globals_.get(site[1], _MISSING)
                         entry = site_cache[arg]
                         if (entry is None or entry[0] is not router
-                                or entry[1] != router.version or callee is _MISSING):
-                            # (an unbound name is asked every time: it may be published in
-                            # L4 or defined later, and asking costs nothing on a hot path)
+                                or entry[1] != router.version
+                                or (callee is _MISSING and not entry[2])):
+                            # (an unbound name nobody claimed is asked again: it may be
+                            # published in L4 later; the call fails anyway, so it is no
+                            # hot path)
                             entry = site_cache[arg] = (
                                 router, router.version, claim(router, site))
                         kind = type(callee)

@@ -220,7 +220,7 @@ def resolve(ref: SiteRef) -> tuple[Any, ...]:
     cache = ref.code.site_cache
     entry = cache[ref.index]
     if (entry is None or entry[0] is not router or entry[1] != router.version
-            or callee is MISSING):
+            or (callee is MISSING and not entry[2])):
         entry = cache[ref.index] = (router, router.version, claim(router, ref.site))
     how = entry[2]
     kind = type(callee)
@@ -261,15 +261,20 @@ def resolve_call(ex: Any, ref: SiteRef, d: int, *args: Any) -> Any:
 
 
 def unbound_call(ex: Any, ref: SiteRef, d: int, *args: Any) -> Any:
-    """A global with no binding: the router is asked on every call (it may be published in
-    L4 or defined later), as the VM loop does."""
+    """A global with no binding, as the VM loop calls it: a site the router claims keeps
+    its answer; an unclaimed one asks again on every call (the name may be published in L4
+    later)."""
     vm = ref.linked.vm
     if ref.name in vm.globals:
         return resolve_call(ex, ref, d, *args)
     router = vm.router
-    how = claim(router, ref.site)
-    ref.code.site_cache[ref.index] = (router, router.version,
-                                      NOT_CLAIMED if how == ONCE else how)
+    cache = ref.code.site_cache
+    entry = cache[ref.index]
+    if (entry is None or entry[0] is not router or entry[1] != router.version
+            or not entry[2]):
+        entry = (router, router.version, claim(router, ref.site))
+    how = entry[2]
+    cache[ref.index] = (entry[0], entry[1], NOT_CLAIMED if how == ONCE else how)
     if how:
         return _at(ex, d, ex._route, ref.name, MISSING, list(args), ref.meta, ref.code, ref.pc)
     raise UnboundSymbolError(f"unbound symbol: {ref.name}")

@@ -1,0 +1,63 @@
+"""`Executor`: runs a decided call on its target.
+
+`LocalPure` in the VM (the call's own `run_local`), `LocalModel`/`RemoteModel` through the
+provider registry (arguments as a prompt, a trailing map as parameters), `L4CacheHit` by
+loading verified published bytecode and binding the functions it was compiled against by
+source hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from delegation.codelib import CodeLibrary
+from delegation.convert import prompt_of, to_rtfs
+from delegation.errors import StorageFailure
+from delegation.targets import ExecTarget, L4CacheHit, LocalModel, LocalPure, RemoteModel
+from rtfs.router import RoutedCall
+from rtfs.values import Closure
+
+
+class Executor:
+    """Runs a call on a target."""
+
+    def __init__(self, registry: Any, library: CodeLibrary | None,
+                 vm: Callable[[], Any]) -> None:
+        self.registry = registry
+        self.library = library
+        self._vm = vm
+
+    def run(self, target: ExecTarget, call: RoutedCall) -> tuple[Any, float]:
+        """(value, cost) of running `call` on `target`."""
+        if isinstance(target, LocalPure):
+            return call.run_local(), 0.0
+        if isinstance(target, (LocalModel, RemoteModel)):
+            prompt, params = prompt_of(call.args)
+            result = self.registry.get(target).infer(prompt, **params)
+            value = result.value if result.value is not None else result.text
+            return to_rtfs(value), result.cost
+        if isinstance(target, L4CacheHit):
+            return self._run_published(call), 0.0
+        raise TypeError(f"unknown target {target!r}")
+
+    def _run_published(self, call: RoutedCall) -> Any:
+        found = self.library.find_by_name(call.name) if self.library is not None else None
+        if found is None:
+            raise StorageFailure(call.name, "no trusted version is published in L4")
+        code = self.library.decode(found.record.blob_id, found.data)
+        vm = self._vm()
+        self._bind_dependencies(code, vm, depth=0)
+        return vm.call(Closure(code, (), code.name), list(call.args), route=False)
+
+    def _bind_dependencies(self, code: Any, vm: Any, depth: int) -> None:
+        """Define, by source hash, the functions published code was compiled against."""
+        if depth > 32 or self.library is None:
+            return
+        for name, source_hash in code.deps:
+            if source_hash is None or name in vm.globals:
+                continue
+            dep = self.library.by_source(source_hash)
+            if dep is not None:
+                vm.define(name, Closure(dep, (), dep.name))
+                self._bind_dependencies(dep, vm, depth + 1)
