@@ -253,3 +253,10 @@ def test_check_every_bounds_the_work_between_two_readings(fast):
     calls = 50 * CHECK_EVERY
     assert vm.call(fn, [calls], deadline=Deadline(1.0, clock)) == sum(range(calls))
     assert calls // CHECK_EVERY <= clock.reads <= calls // CHECK_EVERY + 3
+
+
+def test_a_deadline_pickles_and_keeps_its_clock():
+    deadline = Deadline.after(30.0)
+    copy = pickle.loads(pickle.dumps(deadline))
+    assert copy == deadline and copy.clock is deadline.clock
+    assert 0 < copy.remaining_s() <= 30.0 and not copy.expired()

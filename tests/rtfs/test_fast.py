@@ -425,3 +425,15 @@ def test_a_function_shared_by_two_vms_follows_each_vm_s_environment():
     second.run(compile_program(read("(defn inc [x] (* x 100))")))
     assert call(1) == 100
     assert first.call(g, [1]) == 2
+
+
+@pytest.mark.parametrize("text", [
+    "(map (fn [a b] a) [])",  # a wrong arity is only an error once the function is called
+    "(map (fn [a b] a) [1])",
+    "(reduce (fn [a] a) 0 [1])",
+    "(filter (fn [] true) [1])",
+    "(sort (fn [a] true) [2 1])",
+])
+def test_higher_order_builtins_call_functions_as_the_loop_does(text):
+    expected = outcome(loop_vm(), compile_program(read(text)))
+    assert outcome(fast_vm(), compile_program(read(text))) == expected
