@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Protocol, TypeVar
 
+from rtfs.errors import DeadlineExceeded
+
 T = TypeVar("T")
 
 CHECK_EVERY = 1000
@@ -95,6 +97,17 @@ def steps(count: int) -> None:
     execution = getattr(_current, "execution", None)
     if execution is not None:
         execution.tick(count)
+
+
+def wait_s(seconds: float, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Wait `seconds` for the run on this thread, unless that would take it past its
+    deadline: then it stops now, with DeadlineExceeded (nothing after the wait could run
+    in time anyway)."""
+    execution = getattr(_current, "execution", None)
+    deadline = execution.deadline if execution is not None else None
+    if deadline is not None and seconds >= deadline.remaining_s():
+        raise DeadlineExceeded("deadline exceeded: the run would wait past it")
+    sleep(seconds)
 
 
 def ticker() -> Callable[[int], None] | None:

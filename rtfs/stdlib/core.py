@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
-from rtfs.deadline import checked
+from rtfs.deadline import checked, wait_s
 from rtfs.errors import RtfsArithmeticError, RtfsTypeError, RtfsValueError
 from rtfs.printer import format_float, preview, to_display, to_readable
 from rtfs.stdlib import builtin
@@ -430,4 +429,4 @@ def print_(ex: Any, *xs: Any) -> None:
 def sleep(ms: Any) -> None:
     if _number("thread/sleep", ms) < 0:
         raise RtfsValueError("thread/sleep takes a non-negative number of milliseconds")
-    time.sleep(ms / 1000)
+    wait_s(ms / 1000)

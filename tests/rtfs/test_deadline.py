@@ -260,3 +260,11 @@ def test_a_deadline_pickles_and_keeps_its_clock():
     copy = pickle.loads(pickle.dumps(deadline))
     assert copy == deadline and copy.clock is deadline.clock
     assert 0 < copy.remaining_s() <= 30.0 and not copy.expired()
+
+
+def test_a_wait_past_the_deadline_stops_the_run_without_waiting(fast):
+    clock = ReadingClock(step_s=0.0)  # time stands still: only the wait could pass it
+    text = "(do (thread/sleep 0) (thread/sleep 60000) :never)"
+    with pytest.raises(DeadlineExceeded, match="wait past it") as info:
+        make_vm(fast).run(compile_text(text), deadline=Deadline(30.0, clock))
+    assert (info.value.line, info.value.col) == (1, text.index("(thread/sleep 60000)") + 1)
