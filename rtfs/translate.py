@@ -68,6 +68,13 @@ INLINE: dict[str, tuple[int, str, str]] = {
 
 _HELPER = re.compile(r"\brt_\w+")
 
+# Slow ops whose handlers neither call out of RTFS code (so need no depth) nor touch the try
+# blocks: run directly. Any other op, new ones included, goes through rt_slow_op.
+_SELF_CONTAINED = frozenset(int(op) for op in (
+    Op.BUILD_MAP, Op.BUILD_SET, Op.RERAISE, Op.ERR_MATCHES, Op.NTH_OR_NIL, Op.REST_FROM,
+    Op.GET_KEY, Op.GET_KEY_OR, Op.TEST_SEQ, Op.TEST_SEQ_MIN, Op.TEST_MAP, Op.HAS_KEY,
+    Op.EQUAL, Op.MATCH_FAIL, Op.THROW))
+
 
 
 @dataclass(frozen=True)
@@ -343,8 +350,12 @@ class _Translator:
         needed, effect = stack_effect(OP[op], arg, self.code)
         values = self.pop(needed)
         base = len(self.stk)
-        self.emit(f"t_ = {self.use('rt_slow_op')}({self.use(f'O{op}')}, ex, d1, "
-                  f"{self.use('CODE')}, {arg}, [{', '.join(values)}], {pc + 1})")
+        if op in _SELF_CONTAINED:
+            self.emit(f"t_ = [{', '.join(values)}]")
+            self.emit(f"{self.use(f'O{op}')}(ex, {self.use('CODE')}, {arg}, t_, (), {pc + 1})")
+        else:  # it may call out of RTFS code (or it is new): say at which depth
+            self.emit(f"t_ = {self.use('rt_slow_op')}({self.use(f'O{op}')}, ex, d1, "
+                      f"{self.use('CODE')}, {arg}, [{', '.join(values)}], {pc + 1})")
         if op in TERMINAL:
             return
         for i in range(needed + effect):
