@@ -102,9 +102,18 @@ def _expectation_after(gap: str) -> Expectation | None:
     return None
 
 
+class CorpusError(Exception):
+    """A corpus that cannot be run: no such directory, no programs, an unreadable file."""
+
+
 def run_file(path: Path) -> list[Outcome]:
     """Run every top-level form of one corpus file in one VM, in order."""
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise CorpusError(f"{path}: not UTF-8 text (byte {err.start})") from err
+    except OSError as err:
+        raise CorpusError(f"cannot read {path}: {err.strerror or err}") from err
     items = list(read_spans(text))
     vm = VM(out=io.StringIO())
     outcomes = []
@@ -128,6 +137,8 @@ def _evaluate(vm: VM, item: Any) -> tuple[str, Any, bool]:
         value = vm.run(compile_program([item], resolve_source=vm.source_hash_of))
     except RtfsError as err:
         return f"!error {err.kind}: {err.message}", None, True
+    except (RecursionError, MemoryError) as err:  # the program, not the runner, is at fault
+        return f"!error {type(err).__name__}", None, True
     return to_readable(value), value, False
 
 
@@ -164,8 +175,19 @@ def strict_equal(actual: Any, expected: Any) -> bool:
     return bool(actual == expected)
 
 
+def corpus_files(directory: Path) -> list[Path]:
+    """The `.rtfs` programs of a corpus directory; CorpusError when there are none."""
+    if not directory.is_dir():
+        raise CorpusError(f"{directory} is not a directory")
+    files = sorted(p for p in directory.glob("*.rtfs") if p.is_file())
+    if not files:
+        raise CorpusError(f"{directory} holds no .rtfs programs")
+    return files
+
+
 def run_corpus(directory: Path) -> list[Outcome]:
-    return [o for path in sorted(directory.glob("*.rtfs")) for o in run_file(path)]
+    """Run every program of a corpus directory (CorpusError when it has none)."""
+    return [o for path in corpus_files(directory) for o in run_file(path)]
 
 
 def load_known_failures(path: Path) -> dict[str, str]:
