@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except Exception as err:  # a fault of the implementation: still one line, no traceback
+    except Exception as err:  # noqa: BLE001 - an implementation fault: one line, no traceback
         return _fail(f"rtfs: internal error: {type(err).__name__}: {err}", 1)
 
 

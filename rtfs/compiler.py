@@ -241,7 +241,7 @@ class Compiler(PatternCompiler):
         acc = form.items[1]
         for step in form.items[2:]:
             if isinstance(step, Seq) and step.kind == "list" and step.items:
-                items = step.items + [acc] if last else [step.items[0], acc, *step.items[1:]]
+                items = [*step.items, acc] if last else [step.items[0], acc, *step.items[1:]]
                 acc = Seq(step.line, step.col, "list", items, step.meta)
             else:
                 acc = Seq(step.line, step.col, "list", [step, acc])

@@ -218,7 +218,8 @@ def report(outcomes: list[Outcome], known: dict[str, str] | None = None) -> tupl
             if o.passed is False:
                 note = "known: " + known[o.key] if o.key in known else "UNEXPECTED"
                 ok &= o.key in known
-                lines.append(f"  FAIL {o.key} {o.source[:60]} expected {o.expectation.text!r}"
+                wanted = o.expectation.text if o.expectation is not None else ""
+                lines.append(f"  FAIL {o.key} {o.source[:60]} expected {wanted!r}"
                              f" got {o.actual[:80]} [{note}]")
             elif o.passed and o.key in known:
                 ok = False

@@ -33,7 +33,9 @@ from typing import Any
 class _Interned:
     """A name interned per class, so that equality is identity and hashing is cheap."""
 
-    __slots__ = ("name", "_hash")
+    __slots__ = ("_hash", "name")
+    name: str
+    _hash: int
     _table: dict[str, _Interned]
     _lock = threading.Lock()
 
@@ -281,3 +283,8 @@ def _maps_equal(a: dict, b: dict) -> bool:
         if other is UNSET or not rtfs_equal(value, other):
             return False
     return True
+
+
+def make_set(items: Any) -> frozenset:
+    """An RTFS set of `items`."""
+    return frozenset(items)

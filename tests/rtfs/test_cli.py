@@ -10,8 +10,8 @@ import pytest
 
 
 def rtfs(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rtfs", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
+    return subprocess.run([sys.executable, "-m", "rtfs", *args], check=False,
+                          capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
 def test_eval_expression():
@@ -141,7 +141,7 @@ def test_invalid_utf8_source_is_bad_input(tmp_path, command):
 
 def test_expression_that_is_not_utf8_is_bad_input():
     result = subprocess.run([sys.executable.encode(), b"-m", b"rtfs", b"eval", b"-e", b'"\xff"'],
-                            capture_output=True, timeout=120)
+                            check=False, capture_output=True, timeout=120)
     assert result.returncode == 2 and b"Traceback" not in result.stderr
     assert result.stderr == b"rtfs: the expression is not UTF-8 text\n"
 
@@ -171,7 +171,7 @@ def test_running_out_of_memory_is_one_line(tmp_path):
 
     result = subprocess.run(
         [sys.executable, "-m", "rtfs", "eval", "-e", "(count (str (vec (range 9000000))))"],
-        capture_output=True, text=True, timeout=300, preexec_fn=cap)
+        check=False, capture_output=True, text=True, timeout=300, preexec_fn=cap)
     line = one_line_error(result, 1)
     assert "memory" in line.lower(), line
 
