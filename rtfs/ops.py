@@ -5,35 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 from rtfs.errors import InternalError, RtfsError, RtfsRecursionError, RtfsTypeError, UserError
-from rtfs.values import Keyword, Map, RList, rtfs_equal, type_name
+from rtfs.values import Keyword, Map, RList, map_key, type_name
 
 _SEQUENTIAL = (tuple, RList, str)
 
 
 def get_or(coll: Any, key: Any, default: Any) -> Any:
     """`(get coll key default)`: maps by key, vectors and strings by index, sets by member."""
+    kind = type(key)
     if isinstance(coll, dict):
-        if type(key) is bool or (key in _BOOL_LOOKALIKES and type(key) in (int, float)):
-            return _get_exact(coll, key, default)
-        return coll.get(key, default)
-    kind = type(coll)
-    if kind in _SEQUENTIAL:
-        if type(key) is int and 0 <= key < len(coll):
+        if kind is Keyword or kind is str:  # the common case, no boxing to consider
+            return dict.get(coll, key, default)
+        return dict.get(coll, map_key(key), default)
+    ckind = type(coll)
+    if ckind in _SEQUENTIAL:
+        if kind is int and 0 <= key < len(coll):
             return coll[key]
         return default
-    if kind is frozenset:
-        return key if key in coll else default
-    return default
-
-
-_BOOL_LOOKALIKES = (0, 1)  # Python hashes True like 1 and False like 0
-
-
-def _get_exact(coll: dict, key: Any, default: Any) -> Any:
-    """Lookup that keeps booleans and numbers apart, which Python's hashing does not."""
-    for candidate, value in coll.items():
-        if rtfs_equal(candidate, key):
-            return value
+    if ckind is frozenset:
+        return key if map_key(key) in coll else default
     return default
 
 
@@ -75,6 +65,9 @@ class ErrorValue(Map):
         value = cls(fields)
         value.error = error
         return value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ErrorValue.of, (self.error,))
 
 
 def error_matches(error: RtfsError, kind: str) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rtfs.values import Function, Keyword, Map, RList, Symbol, TaggedLiteral
+from rtfs.values import Function, Keyword, Map, RList, Symbol, TaggedLiteral, set_items
 
 _ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", '"': '\\"', "\\": "\\\\", "\0": "\\0",
             "\b": "\\b", "\f": "\\f"}
@@ -96,7 +96,7 @@ def _write(value: Any, out: list[str], depth: int) -> None:
             _write(v, out, depth + 1)
         out.append("}")
     elif kind is frozenset:
-        _write_items(sorted(value, key=_sort_key), out, depth, "#{", "}")
+        _write_items(sorted(set_items(value), key=_sort_key), out, depth, "#{", "}")
     elif kind is TaggedLiteral:
         out.append(value.text)
     elif isinstance(value, (Function, BaseException)):
@@ -116,6 +116,6 @@ def _write_items(items: Any, out: list[str], depth: int, opener: str, closer: st
 
 def _sort_key(value: Any) -> tuple[int, Any, str]:
     """Sets print in a stable order whatever their hash order: numbers by value first."""
-    if type(value) in (int, float) and value == value:
+    if type(value) in (int, float) and not math.isnan(value):
         return (0, value, "")
     return (1, 0, type(value).__name__ + to_readable(value))

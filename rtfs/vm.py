@@ -40,6 +40,7 @@ from rtfs.values import (
     Keyword,
     Map,
     RList,
+    make_set,
     rtfs_equal,
     type_name,
 )
@@ -491,7 +492,7 @@ for _op, _fn in {
     Op.CALL_CAP: _op_call_cap,
     Op.BUILD_VECTOR: _op_build(tuple),
     Op.BUILD_MAP: _op_build(_make_map),
-    Op.BUILD_SET: _op_build(frozenset),
+    Op.BUILD_SET: _op_build(make_set),
     Op.SETUP_TRY: _op_setup_try,
     Op.POP_TRY: _op_pop_try,
     Op.RERAISE: _op_reraise,

@@ -14,7 +14,21 @@ from rtfs.ops import get_or
 from rtfs.printer import to_readable
 from rtfs.stdlib import builtin, make_builtin
 from rtfs.stdlib.core import expect_int
-from rtfs.values import Keyword, Map, RList, Symbol, truthy, type_name
+from rtfs.values import (
+    Keyword,
+    Map,
+    RList,
+    Symbol,
+    make_set,
+    map_assoc,
+    map_dissoc,
+    map_key,
+    rtfs_equal,
+    set_items,
+    truthy,
+    type_name,
+    unbox,
+)
 
 _MAX_RANGE = 10_000_000
 
@@ -29,7 +43,7 @@ def as_seq(fn: str, coll: Any) -> tuple[Any, ...] | RList | str:
     if isinstance(coll, dict):
         return tuple(coll.items())
     if kind is frozenset:
-        return tuple(coll)
+        return tuple(set_items(coll))
     raise RtfsTypeError(f"{fn} expects a collection, got {type_name(coll)}")
 
 
@@ -66,7 +80,7 @@ def hash_map(*kvs: Any) -> Map:
 
 @builtin("set")
 def set_(coll: Any) -> frozenset:
-    return frozenset(as_seq("set", coll))
+    return make_set(as_seq("set", coll))
 
 
 @builtin("range")
@@ -198,16 +212,13 @@ def conj(coll: Any, *xs: Any) -> Any:
     if type(coll) is RList:
         return RList(tuple(reversed(xs)) + tuple(coll))
     if type(coll) is frozenset:
-        return coll | frozenset(xs)
+        return coll | make_set(xs)
     if isinstance(coll, Map):
-        result = Map(coll)
+        result = coll
         for x in xs:
-            if isinstance(x, Map):
-                result.update(x)
-            else:
-                k, v = _entry("conj", x)
-                result[k] = v
-        return result
+            pairs = x.items() if isinstance(x, Map) else [_entry("conj", x)]
+            result = map_assoc(result, pairs)
+        return result if xs else Map(coll)
     raise RtfsTypeError(f"conj expects a collection, got {type_name(coll)}")
 
 
@@ -233,17 +244,12 @@ def assoc(coll: Any, k: Any, v: Any, *kvs: Any) -> Any:
             else:
                 items[index] = value
         return tuple(items)
-    result = Map(_map_arg("assoc", coll))
-    result.update(pairs)
-    return result
+    return map_assoc(_map_arg("assoc", coll), pairs)
 
 
 @builtin("dissoc")
 def dissoc(m: Any, *ks: Any) -> Map:
-    result = Map(_map_arg("dissoc", m))
-    for k in ks:
-        result.pop(k, None)
-    return result
+    return map_dissoc(_map_arg("dissoc", m), ks)
 
 
 @builtin("assoc-in")
@@ -275,7 +281,7 @@ def merge(*maps: Any) -> Any:
         return None
     result = Map()
     for m in maps:
-        result.update(_map_arg("merge", m))
+        result = map_assoc(result, _map_arg("merge", m).items())
     return result
 
 
@@ -340,10 +346,10 @@ def reverse(coll: Any) -> tuple[Any, ...]:
 
 @builtin("distinct")
 def distinct(coll: Any) -> tuple[Any, ...]:
-    seen: set[tuple[type, Any]] = set()
+    seen: set[Any] = set()
     result = []
     for x in as_seq("distinct", coll):
-        marker = (type(x) is bool, x)
+        marker = map_key(x)  # distinct as RTFS `=` sees it: 1 and 1.0 alike, true apart
         if marker not in seen:
             seen.add(marker)
             result.append(x)
@@ -518,8 +524,8 @@ def every(ex: Any, pred: Any, coll: Any) -> bool:
 def group_by(ex: Any, f: Any, coll: Any) -> Map:
     groups: dict[Any, list[Any]] = {}
     for x in as_seq("group-by", coll):
-        groups.setdefault(ex.call(f, [x]), []).append(x)
-    return Map((k, tuple(v)) for k, v in groups.items())
+        groups.setdefault(map_key(ex.call(f, [x])), []).append(x)
+    return Map([(unbox(k), tuple(v)) for k, v in groups.items()])
 
 
 @builtin("partition-by", needs_vm=True)
@@ -528,7 +534,7 @@ def partition_by(ex: Any, f: Any, coll: Any) -> tuple[tuple[Any, ...], ...]:
     previous: Any = _ABSENT
     for x in as_seq("partition-by", coll):
         marker = ex.call(f, [x])
-        if previous is _ABSENT or marker != previous:
+        if previous is _ABSENT or not rtfs_equal(marker, previous):
             runs.append([])
         runs[-1].append(x)
         previous = marker
@@ -539,8 +545,9 @@ def partition_by(ex: Any, f: Any, coll: Any) -> tuple[tuple[Any, ...], ...]:
 def frequencies(coll: Any) -> Map:
     counts: dict[Any, int] = {}
     for x in as_seq("frequencies", coll):
-        counts[x] = counts.get(x, 0) + 1
-    return Map(counts)
+        key = map_key(x)
+        counts[key] = counts.get(key, 0) + 1
+    return Map([(unbox(k), n) for k, n in counts.items()])
 
 
 @builtin("comp")
