@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rtfs.errors import RtfsSyntaxError
+from rtfs.printer import int_from_text
 from rtfs.values import (
     DelegationHint,
     HintKind,
@@ -353,7 +354,7 @@ class _Reader:
                 value = atoms.get(name, _MISSING)
                 if value is _MISSING:
                     if tkind == "int":
-                        value = int(name)
+                        value = int_from_text(name)
                     elif tkind == "kw":
                         value = self.keyword(name, start)
                         self._remember(name, value)
@@ -501,7 +502,7 @@ class _Reader:
 
     def number(self, text: str, offset: int) -> int | float | None:
         if _INT.fullmatch(text):
-            return int(text)
+            return int_from_text(text)
         if _FLOAT.fullmatch(text):
             return float(text)
         radix = _RADIX.fullmatch(text)

@@ -7,11 +7,12 @@ one-character strings) and nil (as empty), and return vectors.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 from rtfs.errors import RtfsIndexError, RtfsTypeError, RtfsValueError
 from rtfs.ops import get_or
-from rtfs.printer import to_readable
+from rtfs.printer import preview, to_readable
 from rtfs.stdlib import builtin, make_builtin
 from rtfs.stdlib.core import expect_int
 from rtfs.values import (
@@ -30,7 +31,7 @@ from rtfs.values import (
     unbox,
 )
 
-_MAX_RANGE = 10_000_000
+MAX_RANGE = 10_000_000
 
 
 def as_seq(fn: str, coll: Any) -> tuple[Any, ...] | RList | str:
@@ -91,10 +92,10 @@ def range_(a: Any, b: Any = None, step: Any = 1) -> tuple[int, ...]:
             raise RtfsTypeError(f"range expects integers, got {type_name(value)}")
     if step == 0:
         raise RtfsValueError("range step of 0")
-    result = range(start, stop, step)
-    if len(result) > _MAX_RANGE:
-        raise RtfsValueError(f"range of {len(result)} items exceeds {_MAX_RANGE}")
-    return tuple(result)
+    count = max(0, (stop - start + step - (1 if step > 0 else -1)) // step)
+    if count > MAX_RANGE:  # (len() of a huge range overflows a C integer)
+        raise RtfsValueError(f"range of more than {MAX_RANGE} items")
+    return tuple(range(start, stop, step))
 
 
 # -- access -----------------------------------------------------------------------------------
@@ -116,13 +117,13 @@ _ABSENT = object()
 
 
 @builtin("nth")
-def nth(coll: Any, index: Any, *default: Any) -> Any:
+def nth(coll: Any, index: Any, default: Any = _ABSENT) -> Any:
     seq = as_seq("nth", coll)
     if type(index) is int and 0 <= index < len(seq):
         return seq[index]
-    if default:
-        return default[0]
-    raise RtfsIndexError(f"nth index {to_readable(index)} outside 0..{len(seq) - 1}")
+    if default is not _ABSENT:
+        return default
+    raise RtfsIndexError(f"nth index {preview(index, 40)} outside 0..{len(seq) - 1}")
 
 
 @builtin("count")
@@ -238,7 +239,7 @@ def assoc(coll: Any, k: Any, v: Any, *kvs: Any) -> Any:
         items = list(coll)
         for index, value in pairs:
             if type(index) is not int or not 0 <= index <= len(items):
-                raise RtfsIndexError(f"assoc index {to_readable(index)} outside 0..{len(items)}")
+                raise RtfsIndexError(f"assoc index {preview(index, 30)} outside 0..{len(items)}")
             if index == len(items):
                 items.append(value)
             else:
@@ -325,7 +326,8 @@ def subvec(v: Any, start: Any, end: Any = None) -> tuple[Any, ...]:
     seq = as_seq("subvec", v)
     stop = len(seq) if end is None else expect_int("subvec", end)
     if not 0 <= expect_int("subvec", start) <= stop <= len(seq):
-        raise RtfsIndexError(f"subvec range {start}..{stop} outside 0..{len(seq)}")
+        raise RtfsIndexError(f"subvec range {preview(start, 30)}..{preview(stop, 30)} "
+                             f"outside 0..{len(seq)}")
     return tuple(seq[start:stop])
 
 
@@ -430,7 +432,10 @@ def _comparator(ex: Any, fn: Any) -> Any:
             if truthy(result):
                 return -1
             return 1 if truthy(ex.call(fn, [b, a])) else 0
-        return int(result)
+        if type(result) in (int, float) and not math.isnan(result):
+            return (result > 0) - (result < 0)
+        raise RtfsTypeError(f"a sort comparator returns a boolean or a number, "
+                            f"got {type_name(result)}")
 
     return functools.cmp_to_key(cmp)
 
