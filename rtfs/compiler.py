@@ -35,7 +35,23 @@ def compile_program(forms: list[Form], *, namespace: str = "user",
     """
     compiler = Compiler(namespace)
     code = compiler.compile_toplevel(forms)
-    hashing.assign_source_hashes(compiler.units, resolve_source or (lambda name: None))
+    hashing.assign_source_hashes(compiler.units, resolve_source or (lambda name: None),
+                                 forms=forms)
+    return code
+
+
+def compile_top_level_form(hashes: hashing.ProgramHashes, index: int, *,
+                           namespace: str = "user") -> Code:
+    """Compile top-level form `index` of the program `hashes` was computed for
+    (`rtfs.hashing.program_source_hashes`), alone, so that it can run before the forms after
+    it are compiled: every function it defines carries its program-level source hash and
+    deps (forward references included), other code the hashes of what its names mean at
+    that point of the program."""
+    form = hashes.forms[index]
+    compiler = Compiler(namespace)
+    code = compiler.compile_toplevel([form])
+    hashing.assign_source_hashes(compiler.units, hashes.resolver(index), forms=[form],
+                                 overrides=hashes.overrides(index))
     return code
 
 
@@ -265,7 +281,8 @@ class Compiler(PatternCompiler):
         name = form.items[1].value.name
         value = form.items[2]
         if _is_head(value, "fn"):
-            self.compile_function(value, value.items[1:], name, bind_self=False)
+            self.compile_function(value, value.items[1:], name, bind_self=False,
+                                  unit_form=form)
         else:
             self.compile_expr(value)
         self.fb.emit(Op.DEF_GLOBAL, self.fb.name_index(name))
@@ -290,7 +307,8 @@ class Compiler(PatternCompiler):
         self.compile_function(form, spec, name, bind_self=name is not None)
 
     def compile_function(self, form: Seq, spec: list[Form], name: str | None, *,
-                         bind_self: bool, defn: bool = False) -> None:
+                         bind_self: bool, defn: bool = False, unit_form: Seq | None = None
+                         ) -> None:
         """Compile a function from `[hint] [docstring] [params] [:return-type] body...`."""
         hint, spec = _take_hint(spec)
         if spec and isinstance(spec[0], Atom) and isinstance(spec[0].value, str) and len(spec) > 1:
@@ -314,8 +332,9 @@ class Compiler(PatternCompiler):
             code = fb.assemble(params=params, rest=rest, return_type=return_type, hint=hint)
         finally:
             self.fb = outer
-        self.units.append(hashing.Unit(code, form, hashing.symbols_in(form),
-                                       name if defn else None))
+        unit_form = unit_form or form  # `(def f (fn ...))` is hashed as the def form
+        self.units.append(hashing.Unit(code, unit_form, hashing.symbols_in(unit_form),
+                                       name if defn or unit_form is not form else None))
         for source in fb.free_sources:
             if isinstance(source, Var):
                 outer.emit(Op.LOAD_CELLREF, source.slot)
