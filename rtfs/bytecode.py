@@ -62,11 +62,12 @@ class Op(IntEnum):
     MATCH_FAIL = 41  # pop the value no clause matched and raise
     PARALLEL = 42  # pop arg thunks, run them (concurrently when worth it), push the results
     THROW = 43  # pop a value and raise it as a user error
+    CHECK_TYPE = 44  # consts[arg] = (label, type expression[, :each]): check top (which stays)
 
 
 # Ops whose argument indexes each table; the verifier checks the index is in range.
 CONST_OPS = frozenset({Op.LOAD_CONST, Op.MAKE_CLOSURE, Op.ERR_MATCHES, Op.GET_KEY,
-                       Op.GET_KEY_OR, Op.HAS_KEY})
+                       Op.GET_KEY_OR, Op.HAS_KEY, Op.CHECK_TYPE})
 LOCAL_OPS = frozenset({Op.LOAD_LOCAL, Op.STORE_LOCAL, Op.LOAD_DEREF, Op.STORE_DEREF,
                        Op.MAKE_CELL, Op.CELLIFY, Op.LOAD_CELLREF})
 FREE_OPS = frozenset({Op.LOAD_FREE, Op.LOAD_FREEREF})
@@ -84,7 +85,7 @@ _FIXED_EFFECT = {
     Op.DUP: 1, Op.JUMP: 0, Op.JUMP_IF_FALSE: -1, Op.RETURN: -1, Op.SETUP_TRY: 0, Op.POP_TRY: 0,
     Op.RERAISE: -1, Op.ERR_MATCHES: 0, Op.NTH_OR_NIL: 1, Op.REST_FROM: 1, Op.GET_KEY: 1,
     Op.GET_KEY_OR: 0, Op.TEST_SEQ: 1, Op.TEST_SEQ_MIN: 1, Op.TEST_MAP: 1, Op.HAS_KEY: 1,
-    Op.EQUAL: -1, Op.MATCH_FAIL: -1, Op.THROW: -1,
+    Op.EQUAL: -1, Op.MATCH_FAIL: -1, Op.THROW: -1, Op.CHECK_TYPE: 0,
     # conditional keeps: the fall-through pops, the jump keeps (see `branch_effect`)
     Op.JUMP_IF_FALSE_OR_POP: -1, Op.JUMP_IF_TRUE_OR_POP: -1,
 }
@@ -94,7 +95,7 @@ _FIXED_NEEDS = {
     Op.JUMP_IF_FALSE: 1, Op.JUMP_IF_FALSE_OR_POP: 1, Op.JUMP_IF_TRUE_OR_POP: 1, Op.RETURN: 1,
     Op.RERAISE: 1, Op.ERR_MATCHES: 1, Op.NTH_OR_NIL: 1, Op.REST_FROM: 1, Op.GET_KEY: 1,
     Op.GET_KEY_OR: 2, Op.TEST_SEQ: 1, Op.TEST_SEQ_MIN: 1, Op.TEST_MAP: 1, Op.HAS_KEY: 1,
-    Op.EQUAL: 2, Op.MATCH_FAIL: 1, Op.THROW: 1,
+    Op.EQUAL: 2, Op.MATCH_FAIL: 1, Op.THROW: 1, Op.CHECK_TYPE: 1,
 }
 
 
@@ -168,8 +169,10 @@ class Code:
     source_hash: bytes | None = None
     deps: tuple[tuple[str, str | None], ...] = ()  # (called user function, its source hash)
     verified: bool = field(default=False, compare=False)
-    # Run-time caches, never encoded: per call site, the router decision that site needs.
+    # Run-time caches, never encoded: per call site, the router decision that site needs;
+    # per CHECK_TYPE constant, its parsed type.
     site_cache: list[Any] = field(default_factory=list, compare=False, repr=False)
+    type_cache: dict[int, Any] = field(default_factory=dict, compare=False, repr=False)
     _interface_hash: bytes | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -204,9 +207,9 @@ class Code:
 
     def disassemble(self) -> str:
         """Human-readable listing, for debugging and `rtfs dis`."""
-        lines = [f"code {self.qualname} params={[p.name for p in self.params]} "
-                 f"rest={self.rest and self.rest.name} nlocals={self.nlocals} "
-                 f"free={list(self.freevars)} hint={self.hint}"]
+        lines = [(f"code {self.qualname} params={[p.name for p in self.params]} "
+                  f"rest={self.rest and self.rest.name} nlocals={self.nlocals} "
+                  f"free={list(self.freevars)} hint={self.hint}")]
         for pc, (op, arg) in enumerate(zip(self.ops, self.args)):
             lines.append(f"  {pc:4d} {Op(op).name:<22} {arg:<5} {_describe(self, Op(op), arg)}")
         for child in self.children():

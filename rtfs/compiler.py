@@ -10,16 +10,17 @@ mutually). Special forms with a bad shape raise `RtfsSyntaxError` with the form'
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from rtfs import hashing
+from rtfs import hashing, types
 from rtfs.assembler import P_CELLIFY, P_DECLARE, P_LOAD, P_STORE, FunctionBuilder, Label, Var
 from rtfs.bytecode import Code, Op, Param
 from rtfs.errors import RtfsSyntaxError
 from rtfs.patterns import PatternCompiler
-from rtfs.reader import Atom, Form, HintForm, Seq, form_to_value
-from rtfs.values import DelegationHint, Keyword, Symbol
+from rtfs.reader import COLON, Atom, Form, HintForm, Seq, form_to_value
+from rtfs.signatures import Binding, fn_spec, is_symbol, let_bindings, take_binding
+from rtfs.values import Keyword, Symbol
 
 SourceResolver = Callable[[str], "bytes | None"]
 
@@ -62,6 +63,7 @@ class Compiler(PatternCompiler):
         self.units: list[hashing.Unit] = []
         self.special: dict[str, Callable[[Seq], None]] = {
             "def": self.compile_def, "defn": self.compile_defn, "fn": self.compile_fn,
+            "lambda": self.compile_fn, "λ": self.compile_fn,
             "let": self.compile_let, "if": self.compile_if, "do": self.compile_do_form,
             "match": self.compile_match, "try": self.compile_try, "parallel": self.compile_parallel,
             "call": self.compile_capability_call, "quote": self.compile_quote,
@@ -102,6 +104,8 @@ class Compiler(PatternCompiler):
         fb.line, fb.col = saved
 
     def compile_atom(self, form: Atom) -> None:
+        if form.value is COLON:
+            raise self.error("':' goes between a binding and its type, as in [x : int]", form)
         if isinstance(form.value, Symbol):
             if form.annotation is not None:
                 raise self.error(f"a type annotation ({form.value.name}:{form.annotation}) "
@@ -276,15 +280,25 @@ class Compiler(PatternCompiler):
 
     # -- definitions and functions -----------------------------------------------------------
     def compile_def(self, form: Seq) -> None:
-        if len(form.items) != 3 or not _is_symbol(form.items[1]):
+        """`(def name value)`, with an optional type: `(def name : T value)`, `(def name:T
+        value)` or `(def name :T value)`."""
+        items = form.items
+        if len(items) < 3 or not is_symbol(items[1]):
             raise self.error("def takes a name and a value", form)
-        name = form.items[1].value.name
-        value = form.items[2]
-        if _is_head(value, "fn"):
+        binding, at = Binding(items[1]), 2
+        if len(items) > 3:
+            binding, at = _def_binding(items, self.error)
+        if at != len(items) - 1:
+            raise self.error("def takes a name, an optional type and a value", form)
+        name = items[1].value.name
+        value = items[at]
+        if _is_head(value, "fn") or _is_head(value, "lambda"):
             self.compile_function(value, value.items[1:], name, bind_self=False,
                                   unit_form=form)
         else:
             self.compile_expr(value)
+        if binding.type_form is not None:
+            self.emit_check(binding.type_form, f"def {name}", binding.pattern)
         self.fb.emit(Op.DEF_GLOBAL, self.fb.name_index(name))
 
     def compile_defn(self, form: Seq) -> None:
@@ -306,30 +320,28 @@ class Compiler(PatternCompiler):
             spec = spec[:at] + spec[at + 1:]
         self.compile_function(form, spec, name, bind_self=name is not None)
 
-    def compile_function(self, form: Seq, spec: list[Form], name: str | None, *,
+    def compile_function(self, form: Seq, spec: Sequence[Form], name: str | None, *,
                          bind_self: bool, defn: bool = False, unit_form: Seq | None = None
                          ) -> None:
-        """Compile a function from `[hint] [docstring] [params] [:return-type] body...`."""
-        hint, spec = _take_hint(spec)
-        if spec and isinstance(spec[0], Atom) and isinstance(spec[0].value, str) and len(spec) > 1:
-            spec = spec[1:]  # docstring
-        if not spec or not (isinstance(spec[0], Seq) and spec[0].kind == "vector"):
-            raise self.error("a function needs a parameter vector", form)
-        params_form, body = spec[0], spec[1:]
-        return_type = None
-        if len(body) > 1 and _is_keyword(body[0]):
-            return_type, body = body[0].value.name, body[1:]
+        """Compile a function from its spec (see `rtfs.signatures.fn_spec`)."""
+        shape = fn_spec(form, spec, self.error)
         outer = self.fb
         qualname = self._qualname(name, outer, defn)
         fb = self.fb = FunctionBuilder(outer, name or "fn", qualname)
         fb.line, fb.col = form.line, form.col
+        label = name or "fn"
         try:
-            params, rest = self.compile_params(params_form)
+            params, rest = self.compile_params(shape.params, shape.rest, shape.params_form,
+                                               label)
             if bind_self and name is not None:
                 self.bind_self(name)
-            self.compile_body(body)
+            self.compile_body(shape.body)
+            if shape.return_type is not None:
+                fb.line, fb.col = shape.return_type.line, shape.return_type.col
+                self.emit_check(shape.return_type, f"the result of {label}", shape.return_type)
             fb.emit(Op.RETURN)
-            code = fb.assemble(params=params, rest=rest, return_type=return_type, hint=hint)
+            code = fb.assemble(params=params, rest=rest,
+                               return_type=self.type_text(shape.return_type), hint=shape.hint)
         finally:
             self.fb = outer
         unit_form = unit_form or form  # `(def f (fn ...))` is hashed as the def form
@@ -349,31 +361,68 @@ class Compiler(PatternCompiler):
         base = outer.qualname if outer.parent is not None else self.namespace
         return f"{base}/{name or 'fn'}#{outer.children}"
 
-    def compile_params(self, params_form: Seq) -> tuple[tuple[Param, ...], Param | None]:
-        """Bind parameters to slots 0..n-1 (and n for `& rest`), destructuring after."""
+    def compile_params(self, positional: list[Binding], rest: Binding | None,
+                       params_form: Form, label: str
+                       ) -> tuple[tuple[Param, ...], Param | None]:
+        """Bind parameters to slots 0..n-1 (and n for `& rest`), check their types, then
+        destructure."""
         fb = self.fb
-        items = params_form.items
-        names = [i.value.name for i in items if _is_symbol(i) and i.value.name not in ("&", "_")]
+        bindings = [*positional, *([rest] if rest is not None else [])]
+        names = [b.pattern.value.name for b in bindings
+                 if is_symbol(b.pattern) and b.pattern.value.name != "_"]
         if len(names) != len(set(names)):
             raise self.error("a parameter name appears twice", params_form)
-        positional, rest_form = _split_rest(items, params_form, self.error)
-        slots = [fb.new_var(_param_text(p)) for p in positional]
-        rest_var = fb.new_var(_param_text(rest_form)) if rest_form is not None else None
+        slots = [fb.new_var(_param_text(b.pattern)) for b in bindings]
         fb.push_scope()
-        bound = list(zip(positional, slots))
-        if rest_form is not None and rest_var is not None:
-            bound.append((rest_form, rest_var))
-        for pattern, var in bound:
-            if _is_symbol(pattern):
-                fb.scope.vars[pattern.value.name] = var
+        for binding, var in zip(bindings, slots):
+            if is_symbol(binding.pattern):
+                fb.scope.vars[binding.pattern.value.name] = var
                 fb.emit(P_CELLIFY, var)
-        for pattern, var in bound:
-            if not _is_symbol(pattern):
+        for binding, var in zip(bindings, slots):
+            if binding.type_form is not None:
+                what = (f"the rest arguments of {label}" if binding is rest else
+                        f"argument {_param_text(binding.pattern)} of {label}")
+                fb.line, fb.col = binding.pattern.line, binding.pattern.col
                 fb.emit(P_LOAD, var)
-                self.bind_pattern(pattern)
-        params = tuple(Param(_param_text(p), _annotation(p)) for p in positional)
-        rest = Param(_param_text(rest_form), _annotation(rest_form)) if rest_form else None
-        return params, rest
+                self.emit_check(binding.type_form, what, binding.pattern, each=binding is rest)
+                fb.emit(Op.POP)
+        for binding, var in zip(bindings, slots):
+            if not is_symbol(binding.pattern):
+                fb.emit(P_LOAD, var)
+                self.bind_pattern(binding.pattern)
+        params = tuple(self._param(b) for b in positional)
+        return params, (self._param(rest) if rest is not None else None)
+
+    def _param(self, binding: Binding) -> Param:
+        return Param(_param_text(binding.pattern), self.type_text(binding.type_form))
+
+    # -- type annotations --------------------------------------------------------------------
+    def parse_type(self, type_form: Form) -> tuple[object, types.Type]:
+        """The datum and the parsed type of an annotation; a syntax error where it is
+        written when it is not a type."""
+        datum = form_to_value(type_form)
+        try:
+            return datum, types.parse(datum)
+        except types.TypeExpressionError as err:
+            raise self.error(err.message, type_form) from None
+
+    def type_text(self, type_form: Form | None) -> str | None:
+        """The canonical text of an annotation (what interface hashes cover)."""
+        if type_form is None:
+            return None
+        return self.parse_type(type_form)[1].text
+
+    def emit_check(self, type_form: Form, label: str, at: Form, *, each: bool = False) -> None:
+        """Check the value on top of the stack (which stays) against an annotation."""
+        datum, parsed = self.parse_type(type_form)
+        if parsed is types.ANY:
+            return
+        fb = self.fb
+        saved = fb.line, fb.col
+        fb.line, fb.col = at.line, at.col
+        spec = (label, datum, Keyword("each")) if each else (label, datum)
+        fb.emit(Op.CHECK_TYPE, fb.const(spec))
+        fb.line, fb.col = saved
 
     def bind_self(self, name: str) -> None:
         fb = self.fb
@@ -388,22 +437,23 @@ class Compiler(PatternCompiler):
         if len(form.items) < 2 or not (isinstance(form.items[1], Seq)
                                        and form.items[1].kind == "vector"):
             raise self.error("let takes a binding vector and a body", form)
-        bindings = form.items[1].items
-        if len(bindings) % 2:
-            raise self.error("let bindings come in pattern/value pairs", form.items[1])
+        pairs = let_bindings(form.items[1], self.error)
         fb = self.fb
         fb.push_scope()
-        pairs = list(zip(bindings[0::2], bindings[1::2]))
         declared: dict[str, Var] = {}
-        for pattern, _ in pairs:  # letrec: names visible (pending) inside earlier fn bodies
-            if _is_symbol(pattern) and pattern.value.name not in declared | {"_": None}:
+        for binding, _ in pairs:  # letrec: names visible (pending) inside earlier fn bodies
+            pattern = binding.pattern
+            if is_symbol(pattern) and pattern.value.name not in declared | {"_": None}:
                 var = declared[pattern.value.name] = fb.new_var(pattern.value.name)
                 var.pending = True
                 fb.scope.vars[var.name] = var
                 fb.emit(P_DECLARE, var)
-        for pattern, value in pairs:
+        for binding, value in pairs:
+            pattern = binding.pattern
             self.compile_expr(value)
-            if _is_symbol(pattern) and pattern.value.name != "_":
+            if binding.type_form is not None:
+                self.emit_check(binding.type_form, f"binding {_param_text(pattern)}", pattern)
+            if is_symbol(pattern) and pattern.value.name != "_":
                 var = declared.get(pattern.value.name)
                 if var is None or not var.pending:  # a second binding of the same name
                     var = fb.new_var(pattern.value.name)
@@ -418,11 +468,22 @@ class Compiler(PatternCompiler):
 
     # -- parallel --------------------------------------------------------------------------
     def compile_parallel(self, form: Seq) -> None:
+        """`(parallel [name expr] [name:T expr] ...)`: a vector of the values, in order."""
         for binding in form.items[1:]:
             if not (isinstance(binding, Seq) and binding.kind == "vector"
-                    and len(binding.items) == 2 and _is_symbol(binding.items[0])):
+                    and binding.items and is_symbol(binding.items[0])):
                 raise self.error("parallel takes bindings of the form [name expression]", binding)
-            name, expr = binding.items
+            pairs = let_bindings(binding, self.error)
+            if len(pairs) != 1 or not is_symbol(pairs[0][0].pattern):
+                raise self.error("parallel takes bindings of the form [name expression]", binding)
+            (target, expr), = pairs
+            if target.type_form is not None:  # check inside the branch, where it ran
+                name = Atom(target.pattern.line, target.pattern.col, target.pattern.value)
+                expr = Seq(expr.line, expr.col, "list", [
+                    Atom(expr.line, expr.col, Symbol("let")),
+                    Seq(binding.line, binding.col, "vector",
+                        [name, Atom(expr.line, expr.col, COLON), target.type_form, expr]),
+                    name])
             thunk = Seq(expr.line, expr.col, "list", [
                 Atom(expr.line, expr.col, Symbol("fn")),
                 Seq(expr.line, expr.col, "vector", []), expr])
@@ -487,36 +548,12 @@ class Compiler(PatternCompiler):
         fb.mark(end)
 
 
-def _take_hint(spec: list[Form]) -> tuple[DelegationHint | None, list[Form]]:
-    hints = [item for item in spec if isinstance(item, HintForm)]
-    if len(hints) > 1:
-        raise RtfsSyntaxError("a function takes at most one delegation hint",
-                              hints[1].line, hints[1].col)
-    if hints and spec.index(hints[0]) > 1:
-        raise RtfsSyntaxError("a delegation hint goes before the parameter vector",
-                              hints[0].line, hints[0].col)
-    return (hints[0].hint if hints else None), [s for s in spec if not isinstance(s, HintForm)]
-
-
-def _split_rest(items: list[Form], where: Form, error: Any) -> tuple[list[Form], Form | None]:
-    for i, item in enumerate(items):
-        if _is_symbol(item) and item.value.name == "&":
-            if len(items) != i + 2:
-                raise error("& is followed by exactly one rest parameter", where)
-            return items[:i], items[i + 1]
-    return items, None
-
-
 def _param_text(form: Form) -> str:
     if _is_symbol(form):
         return form.value.name
     from rtfs.printer import to_readable
 
     return to_readable(form_to_value(form))
-
-
-def _annotation(form: Form) -> str | None:
-    return form.annotation if isinstance(form, Atom) else None
 
 
 def _error_kind(form: Form, error: Any) -> str:
@@ -545,6 +582,12 @@ def _is_constant(form: Form) -> bool:
     if isinstance(form, Seq) and form.kind != "list":
         return all(_is_constant(item) for item in form.items)
     return False
+
+
+def _def_binding(items: Sequence[Form], error: Any) -> tuple[Binding, int]:
+    """The name and type of `(def name : T value)`, `(def name:T value)`, `(def name :T
+    value)`; the index of the value."""
+    return take_binding(items, 1, keyword_types=True, error=error)
 
 
 def _toplevel_form(forms: list[Form]) -> Seq:

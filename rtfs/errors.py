@@ -51,6 +51,13 @@ class RtfsTypeError(RtfsError, TypeError):
     kind = "TypeError"
 
 
+class RtfsValidationError(RtfsTypeError):
+    """A value that does not match a type annotation (a TypeError too: `(catch TypeError e)`
+    and `(catch ValidationError e)` both take it)."""
+
+    kind = "ValidationError"
+
+
 class UnboundSymbolError(RtfsError, NameError):
     """A symbol with no binding in scope or in the environment."""
 
@@ -130,6 +137,7 @@ ALL_ERRORS: tuple[type[RtfsError], ...] = (
     RtfsSyntaxError,
     ArityError,
     RtfsTypeError,
+    RtfsValidationError,
     UnboundSymbolError,
     RtfsArithmeticError,
     RtfsIndexError,

@@ -36,6 +36,7 @@ from rtfs.values import (
 MAX_DEPTH = 128  # nesting deeper than this is refused: no program needs it, and it bounds recursion
 
 COLON = Symbol(":")  # a lone `:` between a binding and its type, as in `[x : int]`
+TYPE_FOLLOWS = ":"  # the annotation of `x:` whose type is the next form, as in `x:[:vector T]`
 QUASIQUOTE, UNQUOTE = Symbol("quasiquote"), Symbol("unquote")
 UNQUOTE_SPLICING = Symbol("unquote-splicing")
 
@@ -459,6 +460,8 @@ class _Reader:
         known = self._atoms.get(text, _MISSING)
         if known is not _MISSING:
             return Atom(line, col, known)
+        if text == ":":
+            return Atom(line, col, COLON)
         first = text[0]
         if first == ":":
             return Atom(line, col, self.keyword(text, offset))
@@ -484,11 +487,13 @@ class _Reader:
                 raise self.error(f"invalid symbol or number {text!r}", offset)
             return Symbol(text), None
         name, _, annotation = text.partition(":")
-        if not _NAME.fullmatch(name) or (annotation == "" and text.endswith(":")):
+        if not _NAME.fullmatch(name):
             raise self.error(f"invalid symbol or number {text!r}", offset)
-        if annotation and not _NAME.fullmatch(annotation):
+        if annotation == "":  # `x:` then the type as the next form
+            return Symbol(name), TYPE_FOLLOWS
+        if not _NAME.fullmatch(annotation):
             raise self.error(f"invalid type annotation in {text!r}", offset)
-        return Symbol(name), annotation or None
+        return Symbol(name), annotation
 
     def keyword(self, text: str, offset: int) -> Keyword:
         name = text[1:]

@@ -10,6 +10,7 @@ of its predecessors: verification is linear in the size of the code.
 
 from __future__ import annotations
 
+from rtfs import types
 from rtfs.bytecode import (
     CONST_OPS,
     FREE_OPS,
@@ -81,6 +82,10 @@ def _check_operand(code: Code, pc: int, op: Op, arg: int) -> None:
         raise _fail(code, pc, "MAKE_CLOSURE of a constant that is not code")
     if op is Op.ERR_MATCHES and not isinstance(code.consts[arg], str):
         raise _fail(code, pc, "ERR_MATCHES needs an error kind name")
+    if op is Op.CHECK_TYPE:
+        problem = types.annotation_problem(code.consts[arg])
+        if problem is not None:
+            raise _fail(code, pc, f"CHECK_TYPE: {problem}")
     if op in SITE_OPS:
         site = code.sites[arg]
         if not 0 <= site.argc <= MAX_OPERAND:

@@ -31,6 +31,7 @@ from rtfs.errors import (
 from rtfs.ops import ErrorValue, error_matches, get_or, nth_or_nil, rest_from
 from rtfs.printer import to_readable
 from rtfs.router import CallKind, CallRouter, LocalRouter, RoutedCall, unknown_capability
+from rtfs.types import check_annotation
 from rtfs.values import (
     EMPTY_MAP,
     UNSET,
@@ -487,6 +488,11 @@ def _op_throw(ex: Execution, code: Code, arg: int, stack: list, blocks: list, pc
     raise UserError(f"thrown: {to_readable(value)[:200]}", None, None, value)
 
 
+def _op_check_type(ex: Execution, code: Code, arg: int, stack: list, blocks: list,
+                   pc: int) -> None:
+    check_annotation(code, arg, stack[-1], ex.vm.globals)
+
+
 _SLOW_OPS: list[Callable[..., None] | None] = [None] * (max(Op) + 1)
 for _op, _fn in {
     Op.CALL_CAP: _op_call_cap,
@@ -509,6 +515,7 @@ for _op, _fn in {
     Op.MATCH_FAIL: _op_match_fail,
     Op.PARALLEL: _op_parallel,
     Op.THROW: _op_throw,
+    Op.CHECK_TYPE: _op_check_type,
 }.items():
     _SLOW_OPS[_op] = _fn
 

@@ -88,7 +88,7 @@ def test_anonymous_function_shorthand():
     ('"abc', "unterminated string", (1, 1)),
     ('"a\\q"', "unknown escape", (1, 3)),
     ("1.2.3", "invalid number", (1, 1)),
-    (":", "invalid keyword", (1, 1)),
+    (":a:b", "invalid keyword", (1, 1)), ("::a", "invalid keyword", (1, 1)),
     ("{:a}", "even number", (1, 1)),
     ("\n  ^:delegation :remote 5", "needs a string id", (2, 3)),
     ("#| open", "unterminated block comment", (1, 1)),
