@@ -16,16 +16,14 @@ from typing import Any
 from rtfs import hashing, types
 from rtfs.assembler import P_CELLIFY, P_DECLARE, P_LOAD, P_STORE, FunctionBuilder, Label, Var
 from rtfs.bytecode import Code, Op, Param
+from rtfs.derived import LOOP, DerivedForms, check_tail_recur
 from rtfs.errors import RtfsSyntaxError
 from rtfs.patterns import PatternCompiler
 from rtfs.reader import COLON, Atom, Form, HintForm, Seq, form_to_value
-from rtfs.signatures import Binding, fn_spec, is_symbol, let_bindings, take_binding
+from rtfs.signatures import Binding, FnSpec, fn_spec, is_symbol, let_bindings, take_binding
 from rtfs.values import Keyword, Symbol
 
 SourceResolver = Callable[[str], "bytes | None"]
-
-_CATCH_ALL = frozenset({"Exception", "Error", "Throwable", "RtfsError", "_", ":error"})
-
 
 def compile_program(forms: list[Form], *, namespace: str = "user",
                     resolve_source: SourceResolver | None = None) -> Code:
@@ -56,11 +54,14 @@ def compile_top_level_form(hashes: hashing.ProgramHashes, index: int, *,
     return code
 
 
-class Compiler(PatternCompiler):
+class Compiler(PatternCompiler, DerivedForms):
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
         self.fb: FunctionBuilder = FunctionBuilder(None, "<toplevel>", f"{namespace}/<toplevel>")
         self.units: list[hashing.Unit] = []
+        self.recur_arity: list[int | None] = []
+        self.loop_body_arity: int | None = None
+        self._gensyms = 0
         self.special: dict[str, Callable[[Seq], None]] = {
             "def": self.compile_def, "defn": self.compile_defn, "fn": self.compile_fn,
             "lambda": self.compile_fn, "λ": self.compile_fn,
@@ -70,6 +71,7 @@ class Compiler(PatternCompiler):
             "and": self.compile_and, "or": self.compile_or, "cond": self.compile_cond,
             "when": self.compile_when, "when-not": self.compile_when, "throw": self.compile_throw,
             "->": self.compile_thread, "->>": self.compile_thread,
+            **self.derived_forms(),
         }
 
     # -- entry points ----------------------------------------------------------------------
@@ -137,7 +139,7 @@ class Compiler(PatternCompiler):
         self.fb.emit(op, count)
 
     def compile_list(self, form: Seq) -> None:
-        if not form.items:
+        if not form.items or _is_data_list(form):
             self.fb.emit(Op.LOAD_CONST, self.fb.const(form_to_value(form)))
             return
         head = form.items[0]
@@ -325,6 +327,35 @@ class Compiler(PatternCompiler):
                          ) -> None:
         """Compile a function from its spec (see `rtfs.signatures.fn_spec`)."""
         shape = fn_spec(form, spec, self.error)
+        arity, self.loop_body_arity = self.loop_body_arity, None
+        if arity is None and check_tail_recur(shape.body, True, self.error):
+            shape = self._recur_to_loop(form, shape)  # (fn [a b] ... (recur x y))
+        self.recur_arity.append(arity)
+        try:
+            self._compile_function(form, shape, name, bind_self=bind_self, defn=defn,
+                                   unit_form=unit_form)
+        finally:
+            self.recur_arity.pop()
+
+    def _recur_to_loop(self, form: Seq, shape: FnSpec) -> FnSpec:
+        """A function whose body recurs: its body becomes a loop over its parameters."""
+        holders = [self.gensym(b.pattern, "arg") for b in shape.params]
+        inner_params: list[Form] = [b.pattern for b in shape.params]
+        if shape.rest is not None:
+            holders.append(self.gensym(shape.rest.pattern, "rest"))
+            inner_params.append(shape.rest.pattern)
+        inner = Seq(form.line, form.col, "list", [Atom(form.line, form.col, Symbol("fn")),
+                                                  Seq(form.line, form.col, "vector",
+                                                      inner_params), *shape.body])
+        loop = Seq(form.line, form.col, "list", [Atom(form.line, form.col, Symbol(LOOP)),
+                                                 inner, *holders])
+        params = [Binding(h, b.type_form) for h, b in zip(holders, shape.params)]
+        rest = Binding(holders[-1], shape.rest.type_form) if shape.rest is not None else None
+        return FnSpec(shape.hint, params, rest, shape.return_type, [loop], shape.params_form,
+                      shape.attributes, shape.doc)
+
+    def _compile_function(self, form: Seq, shape: FnSpec, name: str | None, *,
+                          bind_self: bool, defn: bool, unit_form: Seq | None) -> None:
         outer = self.fb
         qualname = self._qualname(name, outer, defn)
         fb = self.fb = FunctionBuilder(outer, name or "fn", qualname)
@@ -466,87 +497,6 @@ class Compiler(PatternCompiler):
         self.compile_body(form.items[2:])
         fb.pop_scope()
 
-    # -- parallel --------------------------------------------------------------------------
-    def compile_parallel(self, form: Seq) -> None:
-        """`(parallel [name expr] [name:T expr] ...)`: a vector of the values, in order."""
-        for binding in form.items[1:]:
-            if not (isinstance(binding, Seq) and binding.kind == "vector"
-                    and binding.items and is_symbol(binding.items[0])):
-                raise self.error("parallel takes bindings of the form [name expression]", binding)
-            pairs = let_bindings(binding, self.error)
-            if len(pairs) != 1 or not is_symbol(pairs[0][0].pattern):
-                raise self.error("parallel takes bindings of the form [name expression]", binding)
-            (target, expr), = pairs
-            if target.type_form is not None:  # check inside the branch, where it ran
-                name = Atom(target.pattern.line, target.pattern.col, target.pattern.value)
-                expr = Seq(expr.line, expr.col, "list", [
-                    Atom(expr.line, expr.col, Symbol("let")),
-                    Seq(binding.line, binding.col, "vector",
-                        [name, Atom(expr.line, expr.col, COLON), target.type_form, expr]),
-                    name])
-            thunk = Seq(expr.line, expr.col, "list", [
-                Atom(expr.line, expr.col, Symbol("fn")),
-                Seq(expr.line, expr.col, "vector", []), expr])
-            self.compile_function(thunk, thunk.items[1:], None, bind_self=False)
-        self.fb.emit(Op.PARALLEL, len(form.items) - 1)
-
-    # -- try -------------------------------------------------------------------------------
-    def compile_try(self, form: Seq) -> None:
-        body, catches, final = [], [], None
-        for item in form.items[1:]:
-            if _is_head(item, "catch"):
-                if final is not None or len(item.items) < 3 or not _is_symbol(item.items[2]):
-                    raise self.error("catch takes an error kind, a name and a body", item)
-                catches.append(item)
-            elif _is_head(item, "finally"):
-                if final is not None:
-                    raise self.error("try takes at most one finally", item)
-                final = item
-            elif catches or final is not None:
-                raise self.error("try body forms come before catch and finally", item)
-            else:
-                body.append(item)
-        if final is None:
-            self._compile_try_catch(body, catches)
-            return
-        fb, on_error, end = self.fb, Label(), Label()
-        fb.emit(Op.SETUP_TRY, on_error)
-        self._compile_try_catch(body, catches)
-        fb.emit(Op.POP_TRY)
-        self.compile_body(final.items[1:])
-        fb.emit(Op.POP)
-        fb.emit(Op.JUMP, end)
-        fb.mark(on_error)
-        self.compile_body(final.items[1:])
-        fb.emit(Op.POP)
-        fb.emit(Op.RERAISE)
-        fb.mark(end)
-
-    def _compile_try_catch(self, body: list[Form], catches: list[Seq]) -> None:
-        fb = self.fb
-        if not catches:
-            self.compile_body(body)
-            return
-        handler, end = Label(), Label()
-        fb.emit(Op.SETUP_TRY, handler)
-        self.compile_body(body)
-        fb.emit(Op.POP_TRY)
-        fb.emit(Op.JUMP, end)
-        fb.mark(handler)
-        for clause in catches:
-            nxt = Label()
-            fb.emit(Op.DUP)
-            fb.emit(Op.ERR_MATCHES, fb.const(_error_kind(clause.items[1], self.error)))
-            fb.emit(Op.JUMP_IF_FALSE, nxt)
-            fb.push_scope()
-            self.bind_pattern(clause.items[2])
-            self.compile_body(clause.items[3:])
-            fb.pop_scope()
-            fb.emit(Op.JUMP, end)
-            fb.mark(nxt)
-        fb.emit(Op.RERAISE)
-        fb.mark(end)
-
 
 def _param_text(form: Form) -> str:
     if _is_symbol(form):
@@ -554,13 +504,6 @@ def _param_text(form: Form) -> str:
     from rtfs.printer import to_readable
 
     return to_readable(form_to_value(form))
-
-
-def _error_kind(form: Form, error: Any) -> str:
-    if isinstance(form, Atom) and isinstance(form.value, (Symbol, Keyword)):
-        name = form.value.name
-        return "*" if name in _CATCH_ALL or f":{name}" in _CATCH_ALL else name
-    raise error("catch takes an error kind such as Exception or ArithmeticError", form)
 
 
 def _is_symbol(form: Form) -> bool:
@@ -588,6 +531,14 @@ def _def_binding(items: Sequence[Form], error: Any) -> tuple[Binding, int]:
     """The name and type of `(def name : T value)`, `(def name:T value)`, `(def name :T
     value)`; the index of the value."""
     return take_binding(items, 1, keyword_types=True, error=error)
+
+
+def _is_data_list(form: Seq) -> bool:
+    """`(1 2 3)`: a list that starts with a literal no one can call, and holds only literals,
+    is the list itself (the specification writes lists as data this way)."""
+    head = form.items[0]
+    return (isinstance(head, Atom) and type(head.value) in (int, float, str, bool, type(None))
+            and all(_is_constant(item) for item in form.items))
 
 
 def _toplevel_form(forms: list[Form]) -> Seq:

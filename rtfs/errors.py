@@ -70,6 +70,24 @@ class RtfsArithmeticError(RtfsError, ArithmeticError):
     kind = "ArithmeticError"
 
 
+class DivisionByZeroError(RtfsArithmeticError, ZeroDivisionError):
+    """A division (or modulus) by zero: caught by `ArithmeticError` and `:division-by-zero`."""
+
+
+class RtfsRuntimeError(RtfsError):
+    """An error a program signals itself, with `(error "message" data?)` or `(throw
+    (RuntimeError. "message"))`; `(catch RuntimeError e)` takes it with every evaluation
+    error. `data` (a map, or None) is what the program attached."""
+
+    kind = "RuntimeError"
+
+    def __init__(self, message: str, line: int | None = None, col: int | None = None,
+                 data: object = None) -> None:
+        super().__init__(message, line, col)
+        self.args = (message, line, col, data)
+        self.data = data
+
+
 class RtfsIndexError(RtfsError, IndexError):
     """An index outside a collection where the operation requires one inside."""
 
@@ -140,6 +158,8 @@ ALL_ERRORS: tuple[type[RtfsError], ...] = (
     RtfsValidationError,
     UnboundSymbolError,
     RtfsArithmeticError,
+    DivisionByZeroError,
+    RtfsRuntimeError,
     RtfsIndexError,
     RtfsValueError,
     MatchError,

@@ -674,3 +674,11 @@ def check_annotation(code: Any, index: int, value: Any, globals_: Mapping[str, A
     if parsed is None:
         parsed = code.type_cache[index] = parse(spec[1])
     check(parsed, value, spec[0], alias_lookup(globals_), each=len(spec) == 3)
+
+
+def test_annotation(code: Any, index: int, value: Any, globals_: Mapping[str, Any]) -> bool:
+    """Whether `value` belongs to the type expression `code.consts[index]` (IS_TYPE)."""
+    parsed = code.type_cache.get(index)
+    if parsed is None:
+        parsed = code.type_cache[index] = parse(code.consts[index])
+    return conforms(parsed, value, alias_lookup(globals_))

@@ -86,6 +86,12 @@ def _check_operand(code: Code, pc: int, op: Op, arg: int) -> None:
         problem = types.annotation_problem(code.consts[arg])
         if problem is not None:
             raise _fail(code, pc, f"CHECK_TYPE: {problem}")
+    if op is Op.IS_TYPE:
+        problem = types.annotation_problem(("is", code.consts[arg]))
+        if problem is not None:
+            raise _fail(code, pc, f"IS_TYPE: {problem}")
+    if op is Op.MAP_REST and type(code.consts[arg]) is not tuple:
+        raise _fail(code, pc, "MAP_REST needs a vector of keys")
     if op in SITE_OPS:
         site = code.sites[arg]
         if not 0 <= site.argc <= MAX_OPERAND:

@@ -28,10 +28,11 @@ from rtfs.errors import (
     UnboundSymbolError,
     UserError,
 )
-from rtfs.ops import ErrorValue, error_matches, get_or, nth_or_nil, rest_from
+from rtfs.ops import ErrorValue, error_matches, get_or, map_rest, nth_or_nil, rest_from
 from rtfs.printer import to_readable
 from rtfs.router import CallKind, CallRouter, LocalRouter, RoutedCall, unknown_capability
-from rtfs.types import check_annotation
+from rtfs.control import Recur, run_dotimes, run_for, run_loop
+from rtfs.types import check_annotation, test_annotation
 from rtfs.values import (
     EMPTY_MAP,
     UNSET,
@@ -493,6 +494,39 @@ def _op_check_type(ex: Execution, code: Code, arg: int, stack: list, blocks: lis
     check_annotation(code, arg, stack[-1], ex.vm.globals)
 
 
+def _op_map_rest(ex: Execution, code: Code, arg: int, stack: list, blocks: list,
+                 pc: int) -> None:
+    stack.append(map_rest(stack[-1], code.consts[arg]))
+
+
+def _op_is_type(ex: Execution, code: Code, arg: int, stack: list, blocks: list,
+                pc: int) -> None:
+    stack.append(test_annotation(code, arg, stack[-1], ex.vm.globals))
+
+
+def _op_loop(ex: Execution, code: Code, arg: int, stack: list, blocks: list, pc: int) -> None:
+    args = stack[len(stack) - arg:]
+    del stack[len(stack) - arg:]
+    stack.append(run_loop(ex, stack.pop(), args))
+
+
+def _op_recur(ex: Execution, code: Code, arg: int, stack: list, blocks: list, pc: int) -> None:
+    args = stack[len(stack) - arg:]
+    del stack[len(stack) - arg:]
+    stack.append(Recur(args))
+
+
+def _op_for(ex: Execution, code: Code, arg: int, stack: list, blocks: list, pc: int) -> None:
+    coll = stack.pop()
+    stack.append(run_for(ex, stack.pop(), coll))
+
+
+def _op_dotimes(ex: Execution, code: Code, arg: int, stack: list, blocks: list,
+                pc: int) -> None:
+    count = stack.pop()
+    stack.append(run_dotimes(ex, stack.pop(), count))
+
+
 _SLOW_OPS: list[Callable[..., None] | None] = [None] * (max(Op) + 1)
 for _op, _fn in {
     Op.CALL_CAP: _op_call_cap,
@@ -516,6 +550,12 @@ for _op, _fn in {
     Op.PARALLEL: _op_parallel,
     Op.THROW: _op_throw,
     Op.CHECK_TYPE: _op_check_type,
+    Op.MAP_REST: _op_map_rest,
+    Op.IS_TYPE: _op_is_type,
+    Op.LOOP: _op_loop,
+    Op.RECUR: _op_recur,
+    Op.FOR: _op_for,
+    Op.DOTIMES: _op_dotimes,
 }.items():
     _SLOW_OPS[_op] = _fn
 

@@ -6,7 +6,7 @@ import math
 import time
 from typing import Any
 
-from rtfs.errors import RtfsArithmeticError, RtfsTypeError, RtfsValueError
+from rtfs.errors import DivisionByZeroError, RtfsArithmeticError, RtfsTypeError, RtfsValueError
 from rtfs.printer import to_display, to_readable
 from rtfs.stdlib import builtin
 from rtfs.values import (
@@ -94,7 +94,7 @@ def divide(x: Any, *ys: Any) -> Any:
     try:
         for y in ys:
             if _number("/", y) == 0:
-                raise RtfsArithmeticError("division by zero")
+                raise DivisionByZeroError("division by zero")
             if type(result) is int and type(y) is int and result % y == 0:
                 result //= y
             else:
@@ -108,7 +108,7 @@ def divide(x: Any, *ys: Any) -> Any:
 def mod(x: Any, y: Any) -> Any:
     """Modulus with the sign of the divisor."""
     if _number("mod", y) == 0:
-        raise RtfsArithmeticError("division by zero")
+        raise DivisionByZeroError("division by zero")
     try:
         return _number("mod", x) % y
     except _NUMERIC_FAULTS as err:
@@ -119,7 +119,7 @@ def mod(x: Any, y: Any) -> Any:
 def rem(x: Any, y: Any) -> Any:
     """Remainder with the sign of the dividend."""
     if _number("rem", y) == 0:
-        raise RtfsArithmeticError("division by zero")
+        raise DivisionByZeroError("division by zero")
     if type(x) is int and type(y) is int:
         return x - y * _trunc_div(x, y)
     try:
@@ -132,7 +132,7 @@ def rem(x: Any, y: Any) -> Any:
 def quot(x: Any, y: Any) -> Any:
     """Division truncated toward zero."""
     if _number("quot", y) == 0:
-        raise RtfsArithmeticError("division by zero")
+        raise DivisionByZeroError("division by zero")
     if type(x) is int and type(y) is int:
         return _trunc_div(x, y)
     try:

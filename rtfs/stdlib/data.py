@@ -1,5 +1,5 @@
 """Data helpers of the specification's standard library: JSON, `type-name`, `numbers`,
-`find`."""
+`find`, `validate`, and error values (`error`, `RuntimeError.` and kin, `with-context`)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,23 @@ import json
 import math
 from typing import Any
 
-from rtfs.errors import RtfsTypeError, RtfsValueError
-from rtfs.printer import to_readable
+from rtfs import types
+from rtfs.errors import (
+    HostError,
+    RtfsError,
+    RtfsRuntimeError,
+    RtfsTypeError,
+    RtfsValidationError,
+    RtfsValueError,
+    UserError,
+)
+from rtfs.ops import ErrorValue
+from rtfs.printer import to_display, to_readable
 from rtfs.stdlib import builtin
 from rtfs.stdlib.core import expect_int
 from rtfs.stdlib.seqs import MAX_RANGE
 from rtfs.stdlib.strings import expect_string
-from rtfs.values import Keyword, Map, RList, Symbol, set_items, type_name
+from rtfs.values import Keyword, Map, RList, Symbol, map_assoc, set_items, type_name
 
 _MAX_JSON_DEPTH = 512
 
@@ -114,3 +124,67 @@ def _json_key(key: Any) -> str:
     if type(key) is int:
         return str(key)
     raise RtfsTypeError(f"serialize-json: a {type_name(key)} cannot be a JSON object key")
+
+
+# -- types -------------------------------------------------------------------------------------
+@builtin("validate", needs_vm=True)
+def validate(ex: Any, schema: Any, value: Any) -> bool:
+    """Whether `value` has the type the type expression `schema` denotes (a keyword, a
+    vector such as [:vector :int], a map {:name :string}, an alias name as a keyword)."""
+    try:
+        parsed = types.parse(schema)
+    except types.TypeExpressionError as err:
+        raise RtfsValueError(f"validate: {err.message}") from err
+    return types.conforms(parsed, value, types.alias_lookup(ex.vm.globals))
+
+
+# -- error values --------------------------------------------------------------------------------
+@builtin("error")
+def error(message: Any, data: Any = None) -> None:
+    """Signal a RuntimeError with this message (and optional data, a map: `(:data e)`)."""
+    raise RtfsRuntimeError(to_display(message), None, None, _data(data))
+
+
+def _data(data: Any) -> Map | None:
+    if data is not None and not isinstance(data, Map):
+        raise RtfsTypeError(f"error data is a map, got {type_name(data)}")
+    return data
+
+
+def _with_data(err: RtfsError, data: Any) -> ErrorValue:
+    value = ErrorValue.of(err)
+    if data is None:
+        return value
+    return _rewrap(value, Map([(Keyword("data"), _data(data))]))
+
+
+def _rewrap(value: ErrorValue, extra: Map) -> ErrorValue:
+    result = ErrorValue(map_assoc(value, extra.items()))
+    result.error = value.error
+    return result
+
+
+def _constructor(cls: type[RtfsError]) -> Any:
+    def construct(message: Any, data: Any = None) -> ErrorValue:
+        if cls is RtfsRuntimeError:
+            return ErrorValue.of(RtfsRuntimeError(to_display(message), None, None, _data(data)))
+        return _with_data(cls(to_display(message)), data)
+
+    return construct
+
+
+for _name, _cls in (("RuntimeError.", RtfsRuntimeError), ("Exception.", RtfsRuntimeError),
+                    ("HostError.", HostError), ("ValidationError.", RtfsValidationError),
+                    ("TypeError.", RtfsTypeError), ("UserError.", UserError)):
+    builtin(_name)(_constructor(_cls))
+
+
+@builtin("with-context")
+def with_context(err: Any, context: Any) -> ErrorValue:
+    """The caught error `err` with `context` merged into its :context map."""
+    if not isinstance(err, ErrorValue):
+        raise RtfsTypeError(f"with-context takes a caught error, got {type_name(err)}")
+    if not isinstance(context, Map):
+        raise RtfsTypeError(f"with-context takes a map of context, got {type_name(context)}")
+    merged = map_assoc(err.get(Keyword("context")) or Map(), context.items())
+    return _rewrap(err, Map([(Keyword("context"), merged)]))
