@@ -69,11 +69,13 @@ class Op(IntEnum):
     RECUR = 48  # pop arg values, push the request to run the enclosing loop body with them
     FOR = 49  # pop a body function and a collection; push the concatenated results
     DOTIMES = 50  # pop a body function and a count; call it with 0..count-1; push nil
+    BUILD_QQ = 51  # consts[arg] = (kind, spliced flags): pop the parts, push the collection
 
 
 # Ops whose argument indexes each table; the verifier checks the index is in range.
 CONST_OPS = frozenset({Op.LOAD_CONST, Op.MAKE_CLOSURE, Op.ERR_MATCHES, Op.GET_KEY,
-                       Op.GET_KEY_OR, Op.HAS_KEY, Op.CHECK_TYPE, Op.MAP_REST, Op.IS_TYPE})
+                       Op.GET_KEY_OR, Op.HAS_KEY, Op.CHECK_TYPE, Op.MAP_REST, Op.IS_TYPE,
+                       Op.BUILD_QQ})
 LOCAL_OPS = frozenset({Op.LOAD_LOCAL, Op.STORE_LOCAL, Op.LOAD_DEREF, Op.STORE_DEREF,
                        Op.MAKE_CELL, Op.CELLIFY, Op.LOAD_CELLREF})
 FREE_OPS = frozenset({Op.LOAD_FREE, Op.LOAD_FREEREF})
@@ -126,6 +128,9 @@ def stack_effect(op: Op, arg: int, code: Code) -> tuple[int, int]:
     if op is Op.MAKE_CLOSURE:
         nfree = len(code.consts[arg].freevars)
         return nfree, 1 - nfree
+    if op is Op.BUILD_QQ:
+        nparts = len(code.consts[arg][1])
+        return nparts, 1 - nparts
     if op is Op.BUILD_MAP:
         return 2 * arg, 1 - 2 * arg
     if op in (Op.BUILD_VECTOR, Op.BUILD_SET, Op.PARALLEL, Op.RECUR):

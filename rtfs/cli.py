@@ -26,6 +26,7 @@ from rtfs.bytecode import Code
 from rtfs.compiler import compile_program
 from rtfs.encoding import decode, encode
 from rtfs.errors import RtfsError
+from rtfs.macros import MacroTable
 from rtfs.printer import to_readable
 from rtfs.reader import read, read_each
 from rtfs.vm import VM
@@ -88,12 +89,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _eval_each(text: str) -> int:
     vm = VM(out=sys.stderr)  # stdout holds exactly one line per form
+    macros = MacroTable()  # a macro one form defines is there for the next ones
     for item in read_each(text):
         if isinstance(item, RtfsError):
             print(f"!error {_error_line(item)}", flush=True)
             continue
         try:
-            value = vm.run(compile_program([item], resolve_source=vm.source_hash_of))
+            value = vm.run(compile_program([item], resolve_source=vm.source_hash_of,
+                                           macros=macros))
         except RtfsError as err:
             print(f"!error {_error_line(err, (item.line, item.col))}", flush=True)
             continue

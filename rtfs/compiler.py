@@ -18,6 +18,7 @@ from rtfs.assembler import P_CELLIFY, P_DECLARE, P_LOAD, P_STORE, FunctionBuilde
 from rtfs.bytecode import Code, Op, Param
 from rtfs.derived import LOOP, DerivedForms, check_tail_recur
 from rtfs.errors import RtfsSyntaxError
+from rtfs.macros import MacroForms, MacroTable
 from rtfs.patterns import PatternCompiler
 from rtfs.reader import COLON, Atom, Form, HintForm, Seq, form_to_value
 from rtfs.signatures import Binding, FnSpec, fn_spec, is_symbol, let_bindings, take_binding
@@ -26,13 +27,16 @@ from rtfs.values import Keyword, Symbol
 SourceResolver = Callable[[str], "bytes | None"]
 
 def compile_program(forms: list[Form], *, namespace: str = "user",
-                    resolve_source: SourceResolver | None = None) -> Code:
+                    resolve_source: SourceResolver | None = None,
+                    macros: MacroTable | None = None) -> Code:
     """Compile top-level forms into one `Code` whose value is the last form's.
 
     `resolve_source(name)` gives the source hash of a user function defined earlier in the
-    environment (for the Merkle-style source hashes of functions that call it).
+    environment (for the Merkle-style source hashes of functions that call it). `macros` is
+    the table of macros earlier compilations defined (and this one adds to); by default the
+    program's own.
     """
-    compiler = Compiler(namespace)
+    compiler = Compiler(namespace, macros=macros)
     code = compiler.compile_toplevel(forms)
     hashing.assign_source_hashes(compiler.units, resolve_source or (lambda name: None),
                                  forms=forms)
@@ -40,23 +44,25 @@ def compile_program(forms: list[Form], *, namespace: str = "user",
 
 
 def compile_top_level_form(hashes: hashing.ProgramHashes, index: int, *,
-                           namespace: str = "user") -> Code:
+                           namespace: str = "user", macros: MacroTable | None = None) -> Code:
     """Compile top-level form `index` of the program `hashes` was computed for
     (`rtfs.hashing.program_source_hashes`), alone, so that it can run before the forms after
     it are compiled: every function it defines carries its program-level source hash and
     deps (forward references included), other code the hashes of what its names mean at
     that point of the program."""
     form = hashes.forms[index]
-    compiler = Compiler(namespace)
+    compiler = Compiler(namespace, macros=macros)
     code = compiler.compile_toplevel([form])
     hashing.assign_source_hashes(compiler.units, hashes.resolver(index), forms=[form],
                                  overrides=hashes.overrides(index))
     return code
 
 
-class Compiler(PatternCompiler, DerivedForms):
-    def __init__(self, namespace: str) -> None:
+class Compiler(PatternCompiler, DerivedForms, MacroForms):
+    def __init__(self, namespace: str, *, macros: MacroTable | None = None) -> None:
         self.namespace = namespace
+        self.macros = macros if macros is not None else MacroTable()
+        self._expansions = 0
         self.fb: FunctionBuilder = FunctionBuilder(None, "<toplevel>", f"{namespace}/<toplevel>")
         self.units: list[hashing.Unit] = []
         self.recur_arity: list[int | None] = []
@@ -71,7 +77,7 @@ class Compiler(PatternCompiler, DerivedForms):
             "and": self.compile_and, "or": self.compile_or, "cond": self.compile_cond,
             "when": self.compile_when, "when-not": self.compile_when, "throw": self.compile_throw,
             "->": self.compile_thread, "->>": self.compile_thread,
-            **self.derived_forms(),
+            **self.derived_forms(), **self.macro_forms(),
         }
 
     # -- entry points ----------------------------------------------------------------------
@@ -144,8 +150,18 @@ class Compiler(PatternCompiler, DerivedForms):
             return
         head = form.items[0]
         if isinstance(head, Atom) and isinstance(head.value, Symbol):
-            special = self.special.get(head.value.name)
-            if special is not None and not self._shadowed(head.value.name):
+            name = head.value.name
+            macro = self.macro_for(name) if name != "defmacro" else None
+            if macro is not None and not self._shadowed(name):
+                expansion = self.expand(macro, form)
+                self._expansions += 1  # nesting depth: expansions inside expansions
+                try:
+                    self.compile_expr(expansion)
+                finally:
+                    self._expansions -= 1
+                return
+            special = self.special.get(name)
+            if special is not None and not self._shadowed(name):
                 special(form)
                 return
         self.compile_call(form)

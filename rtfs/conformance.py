@@ -21,6 +21,7 @@ from typing import Any
 
 from rtfs.compiler import compile_program
 from rtfs.errors import RtfsError
+from rtfs.macros import MacroTable
 from rtfs.printer import to_readable
 from rtfs.reader import Atom, Form, Seq, form_to_value, read_spans
 from rtfs.values import Map, RList, Symbol
@@ -116,12 +117,13 @@ def run_file(path: Path) -> list[Outcome]:
         raise CorpusError(f"cannot read {path}: {err.strerror or err}") from err
     items = list(read_spans(text))
     vm = VM(out=io.StringIO())
+    macros = MacroTable()
     outcomes = []
     for index, (item, start, end) in enumerate(items):
         gap_end = items[index + 1][1] if index + 1 < len(items) else len(text)
         line = text.count("\n", 0, start) + 1
         expectation = _expectation_after(text[end:gap_end])
-        actual, value, failed = _evaluate(vm, item)
+        actual, value, failed = _evaluate(vm, item, macros)
         passed = None
         if expectation is not None and expectation.concrete:
             passed = _meets(expectation, value, failed)
@@ -130,11 +132,12 @@ def run_file(path: Path) -> list[Outcome]:
     return outcomes
 
 
-def _evaluate(vm: VM, item: Any) -> tuple[str, Any, bool]:
+def _evaluate(vm: VM, item: Any, macros: MacroTable) -> tuple[str, Any, bool]:
     try:
         if isinstance(item, RtfsError):
             raise item
-        value = vm.run(compile_program([item], resolve_source=vm.source_hash_of))
+        value = vm.run(compile_program([item], resolve_source=vm.source_hash_of,
+                                       macros=macros))
     except RtfsError as err:
         return f"!error {err.kind}: {err.message}", None, True
     except (RecursionError, MemoryError) as err:  # the program, not the runner, is at fault

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rtfs.errors import RtfsTypeError
+from rtfs.errors import RtfsTypeError, RtfsValueError
 from rtfs.stdlib.seqs import as_seq
-from rtfs.values import type_name
+from rtfs.values import Map, RList, make_set, type_name
 
 
 class Recur:
@@ -56,3 +56,23 @@ def run_dotimes(ex: Any, body: Any, count: Any) -> None:
         raise RtfsTypeError(f"dotimes takes an integer count, got {type_name(count)}")
     for index in range(count):
         ex.call_direct(body, [index])
+
+
+def build_quasi(kind: str, spliced: tuple[bool, ...], parts: list[Any]) -> Any:
+    """The collection a quasiquoted form builds from its parts (spliced parts are
+    sequences whose items are inserted)."""
+    items: list[Any] = []
+    for part, splice in zip(parts, spliced):
+        if splice:
+            items.extend(as_seq("~@", part))
+        else:
+            items.append(part)
+    if kind == "list":
+        return RList(items)
+    if kind == "vector":
+        return tuple(items)
+    if kind == "set":
+        return make_set(items)
+    if len(items) % 2:
+        raise RtfsValueError("a quasiquoted map needs an even number of forms")
+    return Map(list(zip(items[0::2], items[1::2])))

@@ -143,13 +143,16 @@ def definitions_in(form: Form, index: int) -> list[Definition]:
             head.value, Symbol) else None
         if head_name == "quote":
             continue
-        if head_name in ("defn", "def"):
+        if head_name in _DEFINING:
             name = _defined_name(item)
             if name is not None:
                 found.append(Definition(name, index, item, symbols_in(item)))
         stack.extend(reversed(item.items))
     found.sort(key=lambda d: d.position)
     return found
+
+
+_DEFINING = frozenset({"defn", "def", "defmacro", "deftype", "defstruct"})
 
 
 def _defined_name(form: Seq) -> str | None:

@@ -31,7 +31,7 @@ from rtfs.errors import (
 from rtfs.ops import ErrorValue, error_matches, get_or, map_rest, nth_or_nil, rest_from
 from rtfs.printer import to_readable
 from rtfs.router import CallKind, CallRouter, LocalRouter, RoutedCall, unknown_capability
-from rtfs.control import Recur, run_dotimes, run_for, run_loop
+from rtfs.control import Recur, build_quasi, run_dotimes, run_for, run_loop
 from rtfs.types import check_annotation, test_annotation
 from rtfs.values import (
     EMPTY_MAP,
@@ -527,6 +527,14 @@ def _op_dotimes(ex: Execution, code: Code, arg: int, stack: list, blocks: list,
     stack.append(run_dotimes(ex, stack.pop(), count))
 
 
+def _op_build_qq(ex: Execution, code: Code, arg: int, stack: list, blocks: list,
+                 pc: int) -> None:
+    kind, spliced = code.consts[arg]
+    parts = stack[len(stack) - len(spliced):]
+    del stack[len(stack) - len(spliced):]
+    stack.append(build_quasi(kind, spliced, parts))
+
+
 _SLOW_OPS: list[Callable[..., None] | None] = [None] * (max(Op) + 1)
 for _op, _fn in {
     Op.CALL_CAP: _op_call_cap,
@@ -556,6 +564,7 @@ for _op, _fn in {
     Op.RECUR: _op_recur,
     Op.FOR: _op_for,
     Op.DOTIMES: _op_dotimes,
+    Op.BUILD_QQ: _op_build_qq,
 }.items():
     _SLOW_OPS[_op] = _fn
 
