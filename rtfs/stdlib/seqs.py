@@ -155,9 +155,11 @@ def last(coll: Any) -> Any:
 
 @builtin("rest")
 def rest(coll: Any) -> Any:
-    """Everything after the first item; a string stays a string."""
+    """Everything after the first item; a string stays a string and a list a list."""
     seq = as_seq("rest", coll)
-    return seq[1:] if type(seq) is str else tuple(seq[1:])
+    if type(seq) is str or type(seq) is RList:
+        return type(seq)(seq[1:])
+    return tuple(seq[1:])
 
 
 @builtin("next")
@@ -206,12 +208,14 @@ def _entry(fn: str, entry: Any) -> tuple[Any, Any]:
 # -- "modification" (always a new value) --------------------------------------------------------
 @builtin("conj")
 def conj(coll: Any, *xs: Any) -> Any:
+    """Add items at the end of a vector or list (as the specification has it for lists too:
+    (conj (1 2) 3) is (1 2 3)), to a set, or entries to a map; nil is an empty list."""
     if coll is None:
-        return RList(reversed(xs))
+        return RList(xs)
     if type(coll) is tuple:
         return coll + xs
     if type(coll) is RList:
-        return RList(tuple(reversed(xs)) + tuple(coll))
+        return RList(tuple(coll) + xs)
     if type(coll) is frozenset:
         return coll | make_set(xs)
     if isinstance(coll, Map):
@@ -225,8 +229,11 @@ def conj(coll: Any, *xs: Any) -> Any:
 
 @builtin("cons")
 def cons(x: Any, coll: Any) -> Any:
+    """`x` in front of a collection: a list stays a list, anything else gives a vector."""
     if type(coll) is str and type(x) is str:
         return x + coll
+    if type(coll) is RList:
+        return RList((x, *coll))
     return (x, *as_seq("cons", coll))
 
 
