@@ -52,6 +52,7 @@ from rtfs.values import (
 )
 
 ALIAS_PREFIX = "type "  # a type alias named N is the global "type N" (no symbol can name it)
+UNDEFINED = object()  # what a strict lookup gives for an alias no one defined
 MAX_CHECK_DEPTH = 256
 
 Lookup = Callable[[str], Any]  # alias name -> its type expression (or None)
@@ -137,6 +138,8 @@ class Named(Type):
         datum = lookup(self.name)
         if datum is None:
             return None  # not defined: documentation only
+        if datum is UNDEFINED:  # asked whether a value has a type no one defined: it has not
+            return f"{self.text} is not a defined type"
         failure = parse_cached(datum).check(value, lookup, depth + 1)
         return None if failure is None else f"{self.text}: {failure}"
 
@@ -620,9 +623,12 @@ def _predicate(datum: tuple) -> Predicate:
 
 
 # -- checking ------------------------------------------------------------------------------------
-def alias_lookup(globals_: Mapping[str, Any]) -> Lookup:
-    """Alias names -> their type expressions, from a VM's globals."""
-    return lambda name: globals_.get(ALIAS_PREFIX + name)
+def alias_lookup(globals_: Mapping[str, Any], *, strict: bool = False) -> Lookup:
+    """Alias names -> their type expressions, from a VM's globals. An annotation naming an
+    undefined type checks nothing (it is documentation); with `strict` (type tests: match
+    patterns, `validate`, struct predicates) no value has an undefined type."""
+    missing = UNDEFINED if strict else None
+    return lambda name: globals_.get(ALIAS_PREFIX + name, missing)
 
 
 def conforms(type_: Type, value: Any, lookup: Lookup) -> bool:
@@ -681,4 +687,4 @@ def test_annotation(code: Any, index: int, value: Any, globals_: Mapping[str, An
     parsed = code.type_cache.get(index)
     if parsed is None:
         parsed = code.type_cache[index] = parse(code.consts[index])
-    return conforms(parsed, value, alias_lookup(globals_))
+    return conforms(parsed, value, alias_lookup(globals_, strict=True))

@@ -175,7 +175,10 @@ def is_empty(coll: Any) -> bool:
 
 @builtin("contains?")
 def contains(coll: Any, key: Any) -> bool:
-    """Whether `key` is a key of a map, a member of a set, or an index of a vector."""
+    """Whether `key` is a key of a map, a member of a set, an index of a vector, or (for a
+    string in a string) a part of it."""
+    if type(coll) is str and type(key) is str:
+        return key in coll
     return get_or(coll, key, _ABSENT) is not _ABSENT
 
 
