@@ -84,9 +84,10 @@ class ErrorValue(Map):
         }
         if isinstance(error, UserError):
             fields[Keyword("value")] = error.value
-        data = getattr(error, "data", None)
-        if data is not None:
-            fields[Keyword("data")] = data
+        for attribute in ("data", "context"):  # what (error msg data) and with-context add
+            extra = getattr(error, attribute, None)
+            if extra is not None:
+                fields[Keyword(attribute)] = extra
         value = cls(fields)
         value.error = error
         return value

@@ -187,4 +187,6 @@ def with_context(err: Any, context: Any) -> ErrorValue:
     if not isinstance(context, Map):
         raise RtfsTypeError(f"with-context takes a map of context, got {type_name(context)}")
     merged = map_assoc(err.get(Keyword("context")) or Map(), context.items())
-    return _rewrap(err, Map([(Keyword("context"), merged)]))
+    copy = type(err.error)(*err.error.args)  # a copy that keeps its context when rethrown
+    copy.context = merged  # type: ignore[attr-defined]
+    return ErrorValue.of(copy)

@@ -142,6 +142,8 @@ def test_iteration_errors(text, error, message):
      ":again"),
     ("(try (/ 1 0) (catch Exception e (:context (with-context e {:op :divide}))))",
      "{:op :divide}"),
+    ("(try (try (/ 1 0) (catch Exception e (throw (with-context e {:step 2}))))"
+     " (catch ArithmeticError e [(:type e) (:context e)]))", '["ArithmeticError" {:step 2}]'),
     # a catch without a name, and a destructuring one
     ("(try (/ 1 0) (catch ArithmeticError :handled))", ":handled"),
     ('(try (error "m") (catch RuntimeError {:keys [message]} message))', '"m"'),
