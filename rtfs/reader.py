@@ -16,150 +16,35 @@ from __future__ import annotations
 
 import re
 from array import array
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from rtfs import lexemes
 from rtfs.errors import RtfsSyntaxError
-from rtfs.printer import int_from_text
-from rtfs.values import (
-    DelegationHint,
-    HintKind,
-    Keyword,
-    Map,
-    RList,
-    Symbol,
-    TaggedLiteral,
-    make_set,
+from rtfs.forms import (
+    COLON,
+    QUASIQUOTE,
+    TYPE_FOLLOWS,
+    UNQUOTE,
+    UNQUOTE_SPLICING,
+    AnnotatedAtom,
+    Atom,
+    ConstSeq,
+    Form,
+    HintForm,
+    Seq,
+    form_to_value,
+    make_atom,
 )
+from rtfs.printer import int_from_text
+from rtfs.values import DelegationHint, HintKind, Keyword, Map, Symbol, make_set
+
+__all__ = ["COLON", "MAX_DEPTH", "QUASIQUOTE", "TYPE_FOLLOWS", "UNQUOTE", "UNQUOTE_SPLICING",
+           "AnnotatedAtom", "Atom", "ConstSeq", "Form", "HintForm", "Seq", "form_to_value",
+           "make_atom", "read", "read_each", "read_spans"]
 
 MAX_DEPTH = 128  # nesting deeper than this is refused: no program needs it, and it bounds recursion
 
-COLON = Symbol(":")  # a lone `:` between a binding and its type, as in `[x : int]`
-TYPE_FOLLOWS = ":"  # the annotation of `x:` whose type is the next form, as in `x:[:vector T]`
-QUASIQUOTE, UNQUOTE = Symbol("quasiquote"), Symbol("unquote")
-UNQUOTE_SPLICING = Symbol("unquote-splicing")
-
-
-@dataclass(slots=True)
-class Form:
-    line: int
-    col: int
-
-
-class Atom(Form):
-    """A literal or a symbol, with neither type annotation nor metadata (see `make_atom`)."""
-
-    __slots__ = ("value",)
-    annotation: str | None = None  # the type of `x:int` (then value is the symbol `x`)
-    meta: Map | None = None
-
-    def __init__(self, line: int, col: int, value: Any) -> None:
-        self.line, self.col, self.value = line, col, value
-
-    def __repr__(self) -> str:
-        extra = "".join(f", {name}={getattr(self, name)!r}" for name in ("annotation", "meta")
-                        if getattr(self, name) is not None)
-        return f"Atom({self.line}, {self.col}, {self.value!r}{extra})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Atom):
-            return NotImplemented
-        return (self.line, self.col, type(self.value), self.value, self.annotation, self.meta) \
-            == (other.line, other.col, type(other.value), other.value, other.annotation,
-                other.meta)
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-class AnnotatedAtom(Atom):
-    """An atom that carries a type annotation or metadata (a larger object than `Atom`)."""
-
-    __slots__ = ("annotation", "meta")  # type: ignore[misc]  # shadow Atom's class defaults
-
-    def __init__(self, line: int, col: int, value: Any, annotation: str | None = None,
-                 meta: Map | None = None) -> None:
-        self.line, self.col, self.value = line, col, value
-        self.annotation, self.meta = annotation, meta
-
-
-def make_atom(line: int, col: int, value: Any, annotation: str | None = None,
-              meta: Map | None = None) -> Atom:
-    """An atom, of the smaller class when it has neither annotation nor metadata."""
-    if annotation is None and meta is None:
-        return Atom(line, col, value)
-    return AnnotatedAtom(line, col, value, annotation, meta)
-
-
-class Seq(Form):
-    """A list, vector, map or set form; `meta` is read-time metadata from `^{...}` / `^:kw`."""
-
-    __slots__ = ("_items", "kind", "meta")
-
-    def __init__(self, line: int, col: int, kind: str, items: Sequence[Form] | None = None,
-                 meta: Map | None = None) -> None:
-        self.line, self.col = line, col
-        self.kind = kind  # "list" | "vector" | "map" | "set"
-        self._items = items if items is not None else ()
-        self.meta = meta
-
-    @property
-    def items(self) -> Sequence[Form]:
-        """The forms inside (a tuple when read; any sequence when built by a caller)."""
-        return self._items
-
-    @items.setter
-    def items(self, items: Sequence[Form]) -> None:
-        self._items = items
-
-    def __repr__(self) -> str:
-        return f"Seq({self.line}, {self.col}, {self.kind!r}, {self.items!r}, {self.meta!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Seq):
-            return NotImplemented
-        return ((self.line, self.col, self.kind, self.meta) ==
-                (other.line, other.col, other.kind, other.meta)
-                and list(self.items) == list(other.items))
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclasses beside it
-
-
-class ConstSeq(Seq):
-    """A vector, map or set form whose items are all literals, held as its value.
-
-    `items` reads the item forms again from the source text on first use (binding and match
-    patterns look at them; most constant data never needs them).
-    """
-
-    __slots__ = ("_start", "_text", "value")
-
-    def __init__(self, line: int, col: int, kind: str, value: Any, text: str, start: int,
-                 meta: Map | None = None) -> None:
-        super().__init__(line, col, kind, None, meta)
-        self._items = None  # type: ignore[assignment]
-        self.value = value
-        self._text, self._start = text, start
-
-    @property
-    def items(self) -> Sequence[Form]:
-        if self._items is None:
-            reader = _Reader(self._text, self._start, self.line, self._start - self.col + 1)
-            token = reader.next_token()
-            assert token is not None and token[0] == "open"
-            self._items = reader.read_seq(token[1], token[2], 1, collapse=False).items
-        return self._items
-
-    @items.setter
-    def items(self, items: Sequence[Form]) -> None:
-        self._items = items
-
-
-@dataclass(slots=True)
-class HintForm(Form):
-    """`^:delegation ...` inside a `defn`/`fn` form."""
-
-    hint: DelegationHint
 
 
 _D = r'\s,()\[\]{}";^`~'  # characters that end an atom
@@ -182,11 +67,6 @@ _TOKEN = re.compile(
 
 _CLOSERS = {"(": ")", "[": "]", "{": "}", "#{": "}", "#(": ")"}
 _KINDS = {"(": "list", "[": "vector", "{": "map", "#{": "set", "#(": "list"}
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "0": "\0", "b": "\b", "f": "\f"}
-_ESCAPE = re.compile(r"\\(?:u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})"
-                     r"|u([0-9a-fA-F]{4})|(.))", re.DOTALL)
-# Valid text and escapes, left to right, then the first backslash that starts no escape.
-_BAD_ESCAPE = re.compile(r'(?:[^\\]++|\\[ntr"\\0bf]|\\u[0-9a-fA-F]{4})*+(\\.?)', re.DOTALL)
 _SPECIALS = {"##Inf": float("inf"), "##-Inf": float("-inf"), "##NaN": float("nan")}
 _LITERAL_WORDS = {"true": True, "false": False, "nil": None}
 _MISSING = object()
@@ -194,17 +74,7 @@ _PREFIXES = {"quote": "'", "syntaxquote": "`", "~": "~", "~@": "~@"}
 _PREFIX_SYMBOLS = {"quote": Symbol("quote"), "syntaxquote": QUASIQUOTE, "~": UNQUOTE,
                    "~@": UNQUOTE_SPLICING}
 
-_INT = re.compile(r"[+-]?\d+")
-_RADIX = re.compile(r"([+-]?)0([xXoObB])([0-9a-fA-F]+)")
-_FLOAT = re.compile(r"[+-]?(\d+\.\d*([eE][+-]?\d+)?|\d+[eE][+-]?\d+|\.\d+([eE][+-]?\d+)?)")
-_RATIO = re.compile(r"([+-]?\d+)/(\d+)")
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
-_RESOURCE = re.compile(r"resource://\S+")
-_NAME = re.compile(r"[^\d:/][^:]*|/")
-_VERSIONED = re.compile(r"[^\d:/][^:/]*:v\d+(\.\d+)*/[^:/]+")  # com.example:v1.0/api
 _BLOCK_DELIMITER = re.compile(r"\#\||\|\#")
-_RADIXES = {"x": 16, "o": 8, "b": 2}
 _CONSTANT_KINDS = frozenset({"vector", "map", "set"})
 _NCOLUMNS = 4096
 _COLUMNS = tuple(range(_NCOLUMNS))  # one shared int object per column (ints > 256 are not)
@@ -469,7 +339,7 @@ class _Reader:
             number = self.number(text, offset)
             if number is not None:
                 return Atom(line, col, number)
-        tagged = _tagged(text)
+        tagged = lexemes.tagged(text)
         if tagged is not None:
             return Atom(line, col, tagged)
         value, annotation = self.symbol(text, offset)
@@ -482,78 +352,26 @@ class _Reader:
             self._atoms[text] = value
 
     def symbol(self, text: str, offset: int) -> tuple[Symbol, str | None]:
-        if ":" not in text or _VERSIONED.fullmatch(text):
-            if not _NAME.fullmatch(text) and not _VERSIONED.fullmatch(text):
-                raise self.error(f"invalid symbol or number {text!r}", offset)
-            return Symbol(text), None
-        name, _, annotation = text.partition(":")
-        if not _NAME.fullmatch(name):
-            raise self.error(f"invalid symbol or number {text!r}", offset)
-        if annotation == "":  # `x:` then the type as the next form
-            return Symbol(name), TYPE_FOLLOWS
-        if not _NAME.fullmatch(annotation):
-            raise self.error(f"invalid type annotation in {text!r}", offset)
-        return Symbol(name), annotation
+        return self._lexeme(lexemes.symbol, text, offset)
 
     def keyword(self, text: str, offset: int) -> Keyword:
-        name = text[1:]
-        if name == "":
-            raise self.error("invalid keyword ':' (a lone ':' goes between a binding and its "
-                             "type, as in [x : int])", offset)
-        if name.startswith(":") or name.endswith("/") or (
-                ":" in name and not _VERSIONED.fullmatch(name)):
-            raise self.error(f"invalid keyword {text!r}", offset)
-        return Keyword(name)
+        return self._lexeme(lexemes.keyword, text, offset)
 
     def number(self, text: str, offset: int) -> int | float | None:
-        if _INT.fullmatch(text):
-            return int_from_text(text)
-        if _FLOAT.fullmatch(text):
-            return float(text)
-        radix = _RADIX.fullmatch(text)
-        if radix:
-            sign, base, digits = radix.groups()
-            try:
-                value = int(digits, _RADIXES[base.lower()])
-            except ValueError:
-                raise self.error(f"invalid base-{_RADIXES[base.lower()]} integer {text!r}", offset)
-            return -value if sign == "-" else value
-        ratio = _RATIO.fullmatch(text)
-        if ratio:
-            numerator, denominator = int(ratio.group(1)), int(ratio.group(2))
-            if denominator == 0:
-                raise self.error(f"ratio with zero denominator {text!r}", offset)
-            return numerator / denominator
-        if _UUID.fullmatch(text) or _TIMESTAMP.fullmatch(text):
-            return None
-        raise self.error(f"invalid number {text!r}", offset)
+        return self._lexeme(lexemes.number, text, offset)
 
     def string(self, offset: int) -> str:
         """The string literal whose opening quote is at `offset` (the token just read)."""
         body = self.text[offset + 1:self.pos - 1]
         if "\\" not in body:
             return body
-        bad = _BAD_ESCAPE.match(body)
-        if bad is not None and bad.group(1):
-            raise self.error(f"unknown escape {bad.group(1)} in string",
-                             offset + 1 + bad.start(1))
-        if "\\u" in body:
-            return _ESCAPE.sub(self._unicode_escape(offset), body)
-        return _replace_escapes(body)
+        return self._lexeme(lexemes.unescape, body, offset + 1)
 
-    def _unicode_escape(self, offset: int) -> Any:
-        def unescape(match: re.Match[str]) -> str:
-            high, low, code, char = match.groups()
-            if high is not None:
-                return chr(0x10000 + ((int(high, 16) - 0xD800) << 10) + int(low, 16) - 0xDC00)
-            if code is not None:
-                if 0xD800 <= int(code, 16) <= 0xDFFF:
-                    raise self.error(f"\\u{code} is half of a surrogate pair, not a character",
-                                     offset + 1 + match.start())
-                return chr(int(code, 16))
-            return _ESCAPES[char]
-
-        return unescape
+    def _lexeme(self, parse: Callable[[str], Any], text: str, offset: int) -> Any:
+        try:
+            return parse(text)
+        except lexemes.LexemeError as err:
+            raise self.error(err.message, offset + err.at) from None
 
     def skip_to_form_end(self, start: int) -> None:
         """After an error, move past the rest of the top-level form that began at `start`."""
@@ -576,27 +394,6 @@ class _Reader:
                 depth -= 1
             if depth <= 0 and kind not in ("meta", "quote", "syntaxquote", "unquote", "discard"):
                 return
-
-
-def _replace_escapes(body: str) -> str:
-    """Resolve the one-character escapes of a string body (already checked) with a few
-    whole-string replacements: linear, and no object per escape, however many there are."""
-    placeholder = next(chr(c) for c in range(0xE000, 0x110000) if chr(c) not in body)
-    body = body.replace("\\\\", placeholder)  # an escaped backslash escapes nothing after it
-    for char, replacement in _ESCAPES.items():
-        if char != "\\":
-            body = body.replace("\\" + char, replacement)
-    return body.replace(placeholder, "\\")
-
-
-def _tagged(text: str) -> TaggedLiteral | None:
-    """A uuid, timestamp or resource handle literal, kept as its text."""
-    if len(text) < 12:
-        return None
-    for pattern, tag in ((_UUID, "uuid"), (_TIMESTAMP, "timestamp"), (_RESOURCE, "resource")):
-        if pattern.fullmatch(text):
-            return TaggedLiteral(tag, text)
-    return None
 
 
 def _constant_value(kind: str, values: list[Any]) -> Any:
@@ -646,23 +443,15 @@ def _anonymous_fn(line: int, col: int, body: list[Form]) -> Seq:
     return Seq(line, col, "list", [head, Seq(line, col, "vector", params), call])
 
 
-def form_to_value(form: Form) -> Any:
-    """The value a quoted form denotes: symbols stay symbols, collections become values."""
-    if isinstance(form, Atom):
-        return form.value
-    if isinstance(form, ConstSeq):
-        return form.value
-    if isinstance(form, HintForm):
-        raise RtfsSyntaxError("a delegation hint is not a value", form.line, form.col)
-    assert isinstance(form, Seq)
-    items = [form_to_value(item) for item in form.items]
-    if form.kind == "list":
-        return RList(items)
-    if form.kind == "vector":
-        return tuple(items)
-    if form.kind == "map":
-        return Map(zip(items[0::2], items[1::2]))
-    return make_set(items)
+def _reread(text: str, start: int, line: int, col: int) -> Sequence[Form]:
+    """The item forms of the collection at `start` (a ConstSeq's, when asked for)."""
+    reader = _Reader(text, start, line, start - col + 1)
+    token = reader.next_token()
+    assert token is not None and token[0] == "open"
+    return reader.read_seq(token[1], token[2], 1, collapse=False).items
+
+
+ConstSeq.reread = staticmethod(_reread)  # type: ignore[assignment]
 
 
 def read(text: str) -> list[Form]:

@@ -30,14 +30,13 @@ Accepted forms (as written in source, i.e. as RTFS data):
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rtfs.errors import RtfsSyntaxError, RtfsValidationError
 from rtfs.printer import preview, to_readable
+from rtfs.typepreds import PREDICATES, TypeExpressionError, is_predicate
+from rtfs.typepreds import bad as _bad
 from rtfs.values import (
     Builtin,
     Closure,
@@ -51,16 +50,14 @@ from rtfs.values import (
     type_name,
 )
 
+__all__ = ["ALIAS_PREFIX", "ANY", "UNDEFINED", "Type", "TypeExpressionError", "parse",
+           "parse_cached"]
+
 ALIAS_PREFIX = "type "  # a type alias named N is the global "type N" (no symbol can name it)
 UNDEFINED = object()  # what a strict lookup gives for an alias no one defined
 MAX_CHECK_DEPTH = 256
 
 Lookup = Callable[[str], Any]  # alias name -> its type expression (or None)
-
-
-class TypeExpressionError(RtfsSyntaxError):
-    """A type expression that does not parse (raised without a position; the compiler adds
-    the annotation's)."""
 
 
 class Type:
@@ -327,10 +324,6 @@ def parse_cached(datum: Any) -> Type:
     return parsed
 
 
-def _bad(message: str) -> TypeExpressionError:
-    return TypeExpressionError(message)
-
-
 def _parse(datum: Any, depth: int) -> Type:
     if depth > 64:
         raise _bad("type expression nested too deeply")
@@ -381,7 +374,7 @@ def _parse_vector(datum: tuple, depth: int) -> Type:
     head, args = datum[0].name, datum[1:]
     builder = _VECTOR_TYPES.get(head)
     if builder is None:
-        if head in _PREDICATES:
+        if head in PREDICATES:
             raise _bad(f"{preview(datum, 60)} is a predicate: use it inside [:and T ...]")
         raise _bad(f"unknown type constructor :{head} in {preview(datum, 60)}")
     return builder(datum, args, depth)
@@ -475,7 +468,7 @@ def _optional(datum: tuple, args: tuple, depth: int) -> Type:
 
 def _and(datum: tuple, args: tuple, depth: int) -> Type:
     _count(datum, args, 1)
-    members = [_predicate(a) if _is_predicate(a) else _parse(a, depth + 1) for a in args]
+    members = [_predicate(a) if is_predicate(a) else _parse(a, depth + 1) for a in args]
     return Intersection(_items_text(":and", members), members)
 
 
@@ -511,180 +504,5 @@ _VECTOR_TYPES: dict[str, Callable[[tuple, tuple, int], Type]] = {
 }
 
 
-# -- predicates ----------------------------------------------------------------------------------
-def _number_arg(datum: tuple) -> Any:
-    if len(datum) != 2 or type(datum[1]) not in (int, float):
-        raise _bad(f"{preview(datum, 40)} takes one number")
-    return datum[1]
-
-
-def _size_arg(datum: tuple) -> int:
-    if len(datum) != 2 or type(datum[1]) is not int or datum[1] < 0:
-        raise _bad(f"{preview(datum, 40)} takes one size (an integer >= 0)")
-    return datum[1]
-
-
-def _is_number(v: Any) -> bool:
-    return type(v) in (int, float) and not (type(v) is float and math.isnan(v))
-
-
-def _length(v: Any) -> int:
-    if type(v) in (str, tuple, RList, frozenset) or isinstance(v, Map):
-        return len(v)
-    raise TypeError("no length")
-
-
-def _compare(op: Callable[[Any, Any], bool]) -> Callable[[tuple], Callable[[Any], bool]]:
-    def build(datum: tuple) -> Callable[[Any], bool]:
-        bound = _number_arg(datum)
-        return lambda v: _is_number(v) and op(v, bound)
-    return build
-
-
-def _equality(negate: bool) -> Callable[[tuple], Callable[[Any], bool]]:
-    def build(datum: tuple) -> Callable[[Any], bool]:
-        if len(datum) != 2:
-            raise _bad(f"{preview(datum, 40)} takes one value")
-        return lambda v: rtfs_equal(v, datum[1]) != negate
-    return build
-
-
-def _sized(op: Callable[[int, int], bool], measure: Callable[[Any], int]
-           ) -> Callable[[tuple], Callable[[Any], bool]]:
-    def build(datum: tuple) -> Callable[[Any], bool]:
-        bound = _size_arg(datum)
-        return lambda v: op(measure(v), bound)
-    return build
-
-
-def _regex(datum: tuple) -> Callable[[Any], bool]:
-    if len(datum) != 2 or type(datum[1]) is not str:
-        raise _bad(f"{preview(datum, 40)} takes one pattern string")
-    try:
-        pattern = re.compile(datum[1])
-    except re.error as err:
-        raise _bad(f"invalid regular expression in {preview(datum, 40)}: {err}") from err
-    return lambda v: type(v) is str and pattern.search(v) is not None
-
-
-def _in_range(datum: tuple) -> Callable[[Any], bool]:
-    if len(datum) != 3 or not all(type(b) in (int, float) for b in datum[1:]):
-        raise _bad(f"{preview(datum, 40)} takes a lower and an upper bound")
-    low, high = datum[1], datum[2]
-    return lambda v: _is_number(v) and low <= v <= high
-
-
-def _count_of(v: Any) -> int:
-    if type(v) in (tuple, RList, frozenset) or isinstance(v, Map):
-        return len(v)
-    raise TypeError("not a collection")
-
-
-def _non_empty(datum: tuple) -> Callable[[Any], bool]:
-    if len(datum) != 1:
-        raise _bad(f"{preview(datum, 40)} takes no argument")
-    return lambda v: _length(v) > 0
-
-
-def _has_key(datum: tuple) -> Callable[[Any], bool]:
-    if len(datum) != 2:
-        raise _bad(f"{preview(datum, 40)} takes one key")
-    return lambda v: isinstance(v, Map) and datum[1] in v
-
-
-def _required_keys(datum: tuple) -> Callable[[Any], bool]:
-    if len(datum) != 2 or type(datum[1]) is not tuple:
-        raise _bad(f"{preview(datum, 40)} takes a vector of keys")
-    return lambda v: isinstance(v, Map) and all(k in v for k in datum[1])
-
-
-_PREDICATES: Mapping[str, Callable[[tuple], Callable[[Any], bool]]] = {
-    ">": _compare(lambda a, b: a > b), ">=": _compare(lambda a, b: a >= b),
-    "<": _compare(lambda a, b: a < b), "<=": _compare(lambda a, b: a <= b),
-    "=": _equality(False), "!=": _equality(True),
-    "min-length": _sized(lambda n, b: n >= b, _length),
-    "max-length": _sized(lambda n, b: n <= b, _length),
-    "length": _sized(lambda n, b: n == b, _length),
-    "matches-regex": _regex, "in-range": _in_range,
-    "min-count": _sized(lambda n, b: n >= b, _count_of),
-    "max-count": _sized(lambda n, b: n <= b, _count_of),
-    "count": _sized(lambda n, b: n == b, _count_of),
-    "non-empty": _non_empty, "has-key": _has_key, "required-keys": _required_keys,
-}
-
-
-def _is_predicate(datum: Any) -> bool:
-    return type(datum) is tuple and bool(datum) and type(datum[0]) is Keyword and \
-        datum[0].name in _PREDICATES
-
-
 def _predicate(datum: tuple) -> Predicate:
-    return Predicate(to_readable(datum), _PREDICATES[datum[0].name](datum))
-
-
-# -- checking ------------------------------------------------------------------------------------
-def alias_lookup(globals_: Mapping[str, Any], *, strict: bool = False) -> Lookup:
-    """Alias names -> their type expressions, from a VM's globals. An annotation naming an
-    undefined type checks nothing (it is documentation); with `strict` (type tests: match
-    patterns, `validate`, struct predicates) no value has an undefined type."""
-    missing = UNDEFINED if strict else None
-    return lambda name: globals_.get(ALIAS_PREFIX + name, missing)
-
-
-def conforms(type_: Type, value: Any, lookup: Lookup) -> bool:
-    """Whether `value` belongs to the type (a type that recurses too deep does not hold)."""
-    try:
-        return type_.check(value, lookup) is None
-    except RecursionError:
-        return False
-
-
-def check(type_: Type, value: Any, label: str, lookup: Lookup, *, each: bool = False) -> None:
-    """Raise RtfsValidationError unless `value` (every item of it, with `each`: a `& rest`
-    argument, nil when empty) belongs to the type; `label` says what was checked."""
-    try:
-        if each:
-            for index, item in enumerate(value or ()):
-                failure = type_.check(item, lookup)
-                if failure is not None:
-                    raise RtfsValidationError(f"{label} (rest argument {index + 1}): {failure}")
-            return
-        failure = type_.check(value, lookup)
-    except RecursionError as err:
-        raise RtfsValidationError(f"{label}: the value is nested too deeply to check") from err
-    if failure is not None:
-        raise RtfsValidationError(f"{label}: {failure}")
-
-
-def annotation_problem(spec: Any) -> str | None:
-    """What is wrong with a CHECK_TYPE constant (None when nothing is): the verifier refuses
-    code whose annotations do not parse."""
-    if type(spec) is not tuple or len(spec) not in (2, 3) or type(spec[0]) is not str:
-        return "the constant is not (label, type[, :each])"
-    if len(spec) == 3 and spec[2] is not Keyword("each"):
-        return "the third item of the constant is not :each"
-    try:
-        parse(spec[1])
-    except TypeExpressionError as err:
-        return err.message
-    except RecursionError:
-        return "the type expression is nested too deeply"
-    return None
-
-
-def check_annotation(code: Any, index: int, value: Any, globals_: Mapping[str, Any]) -> None:
-    """Run the CHECK_TYPE whose constant is `code.consts[index]` against `value` (verified
-    code only: the verifier parsed the constant)."""
-    parsed = code.type_cache.get(index)
-    spec = code.consts[index]
-    if parsed is None:
-        parsed = code.type_cache[index] = parse(spec[1])
-    check(parsed, value, spec[0], alias_lookup(globals_), each=len(spec) == 3)
-
-
-def test_annotation(code: Any, index: int, value: Any, globals_: Mapping[str, Any]) -> bool:
-    """Whether `value` belongs to the type expression `code.consts[index]` (IS_TYPE)."""
-    parsed = code.type_cache.get(index)
-    if parsed is None:
-        parsed = code.type_cache[index] = parse(code.consts[index])
-    return conforms(parsed, value, alias_lookup(globals_, strict=True))
+    return Predicate(to_readable(datum), PREDICATES[datum[0].name](datum))

@@ -10,7 +10,7 @@ of its predecessors: verification is linear in the size of the code.
 
 from __future__ import annotations
 
-from rtfs import types
+from rtfs import typecheck
 from rtfs.bytecode import (
     CONST_OPS,
     FREE_OPS,
@@ -83,11 +83,11 @@ def _check_operand(code: Code, pc: int, op: Op, arg: int) -> None:
     if op is Op.ERR_MATCHES and not isinstance(code.consts[arg], str):
         raise _fail(code, pc, "ERR_MATCHES needs an error kind name")
     if op is Op.CHECK_TYPE:
-        problem = types.annotation_problem(code.consts[arg])
+        problem = typecheck.annotation_problem(code.consts[arg])
         if problem is not None:
             raise _fail(code, pc, f"CHECK_TYPE: {problem}")
     if op is Op.IS_TYPE:
-        problem = types.annotation_problem(("is", code.consts[arg]))
+        problem = typecheck.annotation_problem(("is", code.consts[arg]))
         if problem is not None:
             raise _fail(code, pc, f"IS_TYPE: {problem}")
     if op is Op.MAP_REST and type(code.consts[arg]) is not tuple:

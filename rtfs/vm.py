@@ -32,7 +32,7 @@ from rtfs.ops import ErrorValue, error_matches, get_or, map_rest, nth_or_nil, re
 from rtfs.printer import to_readable
 from rtfs.router import CallKind, CallRouter, LocalRouter, RoutedCall, unknown_capability
 from rtfs.control import Recur, build_quasi, run_dotimes, run_for, run_loop
-from rtfs.types import check_annotation, test_annotation
+from rtfs.typecheck import check_annotation, test_annotation
 from rtfs.values import (
     EMPTY_MAP,
     UNSET,

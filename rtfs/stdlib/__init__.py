@@ -39,4 +39,4 @@ def make_builtin(name: str, fn: Callable[..., Any], *, needs_vm: bool = False) -
     return Builtin(name, fn, 0, None, True, needs_vm)
 
 
-from rtfs.stdlib import core, data, seqs, strings  # noqa: F401 (registers on import)
+from rtfs.stdlib import core, data, order, seqs, strings  # noqa: F401 (registers on import)

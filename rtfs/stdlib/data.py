@@ -7,7 +7,7 @@ import json
 import math
 from typing import Any
 
-from rtfs import types
+from rtfs import typecheck, types
 from rtfs.errors import (
     HostError,
     RtfsError,
@@ -135,7 +135,7 @@ def validate(ex: Any, schema: Any, value: Any) -> bool:
         parsed = types.parse(schema)
     except types.TypeExpressionError as err:
         raise RtfsValueError(f"validate: {err.message}") from err
-    return types.conforms(parsed, value, types.alias_lookup(ex.vm.globals, strict=True))
+    return typecheck.conforms(parsed, value, typecheck.alias_lookup(ex.vm.globals, strict=True))
 
 
 # -- error values --------------------------------------------------------------------------------

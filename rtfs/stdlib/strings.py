@@ -16,7 +16,7 @@ from rtfs.errors import RtfsTypeError, RtfsValueError
 from rtfs.printer import int_from_text, preview, to_display, to_readable
 from rtfs.stdlib import builtin
 from rtfs.stdlib.core import expect_int
-from rtfs.stdlib.seqs import as_seq
+from rtfs.stdlib.seqs import as_seq, count
 from rtfs.values import Keyword, Symbol, type_name
 
 _ABSENT = object()
@@ -239,8 +239,6 @@ def length(x: Any) -> int:
     """The length of a string, or the number of items of a collection."""
     if type(x) is str:
         return len(x)
-    from rtfs.stdlib.seqs import count
-
     return count(x)
 
 
