@@ -10,7 +10,8 @@ mutually). Special forms with a bad shape raise `RtfsSyntaxError` with the form'
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TypeGuard
 
 from rtfs import hashing
 from rtfs.assembler import P_DECLARE, P_LOAD, P_STORE, FunctionBuilder, Label, Var
@@ -21,7 +22,7 @@ from rtfs.functions import FunctionForms, param_text
 from rtfs.macros import MacroForms, MacroTable
 from rtfs.patterns import PatternCompiler
 from rtfs.reader import COLON, Atom, Form, Seq, form_to_value
-from rtfs.signatures import is_symbol, let_bindings
+from rtfs.signatures import head_name, is_symbol, let_bindings
 from rtfs.values import Keyword, Symbol
 
 SourceResolver = Callable[[str], "bytes | None"]
@@ -182,10 +183,10 @@ class Compiler(FunctionForms, PatternCompiler, DerivedForms, MacroForms):
         self.compile_expr(head)
         for arg in args:
             self.compile_expr(arg)
-        name = head.value.name if _is_symbol(head) else None
-        fb.emit(Op.CALL, fb.site(len(args), name, form.meta))
+        called = head.value.name if _is_symbol(head) else None
+        fb.emit(Op.CALL, fb.site(len(args), called, form.meta))
 
-    def compile_body(self, forms: list[Form]) -> None:
+    def compile_body(self, forms: Sequence[Form]) -> None:
         """An implicit `do`: every value but the last is dropped; no forms give nil."""
         if not forms:
             self.fb.emit(Op.LOAD_CONST, self.fb.const(None))
@@ -221,10 +222,10 @@ class Compiler(FunctionForms, PatternCompiler, DerivedForms, MacroForms):
 
     def compile_when(self, form: Seq) -> None:
         if len(form.items) < 2:
-            raise self.error(f"{form.items[0].value.name} takes a test and a body", form)
+            raise self.error(f"{head_name(form)} takes a test and a body", form)
         fb, otherwise, end = self.fb, Label(), Label()
         self.compile_expr(form.items[1])
-        negate = form.items[0].value.name == "when-not"
+        negate = head_name(form) == "when-not"
         fb.emit(Op.JUMP_IF_FALSE, otherwise)
         self.compile_body([] if negate else form.items[2:])
         fb.emit(Op.JUMP, end)
@@ -238,7 +239,7 @@ class Compiler(FunctionForms, PatternCompiler, DerivedForms, MacroForms):
     def compile_or(self, form: Seq) -> None:
         self._short_circuit(form.items[1:], False, Op.JUMP_IF_TRUE_OR_POP)
 
-    def _short_circuit(self, operands: list[Form], empty: bool, jump: Op) -> None:
+    def _short_circuit(self, operands: Sequence[Form], empty: bool, jump: Op) -> None:
         fb = self.fb
         if not operands:
             fb.emit(Op.LOAD_CONST, fb.const(empty))
@@ -275,7 +276,7 @@ class Compiler(FunctionForms, PatternCompiler, DerivedForms, MacroForms):
         """`(-> x (f a) g)` is `(g (f x a))`; `->>` puts x last."""
         if len(form.items) < 2:
             raise self.error("-> and ->> take an initial value", form)
-        last = form.items[0].value.name == "->>"
+        last = head_name(form) == "->>"
         acc = form.items[1]
         for step in form.items[2:]:
             if isinstance(step, Seq) and step.kind == "list" and step.items:
@@ -318,9 +319,10 @@ class Compiler(FunctionForms, PatternCompiler, DerivedForms, MacroForms):
             if binding.type_form is not None:
                 self.emit_check(binding.type_form, f"binding {param_text(pattern)}", pattern)
             if is_symbol(pattern) and pattern.value.name != "_":
-                var = declared.get(pattern.value.name)
-                if var is None or not var.pending:  # a second binding of the same name
-                    var = fb.new_var(pattern.value.name)
+                found = declared.get(pattern.value.name)
+                var = found if found is not None and found.pending else fb.new_var(
+                    pattern.value.name)
+                if var is not found:  # a second binding of the same name
                     fb.emit(P_DECLARE, var)
                 fb.emit(P_STORE, var)
                 var.pending = False
@@ -331,7 +333,7 @@ class Compiler(FunctionForms, PatternCompiler, DerivedForms, MacroForms):
         fb.pop_scope()
 
 
-def _is_symbol(form: Form) -> bool:
+def _is_symbol(form: Form) -> TypeGuard[Atom]:
     return isinstance(form, Atom) and isinstance(form.value, Symbol)
 
 
@@ -339,7 +341,7 @@ def _is_keyword(form: Form) -> bool:
     return isinstance(form, Atom) and isinstance(form.value, Keyword)
 
 
-def _is_head(form: Form, name: str) -> bool:
+def _is_head(form: Form, name: str) -> TypeGuard[Seq]:
     return (isinstance(form, Seq) and form.kind == "list" and bool(form.items)
             and isinstance(form.items[0], Atom) and form.items[0].value is Symbol(name))
 

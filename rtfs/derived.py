@@ -10,14 +10,21 @@ or `<` does not change what `for` or `dotimes` do.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from rtfs import types
 from rtfs.assembler import P_LOAD, P_STORE, FunctionBuilder, Label
 from rtfs.bytecode import Op
 from rtfs.errors import RtfsSyntaxError
 from rtfs.reader import COLON, Atom, Form, Seq, form_to_value
-from rtfs.signatures import Binding, is_keyword, is_symbol, let_bindings, take_binding
+from rtfs.signatures import (
+    Binding,
+    head_name,
+    is_keyword,
+    is_symbol,
+    let_bindings,
+    take_binding,
+)
 from rtfs.values import Keyword, Symbol
 
 LOOP, RECUR, FOR, DOTIMES, IS_TYPE = "#loop", "#recur", "#for", "#dotimes", "#is-type"
@@ -46,7 +53,7 @@ class DerivedForms:
     loop_body_arity: int | None  # set just before compiling the body function of a loop
     error: Callable[[str, Form], RtfsSyntaxError]
     compile_expr: Callable[[Form], None]
-    compile_body: Callable[[list[Form]], None]
+    compile_body: Callable[[Sequence[Form]], None]
     compile_function: Callable[..., None]
     bind_pattern: Callable[[Form], None]
     parse_type: Callable[[Form], tuple[object, types.Type]]
@@ -183,7 +190,7 @@ class DerivedForms:
 
     def compile_op_call(self, form: Seq) -> None:
         """(#for fn coll) and (#dotimes fn n)."""
-        name = form.items[0].value.name
+        name = head_name(form)
         self.compile_expr(form.items[1])
         self.compile_expr(form.items[2])
         self.fb.emit(Op.FOR if name == FOR else Op.DOTIMES)
@@ -244,10 +251,11 @@ class DerivedForms:
     def _conditional_let(self, form: Seq, then: Form, otherwise: Form) -> None:
         spec = form.items[1]
         if not (isinstance(spec, Seq) and spec.kind == "vector"):
-            raise self.error(f"{form.items[0].value.name} takes [pattern expression]", form)
-        (binding, value), *more = let_bindings(spec, self.error) or [(None, None)]
-        if binding is None or more:
-            raise self.error(f"{form.items[0].value.name} takes one [pattern expression]", spec)
+            raise self.error(f"{head_name(form)} takes [pattern expression]", form)
+        pairs = let_bindings(spec, self.error)
+        if len(pairs) != 1:
+            raise self.error(f"{head_name(form)} takes one [pattern expression]", spec)
+        (binding, value), = pairs
         tmp = self.gensym(form, "test")
         inner = lst(form, sym(form, "let"), vec(form, binding.pattern, tmp), then)
         self.compile_expr(lst(form, sym(form, "let"), vec(form, tmp, value),
@@ -299,8 +307,9 @@ class DerivedForms:
             if len(pairs) != 1 or not is_symbol(pairs[0][0].pattern):
                 raise self.error("parallel takes bindings of the form [name expression]", binding)
             (target, expr), = pairs
-            if target.type_form is not None:  # check inside the branch, where it ran
-                name = Atom(target.pattern.line, target.pattern.col, target.pattern.value)
+            pattern = target.pattern
+            if target.type_form is not None and isinstance(pattern, Atom):  # check in the branch
+                name = Atom(pattern.line, pattern.col, pattern.value)
                 expr = lst(expr, sym(expr, "let"),
                            vec(binding, name, Atom(expr.line, expr.col, COLON),
                                target.type_form, expr), name)
@@ -401,7 +410,7 @@ class DerivedForms:
         fb.emit(P_LOAD, result)
 
 
-def _is_head(form: Form, name: str) -> bool:
+def _is_head(form: Form, name: str) -> TypeGuard[Seq]:
     return (isinstance(form, Seq) and form.kind == "list" and bool(form.items)
             and is_symbol(form.items[0], name))
 

@@ -4,7 +4,7 @@ their type annotations, and `recur` in a function body."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from rtfs import hashing, types
 from rtfs.assembler import P_CELLIFY, P_DECLARE, P_LOAD, P_STORE, FunctionBuilder, Var
@@ -24,7 +24,7 @@ class FunctionForms:
     loop_body_arity: int | None
     error: Callable[[str, Form], RtfsSyntaxError]
     compile_expr: Callable[[Form], None]
-    compile_body: Callable[[list[Form]], None]
+    compile_body: Callable[[Sequence[Form]], None]
     bind_pattern: Callable[[Form], None]
     gensym: Callable[[Form, str], Atom]
 
@@ -62,11 +62,12 @@ class FunctionForms:
 
     def compile_fn(self, form: Seq) -> None:
         """`(fn name? hint? [params] ...)`; the hint may also come before the name."""
-        spec = form.items[1:]
+        spec = list(form.items[1:])
         at = 1 if spec and isinstance(spec[0], HintForm) else 0
         name = None
-        if len(spec) > at and is_symbol(spec[at]):
-            name = spec[at].value.name
+        named = spec[at] if len(spec) > at else None
+        if named is not None and is_symbol(named):
+            name = named.value.name
             spec = spec[:at] + spec[at + 1:]
         self.compile_function(form, spec, name, bind_self=name is not None)
 
@@ -226,6 +227,6 @@ def _def_binding(items: Sequence[Form], error: Any) -> tuple[Binding, int]:
     return take_binding(items, 1, keyword_types=True, error=error)
 
 
-def _is_head(form: Form, name: str) -> bool:
+def _is_head(form: Form, name: str) -> TypeGuard[Seq]:
     return (isinstance(form, Seq) and form.kind == "list" and bool(form.items)
             and is_symbol(form.items[0], name))

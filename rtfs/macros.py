@@ -21,6 +21,7 @@ from rtfs.assembler import FunctionBuilder
 from rtfs.bytecode import Code, Op
 from rtfs.errors import RtfsError, RtfsSyntaxError
 from rtfs.reader import UNQUOTE, UNQUOTE_SPLICING, Atom, ConstSeq, Form, Seq, form_to_value
+from rtfs.signatures import head_name
 from rtfs.values import Closure, Keyword, Map, RList, Symbol, TaggedLiteral, set_items
 
 MAX_EXPANSIONS = 256  # macro calls expanding into macro calls, one inside another
@@ -49,6 +50,7 @@ class MacroForms:
     namespace: str
     error: Callable[[str, Form], RtfsSyntaxError]
     compile_expr: Callable[[Form], None]
+    compile_toplevel: Callable[[list[Form]], Code]
     _expansions: int
     _gensyms: int
 
@@ -57,7 +59,7 @@ class MacroForms:
                 "unquote": self._misplaced, "unquote-splicing": self._misplaced}
 
     def _misplaced(self, form: Seq) -> None:
-        raise self.error(f"{form.items[0].value.name} (~) belongs inside a quasiquote (`)",
+        raise self.error(f"{head_name(form)} (~) belongs inside a quasiquote (`)",
                          form)
 
     # -- defining and expanding ----------------------------------------------------------------
@@ -135,7 +137,7 @@ class MacroForms:
 
     def _one_arg(self, form: Seq) -> None:
         if len(form.items) != 2:
-            raise self.error(f"{form.items[0].value.name} takes exactly one form", form)
+            raise self.error(f"{head_name(form)} takes exactly one form", form)
 
 
 def _head_is(form: Seq, symbol: Symbol) -> bool:

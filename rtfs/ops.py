@@ -73,6 +73,7 @@ class ErrorValue(Map):
     position (and :value for a thrown value), that still knows the error it stands for."""
 
     __slots__ = ("error",)
+    error: RtfsError
 
     @classmethod
     def of(cls, error: RtfsError) -> ErrorValue:

@@ -16,8 +16,8 @@ Match patterns: literals, names, `_`, vectors with `& rest` and `:as`, maps `{ke
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeGuard
 
 from rtfs.assembler import P_DECLARE, P_STORE, Label
 from rtfs.bytecode import Op
@@ -41,7 +41,7 @@ class PatternCompiler:
     def compile_expr(self, form: Form) -> None:  # pragma: no cover
         raise NotImplementedError
 
-    def compile_body(self, forms: list[Form]) -> None:  # pragma: no cover
+    def compile_body(self, forms: Sequence[Form]) -> None:  # pragma: no cover
         raise NotImplementedError
 
     emit_type_test: Callable[[Form], None]  # push whether the top has a type (DerivedForms)
@@ -113,7 +113,7 @@ class PatternCompiler:
                 self.bind_pattern(value)
             elif not _is_kw(key, _OR):
                 target, literal = self._entry(key, value)
-                name = target.value.name if _is_symbol(target) else None
+                name = target.value.name if _is_symbol(target) else ""
                 self._get_key(form_to_value(literal), defaults.get(name))
                 self.bind_pattern(target)
         if rest is not None:
@@ -203,7 +203,8 @@ class PatternCompiler:
         fb.mark(end)
 
     def _clauses(self, form: Seq) -> list[tuple[Form, Form | None, Form]]:
-        items, clauses, i = form.items[2:], [], 0
+        items, i = form.items[2:], 0
+        clauses: list[tuple[Form, Form | None, Form]] = []
         while i < len(items):
             pattern = items[i]
             if i + 3 < len(items) and _is_sym(items[i + 1], _WHEN):
@@ -277,7 +278,7 @@ class PatternCompiler:
             cleanups.append(Label())
             fb.emit(Op.REST_FROM, rest_at)
             self.match_pattern(items[rest_at + 1], cleanups[-1])
-        if alias is not None:
+        if alias is not None and _is_symbol(alias):
             fb.emit(Op.DUP)
             self.bind_name(alias.value.name)
         self._finish_compound(cleanups, fail)
@@ -324,17 +325,17 @@ class PatternCompiler:
         fb.mark(done)
 
 
-def _is_kw(form: Form, keyword: Keyword) -> bool:
+def _is_kw(form: Form, keyword: Keyword) -> TypeGuard[Atom]:
     return isinstance(form, Atom) and form.value is keyword
 
 
-def _is_sym(form: Form, symbol: Symbol) -> bool:
+def _is_sym(form: Form, symbol: Symbol) -> TypeGuard[Atom]:
     return isinstance(form, Atom) and form.value is symbol
 
 
-def _is_symbol(form: Form) -> bool:
+def _is_symbol(form: Form) -> TypeGuard[Atom]:
     return isinstance(form, Atom) and isinstance(form.value, Symbol)
 
 
-def _is_literal(form: Form) -> bool:
+def _is_literal(form: Form) -> TypeGuard[Atom]:
     return isinstance(form, Atom) and not isinstance(form.value, Symbol)

@@ -448,7 +448,9 @@ def _reread(text: str, start: int, line: int, col: int) -> Sequence[Form]:
     reader = _Reader(text, start, line, start - col + 1)
     token = reader.next_token()
     assert token is not None and token[0] == "open"
-    return reader.read_seq(token[1], token[2], 1, collapse=False).items
+    seq = reader.read_seq(token[1], token[2], 1, collapse=False)
+    assert isinstance(seq, Seq)
+    return seq.items
 
 
 ConstSeq.reread = staticmethod(_reread)  # type: ignore[assignment]

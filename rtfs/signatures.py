@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 from rtfs.errors import RtfsSyntaxError
 from rtfs.reader import COLON, TYPE_FOLLOWS, Atom, Form, HintForm, Seq, form_to_value
@@ -47,20 +48,26 @@ class FnSpec:
     arg_types: list[Form] = field(default_factory=list)
 
 
-def is_symbol(form: Form, name: str | None = None) -> bool:
+def is_symbol(form: Form, name: str | None = None) -> TypeGuard[Atom]:
     return isinstance(form, Atom) and isinstance(form.value, Symbol) and (
         name is None or form.value.name == name)
 
 
-def is_keyword(form: Form) -> bool:
+def head_name(form: Seq) -> str:
+    """The name of the symbol a special form starts with (what dispatched it)."""
+    head = form.items[0]
+    return head.value.name if isinstance(head, Atom) and isinstance(head.value, Symbol) else ""
+
+
+def is_keyword(form: Form) -> TypeGuard[Atom]:
     return isinstance(form, Atom) and isinstance(form.value, Keyword)
 
 
-def is_vector(form: Form) -> bool:
+def is_vector(form: Form) -> TypeGuard[Seq]:
     return isinstance(form, Seq) and form.kind == "vector"
 
 
-def is_map(form: Form) -> bool:
+def is_map(form: Form) -> TypeGuard[Seq]:
     return isinstance(form, Seq) and form.kind == "map"
 
 
@@ -144,7 +151,7 @@ def fn_spec(form: Seq, spec: Sequence[Form], error: ErrorFactory) -> FnSpec:
         raise error("a function needs a parameter vector", form)
     positional, rest_binding = parameter_bindings(params_form, error)
     body = list(rest[1:])
-    return_type = None
+    return_type: Form | None = None
     if len(body) > 1 and is_keyword(body[0]):
         return_type, body = body[0], body[1:]
     elif body and is_symbol(body[0], COLON.name):

@@ -23,7 +23,7 @@ def bad(message: str) -> TypeExpressionError:
     return TypeExpressionError(message)
 
 
-# -- the predicates of [:and T pred ...] ----------------------------------------------------------------------------------
+# -- the predicates of [:and T pred ...] -----------------------------------------------------------
 def _number_arg(datum: tuple) -> Any:
     if len(datum) != 2 or type(datum[1]) not in (int, float):
         raise bad(f"{preview(datum, 40)} takes one number")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 from rtfs.bytecode import Code, Op
+from rtfs.control import Recur, build_quasi, run_dotimes, run_for, run_loop
 from rtfs.errors import (
     ArityError,
     HostError,
@@ -31,7 +32,6 @@ from rtfs.errors import (
 from rtfs.ops import ErrorValue, error_matches, get_or, map_rest, nth_or_nil, rest_from
 from rtfs.printer import to_readable
 from rtfs.router import CallKind, CallRouter, LocalRouter, RoutedCall, unknown_capability
-from rtfs.control import Recur, build_quasi, run_dotimes, run_for, run_loop
 from rtfs.typecheck import check_annotation, test_annotation
 from rtfs.values import (
     EMPTY_MAP,
@@ -524,7 +524,8 @@ def _op_for(ex: Execution, code: Code, arg: int, stack: list, blocks: list, pc: 
 def _op_dotimes(ex: Execution, code: Code, arg: int, stack: list, blocks: list,
                 pc: int) -> None:
     count = stack.pop()
-    stack.append(run_dotimes(ex, stack.pop(), count))
+    run_dotimes(ex, stack.pop(), count)
+    stack.append(None)
 
 
 def _op_build_qq(ex: Execution, code: Code, arg: int, stack: list, blocks: list,

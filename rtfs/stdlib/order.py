@@ -82,6 +82,9 @@ def sort(ex: Any, comparator_or_coll: Any, coll: Any = _ABSENT) -> tuple[Any, ..
 @builtin("sort-by", needs_vm=True)
 def sort_by(ex: Any, keyfn: Any, coll: Any) -> tuple[Any, ...]:
     items = as_seq("sort-by", coll)
-    keyed = [(ex.call(keyfn, [x]), x) for x in items]
-    by_key = functools.cmp_to_key(lambda a, b: compare(a[0], b[0]))
-    return tuple(x for _, x in sorted(keyed, key=by_key))
+    keyed: list[tuple[Any, Any]] = [(ex.call(keyfn, [x]), x) for x in items]
+
+    def by_key(a: tuple[Any, Any], b: tuple[Any, Any]) -> int:
+        return compare(a[0], b[0])
+
+    return tuple(x for _, x in sorted(keyed, key=functools.cmp_to_key(by_key)))

@@ -318,7 +318,8 @@ def into(to: Any, source: Any) -> Any:
 def empty(coll: Any) -> Any:
     if isinstance(coll, Map):
         return Map()
-    return {tuple: (), RList: RList(), frozenset: frozenset(), str: ""}.get(type(coll))
+    empties: dict[type, Any] = {tuple: (), RList: RList(), frozenset: frozenset(), str: ""}
+    return empties.get(type(coll))
 
 
 # -- slicing and reordering -----------------------------------------------------------------------

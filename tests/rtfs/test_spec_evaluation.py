@@ -58,8 +58,8 @@ def test_effects_go_through_call_to_the_host():
     ("(loop [n 100000 acc 0] (if (zero? n) acc (recur (dec n) (+ acc 1))))", "100000"),
     ("(do (defn count-down [n] (if (pos? n) (recur (dec n)) :liftoff)) (count-down 50000))",
      ":liftoff"),
-    ("(do (defn f [x & xs] (if (seq? xs) x (if xs (recur (first xs) (next xs)) x))) "
-     "(f 1 2 3))", "3"),
+    (("(do (defn f [x & xs] (if (seq? xs) x (if xs (recur (first xs) (next xs)) x))) "
+     "(f 1 2 3))"), "3"),
     ("(loop [x 5] (cond (> x 10) :big (odd? x) (recur (* x 2)) :else (recur (+ x 1))))",
      ":big"),
     ("(loop [x 3] (case x 0 :zero (recur (dec x))))", ":zero"),
@@ -110,10 +110,10 @@ def test_iteration_errors(text, error, message):
     ("(try (/ 1 0) (catch RuntimeError e :runtime))", ":runtime"),
     ("(try (undefined-fn) (catch RuntimeError e :runtime))", ":runtime"),
     ("(try ((fn [a] a)) (catch RuntimeError e (:type e)))", '"ArityError"'),
-    ("(try (call :no.such/capability) (catch RuntimeError e :runtime) (catch HostError e "
-     ":host))", ":host"),
-    ("(try ((fn [x :int] x) :k) (catch RuntimeError e :runtime) (catch ValidationError e "
-     ":validation))", ":validation"),
+    (("(try (call :no.such/capability) (catch RuntimeError e :runtime) (catch HostError e "
+     ":host))"), ":host"),
+    (("(try ((fn [x :int] x) :k) (catch RuntimeError e :runtime) (catch ValidationError e "
+     ":validation))"), ":validation"),
     ("(try (throw {:x 1}) (catch RuntimeError e :runtime) (catch Exception e :any))", ":any"),
     # keyword kinds, and a catch-all of each spelling
     ("(try (/ 1 0) (catch :division-by-zero e :div0))", ":div0"),
@@ -125,8 +125,8 @@ def test_iteration_errors(text, error, message):
                                                       ":any"),
     ("(try (/ 1 0) (catch Throwable e :any))", ":any"),
     # clauses are tried in order; the first that matches wins; none: the error goes on
-    ("(try (/ 1 0) (catch TypeError e :t) (catch ArithmeticError e :a) (catch Exception e "
-     ":x))", ":a"),
+    (("(try (/ 1 0) (catch TypeError e :t) (catch ArithmeticError e :a) (catch Exception e "
+     ":x))"), ":a"),
     ("(try (try (/ 1 0) (catch TypeError e :inner)) (catch Exception e :outer))", ":outer"),
     # the error value: kind, message, position, thrown value, data
     ("(try (/ 1 0) (catch Exception e [(:type e) (:message e) (:line e)]))",
@@ -142,23 +142,23 @@ def test_iteration_errors(text, error, message):
      ":again"),
     ("(try (/ 1 0) (catch Exception e (:context (with-context e {:op :divide}))))",
      "{:op :divide}"),
-    ("(try (try (/ 1 0) (catch Exception e (throw (with-context e {:step 2}))))"
-     " (catch ArithmeticError e [(:type e) (:context e)]))", '["ArithmeticError" {:step 2}]'),
+    (("(try (try (/ 1 0) (catch Exception e (throw (with-context e {:step 2}))))"
+     " (catch ArithmeticError e [(:type e) (:context e)]))"), '["ArithmeticError" {:step 2}]'),
     # a catch without a name, and a destructuring one
     ("(try (/ 1 0) (catch ArithmeticError :handled))", ":handled"),
     ('(try (error "m") (catch RuntimeError {:keys [message]} message))', '"m"'),
     # finally runs on success and on error, and does not change the value
     ("(do (def trail []) (try 1 (finally (def trail (conj trail :ran)))) trail)", "[:ran]"),
-    ("(do (def trail []) (try (try (/ 1 0) (finally (def trail (conj trail :f))))"
-     " (catch Exception e trail)))", "[:f]"),
+    (("(do (def trail []) (try (try (/ 1 0) (finally (def trail (conj trail :f))))"
+     " (catch Exception e trail)))"), "[:f]"),
     ("(try :value (catch Exception e :never) (finally :ignored))", ":value"),
     # recovery patterns of the chapter, written with loop/recur and fallbacks
-    ("(do (defn flaky [n] (if (< n 3) (throw {:attempt n}) :success))"
+    (("(do (defn flaky [n] (if (< n 3) (throw {:attempt n}) :success))"
      " (loop [n 0] (let [r (try (flaky n) (catch Exception e :failed))]"
-     " (if (= r :failed) (recur (inc n)) [r n]))))", "[:success 3]"),
-    ("(do (defn read-config [] (call :fs.read \"/config\"))"
+     " (if (= r :failed) (recur (inc n)) [r n]))))"), "[:success 3]"),
+    (("(do (defn read-config [] (call :fs.read \"/config\"))"
      " (defn safe-config [] (try (read-config) (catch HostError e {:default true})))"
-     " (safe-config))", "{:default true}"),
+     " (safe-config))"), "{:default true}"),
 ])
 def test_error_handling(text, expected):
     assert show(text) == expected

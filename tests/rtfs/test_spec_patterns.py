@@ -46,19 +46,19 @@ def test_let_destructuring(text, expected):
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("(do (defn dist [[x1 y1] [x2 y2]] (+ (abs (- x2 x1)) (abs (- y2 y1)))) "
-     "(dist [0 0] [3 4]))", "7"),
-    ("(do (defn full-name {:keys [first last]} (str first \" \" last))"
-     " (full-name {:first \"Ada\" :last \"Lovelace\"}))", '"Ada Lovelace"'),
+    (("(do (defn dist [[x1 y1] [x2 y2]] (+ (abs (- x2 x1)) (abs (- y2 y1)))) "
+     "(dist [0 0] [3 4]))"), "7"),
+    (("(do (defn full-name {:keys [first last]} (str first \" \" last))"
+     " (full-name {:first \"Ada\" :last \"Lovelace\"}))"), '"Ada Lovelace"'),
     ("(do (defn tag [id {:keys [label]}] [id label]) (tag 9 {:label :x}))", "[9 :x]"),
     ("(map (fn [[k v]] (str (name k) \"=\" v)) {:a 1 :b 2})", '["a=1" "b=2"]'),
     ("(filter (fn [{:keys [ok]}] ok) [{:ok true :n 1} {:ok false :n 2}])", "[{:ok true :n 1}]"),
     ("(do (defn prefix-all [p & xs] (map (fn [x] [p x]) xs)) (prefix-all :p 1 2))",
      "[[:p 1] [:p 2]]"),
-    ("(do (defn sum-tree [[v & kids]] (+ v (reduce + 0 (map sum-tree kids))))"
-     " (sum-tree [1 [2 [3]] [4]]))", "10"),
-    ("(do (defn div [[n d]] (if (and d (not= d 0)) (/ n d) :undefined)) [(div [8 2]) "
-     "(div [8 0]) (div [8])])", "[4 :undefined :undefined]"),
+    (("(do (defn sum-tree [[v & kids]] (+ v (reduce + 0 (map sum-tree kids))))"
+     " (sum-tree [1 [2 [3]] [4]]))"), "10"),
+    (("(do (defn div [[n d]] (if (and d (not= d 0)) (/ n d) :undefined)) [(div [8 2]) "
+     "(div [8 0]) (div [8])])"), "[4 :undefined :undefined]"),
     ("(loop [[x & xs] [1 2 3] acc 0] (if x (recur xs (+ acc x)) acc))", "6"),
     ("(for [[k v] {:a 1 :b 2} :when (odd? v)] k)", "[:a]"),
     ("(try (throw {:code 42}) (catch Exception {:keys [value]} (:code value)))", "42"),

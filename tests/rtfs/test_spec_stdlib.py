@@ -15,13 +15,19 @@ from rtfs.errors import (
 from rtfs.stdlib import BUILTINS
 from tests.rtfs.conftest import evaluate, show
 
-LISTED = """+ - * / mod inc dec max min abs sqrt pow factorial even? odd? zero? pos? neg?
-= != > < >= <= not str string-length substring string-contains? starts-with? string-join
-string-upper string-lower string-trim re-matches re-find re-seq parse-int parse-float int float
-vector hash-map map map-indexed filter reduce apply sort sort-by distinct frequencies group-by
-contains? keys vals get get-in assoc dissoc update remove cons conj concat first rest last nth
-count empty? range numbers take drop reverse merge find nil? bool? int? float? number? string?
-fn? symbol? keyword? vector? map? type-name parse-json serialize-json length upper lower trim""".split()
+LISTED = [
+    "+", "-", "*", "/", "mod", "inc", "dec", "max", "min", "abs", "sqrt", "pow", "factorial",
+    "even?", "odd?", "zero?", "pos?", "neg?", "=", "!=", ">", "<", ">=", "<=", "not", "str",
+    "string-length", "substring", "string-contains?", "starts-with?", "string-join",
+    "string-upper", "string-lower", "string-trim", "re-matches", "re-find", "re-seq",
+    "parse-int", "parse-float", "int", "float", "vector", "hash-map", "map", "map-indexed",
+    "filter", "reduce", "apply", "sort", "sort-by", "distinct", "frequencies", "group-by",
+    "contains?", "keys", "vals", "get", "get-in", "assoc", "dissoc", "update", "remove",
+    "cons", "conj", "concat", "first", "rest", "last", "nth", "count", "empty?", "range",
+    "numbers", "take", "drop", "reverse", "merge", "find", "nil?", "bool?", "int?", "float?",
+    "number?", "string?", "fn?", "symbol?", "keyword?", "vector?", "map?", "type-name",
+    "parse-json", "serialize-json", "length", "upper", "lower", "trim",
+]
 
 
 def test_every_function_the_chapter_lists_exists():

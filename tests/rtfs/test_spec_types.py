@@ -100,12 +100,12 @@ def test_validate_answers_the_same_question(kind, good, bad):
     # aliases: defined before or after the function, recursive, optional
     ("(do (deftype Age [:and :int [:>= 0]]) (defn older [a : Age] (inc a)) (older 1))", "2"),
     ("(do (defn older [a : Age] (inc a)) (deftype Age :int) (older 1))", "2"),
-    ("(do (deftype Tree [:union :nil [:tuple Tree :int Tree]]) (defn ok [t : Tree] :ok)"
-     " (ok [[nil 1 nil] 2 nil]))", ":ok"),
+    (("(do (deftype Tree [:union :nil [:tuple Tree :int Tree]]) (defn ok [t : Tree] :ok)"
+     " (ok [[nil 1 nil] 2 nil]))"), ":ok"),
     ("(do (deftype Name :string) (defn hello [n : Name?] (str \"hi \" n)) (hello nil))",
      '"hi nil"'),  # (str nil) is "nil" in the corpus
-    ("(do (defstruct Point :x :int :y :int) [(Point? {:x 1 :y 2}) (Point? {:x 1})"
-     " (:y (Point {:x 1 :y 2}))])", "[true false 2]"),
+    (("(do (defstruct Point :x :int :y :int) [(Point? {:x 1 :y 2}) (Point? {:x 1})"
+     " (:y (Point {:x 1 :y 2}))])"), "[true false 2]"),
     # custom type names nobody defines are documentation only
     ("(do (defn process [x : CustomType] : MyResult x) (process 9))", "9"),
 ])
