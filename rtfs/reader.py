@@ -37,7 +37,7 @@ from rtfs.forms import (
     make_atom,
 )
 from rtfs.printer import int_from_text
-from rtfs.values import DelegationHint, HintKind, Keyword, Map, Symbol, make_set
+from rtfs.values import DelegationHint, HintKind, Keyword, Map, Symbol, make_set, map_from_lists
 
 __all__ = ["COLON", "MAX_DEPTH", "QUASIQUOTE", "TYPE_FOLLOWS", "UNQUOTE", "UNQUOTE_SPLICING",
            "AnnotatedAtom", "Atom", "ConstSeq", "Form", "HintForm", "Seq", "form_to_value",
@@ -244,6 +244,11 @@ class _Reader:
                     raise self.error(f"expected {closer!r} to close {opener!r}, "
                                      f"found {closing!r}", found.start(tkind))
                 break
+            elif tkind == "open":
+                form = self.read_seq(found.group(tkind), found.start(tkind), depth + 1)
+            elif tkind == "string":
+                start = found.start(tkind)
+                form = Atom(*self.where(start), self.string(start))
             else:
                 self.pos = found.start()  # everything else takes the general path
                 token = self.next_token()
@@ -400,7 +405,7 @@ def _constant_value(kind: str, values: list[Any]) -> Any:
     if kind == "vector":
         return tuple(values)
     if kind == "map":
-        return Map(zip(values[0::2], values[1::2]))
+        return map_from_lists(values[0::2], values[1::2])
     return make_set(values)
 
 

@@ -462,6 +462,16 @@ def set_contains(members: frozenset, value: Any) -> bool:
     return (value if type(value) in _PLAIN_KINDS else map_key(value)) in members
 
 
+def map_from_lists(keys: list[Any], values: list[Any]) -> Map:
+    """A map of `keys[i]` to `values[i]`, without a list of pairs in between (the reader
+    builds large constant maps this way)."""
+    if _PLAIN_KINDS.issuperset(map(type, keys)):
+        result = Map()
+        dict.update(result, zip(keys, values))
+        return result
+    return Map(list(zip(keys, values)))
+
+
 def map_assoc(base: Map | None, pairs: Any) -> Map:
     """A new map: `base` (nil for none) with `pairs` added."""
     result = Map(base) if base else Map()
