@@ -460,9 +460,9 @@ def _recur_in(form: Form, tail: bool, error: Callable[[str, Form], RtfsSyntaxErr
         leading = args[:1] if name in ("when", "when-not", "let", "if-let", "when-let") else []
         rest = args[len(leading):]
         found = check_tail_recur(leading, False, error)
-        if name == "if-let":
-            return found | check_tail_recur(rest[:1], False, error) | any(
-                check_tail_recur([r], tail, error) for r in rest)
+        if name == "if-let":  # both branches are in tail position
+            return found | check_tail_recur(rest[:1], tail, error) | check_tail_recur(
+                rest[1:2], tail, error)
         return found | check_tail_recur(rest, tail, error)
     if name in ("cond", "case", "match"):
         return _recur_in_clauses(name, args, tail, error)
