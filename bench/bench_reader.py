@@ -56,6 +56,8 @@ SHAPES = {
     "vector of numbers": lambda n: "[" + repeat_to("1 22 333 4444 -5 6.5 ", n) + "]",
     "nested data": lambda n: "[" + repeat_to("{:id 1 :tags [:a :b] :pos [1.5 2.5]} ", n) + "]",
     "dense calls (+ 1 2)": lambda n: repeat_to("(+ 1 2)\n", n),
+    "generated (def xN N)": lambda n: "".join(f"(def x{i} {i})\n" for i in range(n // 15)),
+    "one (do ...) of calls": lambda n: "(do " + repeat_to("(f x) ", n) + ")",
     "symbols vector": lambda n: "[" + repeat_to("alpha beta gamma ", n) + "]",
 }
 

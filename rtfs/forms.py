@@ -134,6 +134,43 @@ class ConstSeq(Seq):
         self._items = items
 
 
+class LazySeq(Seq):
+    """A top-level form that was read and checked, kept as its place in the text: its items
+    are read again, once, when they are first asked for (by the compiler compiling it).
+
+    So reading a file costs memory for the top-level forms only, not for every form inside
+    them: a program of many small forms reads in a small multiple of its size.
+    """
+
+    __slots__ = ("_prefix", "_start", "_text")
+
+    # Set by rtfs.reader: reads the form starting at an offset of a text again (the offset
+    # of the line it starts on given, so that positions come out right).
+    reread: Callable[[str, int, int, int], Form]
+
+    def __init__(self, form: Seq, text: str, start: int, line: int, line_start: int) -> None:
+        super().__init__(form.line, form.col, form.kind, None, form.meta)
+        self._items = None  # type: ignore[assignment]
+        self._text, self._start = text, start
+        # Where the line of `start` begins: the form's own line unless a prefix (^meta, ')
+        # starts the text earlier; only then is it kept (most forms have none).
+        own = line == form.line and start - line_start + 1 == form.col
+        self._prefix = None if own else (line, line_start)
+
+    @property
+    def items(self) -> Sequence[Form]:
+        if self._items is None:
+            line, line_start = self._prefix or (self.line, self._start - self.col + 1)
+            again = LazySeq.reread(self._text, self._start, line, line_start)
+            assert isinstance(again, Seq)
+            self._items = again.items
+        return self._items
+
+    @items.setter
+    def items(self, items: Sequence[Form]) -> None:
+        self._items = items
+
+
 @dataclass(slots=True)
 class HintForm(Form):
     """`^:delegation ...` inside a `defn`/`fn` form."""

@@ -32,6 +32,7 @@ from rtfs.forms import (
     ConstSeq,
     Form,
     HintForm,
+    LazySeq,
     Seq,
     form_to_value,
     make_atom,
@@ -40,7 +41,8 @@ from rtfs.printer import int_from_text
 from rtfs.values import DelegationHint, HintKind, Keyword, Map, Symbol, make_set, map_from_lists
 
 __all__ = ["COLON", "MAX_DEPTH", "QUASIQUOTE", "TYPE_FOLLOWS", "UNQUOTE", "UNQUOTE_SPLICING",
-           "AnnotatedAtom", "Atom", "ConstSeq", "Form", "HintForm", "Seq", "form_to_value",
+           "AnnotatedAtom", "Atom", "ConstSeq", "Form", "HintForm", "LazySeq", "Seq",
+           "form_to_value",
            "make_atom", "read", "read_each", "read_spans"]
 
 MAX_DEPTH = 128  # nesting deeper than this is refused: no program needs it, and it bounds recursion
@@ -461,6 +463,16 @@ def _reread(text: str, start: int, line: int, col: int) -> Sequence[Form]:
 ConstSeq.reread = staticmethod(_reread)  # type: ignore[assignment]
 
 
+def _reread_form(text: str, start: int, line: int, line_start: int) -> Form:
+    """The top-level form starting at `start`, read again (a LazySeq's, when asked for)."""
+    form = _Reader(text, start, line, line_start).read_form()
+    assert form is not None
+    return form
+
+
+LazySeq.reread = staticmethod(_reread_form)  # type: ignore[assignment]
+
+
 def read(text: str) -> list[Form]:
     """Read every top-level form of `text`; raises the first `RtfsSyntaxError`."""
     forms = []
@@ -488,6 +500,7 @@ def read_spans(text: str) -> Iterator[tuple[Form | RtfsSyntaxError, int, int]]:
             if token is None:
                 return
             start = token[2]
+            line, col = reader.where(start)
             form = reader.read_form()
         except RtfsSyntaxError as err:
             if token is not None and token[0] == "close":
@@ -498,4 +511,6 @@ def read_spans(text: str) -> Iterator[tuple[Form | RtfsSyntaxError, int, int]]:
             continue
         if form is None:
             return
+        if type(form) is Seq:  # checked; kept as its span until the compiler needs it
+            form = LazySeq(form, text, start, line, start - col + 1)
         yield form, start, reader.pos

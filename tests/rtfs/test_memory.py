@@ -95,6 +95,9 @@ SHAPES = {
     "nested data": lambda n: "[" + repeat_to('{:id 1 :tags [:a :b] :pos [1.5 2.5]} ', n) + "]",
     "comments and blank lines": lambda n: repeat_to(";; a comment line\n\n#| block |#\n", n)
                                           + "42",
+    "generated definitions": lambda n: "".join(f"(defn f{i} [a b] (+ a (* b {i})))\n"
+                                               for i in range(n // 36)),
+    "calls with maps": lambda n: repeat_to('(send {:to "ops" :level :warn :n 3})\n', n),
 }
 
 
