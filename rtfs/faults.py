@@ -15,6 +15,7 @@ from typing import Any
 from rtfs.bytecode import Op
 from rtfs.errors import (
     BytecodeError,
+    DivisionByZeroError,
     InternalError,
     RtfsArithmeticError,
     RtfsError,
@@ -55,7 +56,7 @@ def as_rtfs_error(exc: BaseException, code: Any = None, pc: int = -1) -> RtfsErr
     if isinstance(exc, RtfsError):
         return exc.at(line, col)
     if isinstance(exc, ZeroDivisionError):
-        return RtfsArithmeticError("division by zero", line, col)
+        return DivisionByZeroError("division by zero", line, col)
     if isinstance(exc, OverflowError):
         return RtfsArithmeticError(f"arithmetic overflow: {exc}", line, col)
     if isinstance(exc, RecursionError):

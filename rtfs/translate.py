@@ -197,8 +197,8 @@ class _Translator:
         self.depth = 1
         self.emit(f"def __fn({', '.join(['ex', 'self_', 'd', *params])}):")
         self.depth = 2
-        args = ", ".join(p.lstrip("*") for p in params[:nparams])
-        call_args = f"[{args}]" if code.rest is None else f"[{args}{', ' if args else ''}*l{nparams}]"
+        args = [*params[:nparams], *([f"*l{nparams}"] if code.rest is not None else [])]
+        call_args = f"[{', '.join(args)}]"
         self.emit(f"if d >= {self.use('LIM')}:")
         self.emit(f"    return {self.use('rt_deep')}(ex, self_, d, {call_args})")
         self.emit("t_ = ex.ticks - 1")

@@ -32,16 +32,18 @@ from typing import IO, Any, cast
 
 from rtfs import deadline as deadlines
 from rtfs.bytecode import Code, Op
+from rtfs.control import Recur, build_quasi, run_dotimes, run_for, run_loop
 from rtfs.deadline import Deadline
 from rtfs.env import Globals
 from rtfs.errors import MatchError, RtfsError, UserError
 from rtfs.execution import Execution
 from rtfs.fast import link
 from rtfs.faults import as_rtfs_error
-from rtfs.ops import ErrorValue, error_matches, get_or, nth_or_nil, rest_from
+from rtfs.ops import ErrorValue, error_matches, get_or, map_rest, nth_or_nil, rest_from
 from rtfs.printer import preview
 from rtfs.router import CallKind, CallRouter, LocalRouter
-from rtfs.values import Builtin, Closure, Map, RList, rtfs_equal
+from rtfs.typecheck import check_annotation, test_annotation
+from rtfs.values import Builtin, Closure, Map, RList, make_set, rtfs_equal
 
 DEFAULT_MAX_DEPTH = 10_000
 
@@ -310,12 +312,59 @@ def _op_throw(ex: Execution, code: Code, arg: int, stack: list, blocks: list, pc
     raise UserError(f"thrown: {preview(value, 200)}", None, None, value)
 
 
+def _op_check_type(ex: Execution, code: Code, arg: int, stack: list, blocks: list,
+                   pc: int) -> None:
+    check_annotation(code, arg, stack[-1], ex.vm.globals)
+
+
+def _op_map_rest(ex: Execution, code: Code, arg: int, stack: list, blocks: list,
+                 pc: int) -> None:
+    stack.append(map_rest(stack[-1], code.consts[arg]))
+
+
+def _op_is_type(ex: Execution, code: Code, arg: int, stack: list, blocks: list,
+                pc: int) -> None:
+    stack.append(test_annotation(code, arg, stack[-1], ex.vm.globals))
+
+
+def _op_loop(ex: Execution, code: Code, arg: int, stack: list, blocks: list, pc: int) -> None:
+    args = stack[len(stack) - arg:]
+    del stack[len(stack) - arg:]
+    stack.append(run_loop(ex, stack.pop(), args))
+
+
+def _op_recur(ex: Execution, code: Code, arg: int, stack: list, blocks: list, pc: int) -> None:
+    args = stack[len(stack) - arg:]
+    del stack[len(stack) - arg:]
+    stack.append(Recur(args))
+
+
+def _op_for(ex: Execution, code: Code, arg: int, stack: list, blocks: list, pc: int) -> None:
+    coll = stack.pop()
+    stack.append(run_for(ex, stack.pop(), coll))
+
+
+def _op_dotimes(ex: Execution, code: Code, arg: int, stack: list, blocks: list,
+                pc: int) -> None:
+    count = stack.pop()
+    run_dotimes(ex, stack.pop(), count)
+    stack.append(None)
+
+
+def _op_build_qq(ex: Execution, code: Code, arg: int, stack: list, blocks: list,
+                 pc: int) -> None:
+    kind, spliced = code.consts[arg]
+    parts = stack[len(stack) - len(spliced):]
+    del stack[len(stack) - len(spliced):]
+    stack.append(build_quasi(kind, spliced, parts))
+
+
 _SLOW_OPS: list[Callable[..., None] | None] = [None] * (max(Op) + 1)
 for _op, _fn in {
     Op.CALL_CAP: _op_call_cap,
     Op.BUILD_VECTOR: _op_build(tuple),
     Op.BUILD_MAP: _op_build(_make_map),
-    Op.BUILD_SET: _op_build(frozenset),
+    Op.BUILD_SET: _op_build(make_set),
     Op.SETUP_TRY: _op_setup_try,
     Op.POP_TRY: _op_pop_try,
     Op.RERAISE: _op_reraise,
@@ -332,5 +381,13 @@ for _op, _fn in {
     Op.MATCH_FAIL: _op_match_fail,
     Op.PARALLEL: _op_parallel,
     Op.THROW: _op_throw,
+    Op.CHECK_TYPE: _op_check_type,
+    Op.MAP_REST: _op_map_rest,
+    Op.IS_TYPE: _op_is_type,
+    Op.LOOP: _op_loop,
+    Op.RECUR: _op_recur,
+    Op.FOR: _op_for,
+    Op.DOTIMES: _op_dotimes,
+    Op.BUILD_QQ: _op_build_qq,
 }.items():
     _SLOW_OPS[_op] = _fn

@@ -318,3 +318,17 @@ def test_a_name_not_yet_published_is_asked_again_after_the_ttl(tmp_path, chat_se
         caller.run("(later 2)")
     clock.advance(31)
     assert caller.run("(later 3)").value == 30
+
+
+def test_a_forward_reference_is_part_of_the_source_hash(tmp_path, chat_server):
+    """f calls g, defined after it: f's source hash covers g's (Merkle), so a node without
+    the source gets g with f, and a different g makes a different f."""
+    program = "(defn f [x] (g x))\n(defn g [x] (* 2 x))\n"
+    publisher = runtime(tmp_path, chat_server)
+    publisher.run(program)
+    caller = runtime(tmp_path, chat_server)
+    assert caller.run("(f 5)").value == 10  # g came by f's dependency, not by name
+    other = runtime(tmp_path, chat_server).run(program.replace("(* 2 x)", "(* 3 x)") + "(f 5)")
+    assert other.value == 15
+    origins = {f.name: f.origin for f in other.functions}
+    assert origins == {"f": "compiled+published", "g": "compiled+published"}

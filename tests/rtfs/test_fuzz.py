@@ -179,6 +179,16 @@ def _forms(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         st.tuples(children, children, children).map(
             lambda t: f"(try (try {t[0]} (catch TypeError e {t[1]})) "
                       f"(catch Exception e (str e)) (finally {t[2]}))"),
+        # the language of the specification: iteration, case, if-let, types, quasiquote
+        st.tuples(children, children).map(
+            lambda t: f"(loop [i 0 acc {t[0]}] (if (< i 3) (recur (inc i) {t[1]}) acc))"),
+        st.tuples(children, children).map(lambda t: f"(for [x {t[0]} :when x] {t[1]})"),
+        st.tuples(children, children).map(lambda t: f"(dotimes [i 2] {t[0]} {t[1]})"),
+        st.tuples(children, children).map(lambda t: f"(case {t[0]} 1 :one (2 3) {t[1]} :other)"),
+        st.tuples(children, children).map(lambda t: f"(if-let [x {t[0]}] {t[1]} :none)"),
+        st.tuples(children, children).map(
+            lambda t: f"((fn [x:int & ys:string] [x ys]) {t[0]} {t[1]})"),
+        st.tuples(children, children).map(lambda t: f"`[x ~{t[0]} ~@{t[1]}]"),
     )
 
 
