@@ -33,6 +33,7 @@ from rtfs.calls import (
     check_builtin_arity,
     claim,
 )
+from rtfs.control import Recur
 from rtfs.errors import UnboundSymbolError
 from rtfs.faults import fault
 from rtfs.ops import ErrorValue
@@ -380,5 +381,5 @@ RUNTIME: dict[str, Any] = {
     "rt_unset": UNSET, "rt_missing": MISSING, "rt_cell": Cell, "rt_closure": Closure,
     "rt_error_value": ErrorValue.of, "rt_fault": fault, "rt_deep": deep_call,
     "rt_call_value": call_value, "rt_unset_local": _unset_local, "rt_unset_free": _unset_free,
-    "rt_unbound": _unbound, "rt_slow_op": slow_op,
+    "rt_unbound": _unbound, "rt_slow_op": slow_op, "rt_recur": Recur,
 }

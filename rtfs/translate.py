@@ -73,7 +73,8 @@ _HELPER = re.compile(r"\brt_\w+")
 _SELF_CONTAINED = frozenset(int(op) for op in (
     Op.BUILD_MAP, Op.BUILD_SET, Op.RERAISE, Op.ERR_MATCHES, Op.NTH_OR_NIL, Op.REST_FROM,
     Op.GET_KEY, Op.GET_KEY_OR, Op.TEST_SEQ, Op.TEST_SEQ_MIN, Op.TEST_MAP, Op.HAS_KEY,
-    Op.EQUAL, Op.MATCH_FAIL, Op.THROW))
+    Op.EQUAL, Op.MATCH_FAIL, Op.THROW, Op.CHECK_TYPE, Op.IS_TYPE, Op.MAP_REST, Op.RECUR,
+    Op.BUILD_QQ))
 
 
 
@@ -441,6 +442,13 @@ class _Translator:
         self.emit(f"{slot} = ({', '.join(items)},)" if items else f"{slot} = ()")
         self.push(slot)
 
+    def recur(self, pc: int, arg: int) -> None:
+        """RECUR: the request to run the enclosing loop body again, with these values."""
+        items = self.pop(arg)
+        slot = self.slot()
+        self.emit(f"{slot} = {self.use('rt_recur')}([{', '.join(items)}])")
+        self.push(slot)
+
     def call_global(self, pc: int, arg: int) -> None:
         site = self.code.sites[arg]
         args = self.pop(site.argc)
@@ -511,6 +519,7 @@ _NATIVE: dict[int, Callable[[_Translator, int, int], None]] = {
     int(Op.RETURN): _Translator.return_op,
     int(Op.MAKE_CLOSURE): _Translator.make_closure,
     int(Op.BUILD_VECTOR): _Translator.build_vector,
+    int(Op.RECUR): _Translator.recur,
     int(Op.CALL_GLOBAL): _Translator.call_global,
     int(Op.CALL): _Translator.call,
 }
