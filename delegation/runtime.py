@@ -43,7 +43,7 @@ from rtfs.compiler import compile_program
 from rtfs.errors import RtfsError, UnboundSymbolError
 from rtfs.reader import Atom, Form, Seq, read
 from rtfs.router import CallKind, RoutedCall
-from rtfs.values import Closure, Map, Symbol, own_names
+from rtfs.values import Closure, Keyword, Map, Symbol, own_names
 from rtfs.vm import VM
 from storage import StorageError, open_l4
 from storage.signing import load_key_list
@@ -154,7 +154,11 @@ class Runtime:
         self._pending = []
         values = []
         try:
-            for form in read(source):
+            forms = read(source)
+            # One batch ahead of the first call: a shared plan store fetches the plans of every
+            # name the program mentions, so no decision waits on a round trip.
+            self.plans.prefetch(sorted(names_in(forms)))
+            for form in forms:
                 values.append(self._run_form(form))
         finally:
             self._publish_pending()
@@ -267,6 +271,20 @@ class Runtime:
             self.plans.save(state / PLANS_FILE)
         if self._owns_learner:
             self.learner.save(state / OUTCOMES_FILE)
+
+
+def names_in(forms: Sequence[Form]) -> set[str]:
+    """Every symbol and keyword name the forms mention: the agents a run may route (a
+    superset; a name that is never called costs one key in the prefetch batch)."""
+    names: set[str] = set()
+    stack: list[Form] = list(forms)
+    while stack:
+        form = stack.pop()
+        if isinstance(form, Seq):
+            stack.extend(form.items)
+        elif isinstance(form, Atom) and isinstance(form.value, (Symbol, Keyword)):
+            names.add(form.value.name)  # type: ignore[union-attr]  # _Interned sets it
+    return names
 
 
 def _defn_name(form: Form) -> str | None:

@@ -267,3 +267,24 @@ def test_a_half_open_circuit_lets_exactly_one_trial_call_reach_the_provider(tmp_
     assert len(chat_server.completions()) - failing_requests == 1
     assert len(results) == 6
     assert rt.health.breaker(RemoteModel("chat")).state is CircuitState.CLOSED
+
+
+def test_run_prefetches_every_name_of_the_program_before_its_first_call(tmp_path):
+    from delegation.l1 import L1PlanCache
+
+    events: list[tuple[str, object]] = []
+
+    class RecordingStore(L1PlanCache):
+        def prefetch(self, agents):
+            events.append(("prefetch", sorted(agents)))
+
+        def get(self, agent, task):
+            events.append(("get", agent))
+            return super().get(agent, task)
+
+    config = default_config(tmp_path, state_dir=tmp_path / "state")
+    runtime = Runtime(config, plans=RecordingStore())
+    runtime.run('(defn twice [x] (* 2 x)) (sentiment "a fine day") (call :tone "bad")')
+    assert events[0][0] == "prefetch"
+    assert {"twice", "sentiment", "tone", "x"} <= set(events[0][1])
+    assert ("get", "tone") in events[1:]  # the capability call consults L1 after the prefetch
