@@ -148,7 +148,7 @@ def test_an_undecodable_reply_is_reported_and_the_shard_rests(reply: bytes) -> N
     clock = FakeClock(0.0)
     client = ShardClient(Topology("t", (ShardInfo("s0"),)), GarbageTransport(reply),
                          timer=clock)
-    [(name, result)] = client.send({"s0": [["ping"]]}).items()
+    [(_, result)] = client.send({"s0": [["ping"]]}).items()
     assert isinstance(result, WireError)
     assert not client.is_up("s0") and client.stats().bad_replies == 1
     clock.advance(client.cooldown_s)
