@@ -99,6 +99,18 @@ class FleetNotFound(ClusterError, LookupError):
                 "(start one with `delegation serve`)")
 
 
+class FleetExists(ClusterError, ValueError):
+    """A fleet is already running in `namespace` (two `delegation serve` for one fleet)."""
+
+    def __init__(self, namespace: str, reason: str) -> None:
+        super().__init__(namespace, reason)
+        self.namespace = namespace
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"a fleet already runs in namespace {self.namespace!r}: {self.reason}"
+
+
 ALL_ERRORS: tuple[type[ClusterError], ...] = (
     ClusterError,
     ClusterUnavailable,
@@ -108,4 +120,5 @@ ALL_ERRORS: tuple[type[ClusterError], ...] = (
     WireError,
     ShardRequestError,
     FleetNotFound,
+    FleetExists,
 )

@@ -211,6 +211,16 @@ class CacheShard:
                     self._remove(key)
             return removed
 
+    def clear(self) -> int:
+        """Drop every record and floor (an operator's reset); how many live values went."""
+        with self._lock:
+            values = len(self._data) - self._tombstones
+            self._data.clear()
+            self._tasks.clear()
+            self._floors.clear()
+            self._tombstones = 0
+            return values
+
     # --- replicas -------------------------------------------------------------------------
 
     def dump_for(self, shard: str, placement: Placement) -> tuple[list[tuple[str, Entry]],
@@ -311,6 +321,11 @@ def _op_dump(shard: CacheShard, args: list[Any]) -> Any:
             [[ns, agent, s.to_list()] for ns, agent, s in floors]]
 
 
+def _op_clear(shard: CacheShard, args: list[Any]) -> Any:
+    as_list(args, "clear", 0)
+    return shard.clear()
+
+
 def _op_ping(shard: CacheShard, args: list[Any]) -> Any:
     return shard.name
 
@@ -324,6 +339,7 @@ _HANDLERS: dict[str, Callable[[CacheShard, list[Any]], Any]] = {
     "stats": _op_stats,
     "dump": _op_dump,
     "ping": _op_ping,
+    "clear": _op_clear,
 }
 
 

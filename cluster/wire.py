@@ -17,6 +17,7 @@ Ops (`ns` is a namespace, one of `NAMESPACES`):
     ["dump", shard, topology]                  -> [[ns, entry], ...] + floors: what `shard`
                                                    should hold (rehydration)
     ["ping"]                                   -> the shard's name
+    ["clear"]                                  -> how many live values were dropped
 
 An entry is `[agent, task, version, writer, expires_at, value]`: `version` (int, writer's
 wall clock in ns) and `writer` order writes (last writer wins; ties by writer id);

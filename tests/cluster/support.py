@@ -71,3 +71,9 @@ class LocalFleet:
         """The shards whose own table holds a live value for the key (read directly)."""
         return [name for name, shard in self.shards.items()
                 if shard.get_many(ns, [(agent, task)])[0] is not None]
+
+
+def frozen_wall() -> float:
+    """A shard actor's clock standing at `WALL`: with it, expiry is the facade's alone, on
+    the test's fake clock (the shard's own expiry is tested on the plain class)."""
+    return WALL

@@ -12,6 +12,7 @@ from cluster.errors import (
     AuthenticationFailed,
     ClusterError,
     ClusterUnavailable,
+    FleetExists,
     FleetNotFound,
     ShardRequestError,
     ShardTimeout,
@@ -32,6 +33,8 @@ SAMPLES: list[tuple[ClusterError, type[BaseException], str]] = [
     (WireError("reply", "not msgpack"), ValueError, "undecodable reply: not msgpack"),
     (ShardRequestError("shard-0", "unknown op 'x'"), RuntimeError, "unknown op 'x'"),
     (FleetNotFound("127.0.0.1:6379", "rtfs"), LookupError, "delegation serve"),
+    (FleetExists("rtfs", "a directory actor is already running"), ValueError,
+     "already runs in namespace 'rtfs'"),
 ]
 
 

@@ -152,3 +152,13 @@ def test_replicas_that_saw_the_same_writes_in_any_order_agree(
     truth = [newest[k].value if k in newest else None for k in keys]
     assert values(one, "l1", keys) == truth
     assert values(two, "l1", keys) == truth
+
+
+def test_clear_drops_values_tombstones_and_floors() -> None:
+    shard, _ = make()
+    shard.put_many("l1", [entry("f", "t", 1), entry("g", "t", 1)])
+    shard.invalidate("l1", "f", "t", Stamp(2, "w", NOW + 60))
+    shard.invalidate_agent("outcomes", "h", Stamp(9, "w", NOW + 60))
+    assert shard.clear() == 1
+    assert shard.stats().entries == shard.stats().tombstones == 0
+    assert shard.put_many("outcomes", [entry("h", "t", 1)]) == 1  # the floor went too

@@ -50,9 +50,9 @@ def test_every_op_round_trips_through_handle() -> None:
     results = serve(["ping"], ["get", "l1", [["f", "t"], ["f", "x"]]], ["agents", "l1", ["f"]],
                     ["put", "l1", [entry]], ["invalidate", "l1", "f", "t", STAMP],
                     ["invalidate_agent", "l1", "g", STAMP], ["stats"],
-                    ["dump", "s1", topology])
+                    ["dump", "s1", topology], ["clear"], ["get", "l1", [["g", "u"]]])
     assert all(status == OK for status, _ in results), results
-    ping, got, agents, put, inv, inv_agent, stats, dump = (v for _, v in results)
+    ping, got, agents, put, inv, inv_agent, stats, dump, cleared, after = (v for _, v in results)
     assert ping == "s0"
     assert entries_from([got[0]])[0].value == b"plan" and got[1] is None
     assert [e.task for e in entries_from(agents[0])] == ["t"]
@@ -61,6 +61,7 @@ def test_every_op_round_trips_through_handle() -> None:
     records, floors = parse_dump(dump)  # s1 replicates every agent (2 shards, R = 2)
     assert {(e.agent, e.value) for _, e in records} == {("f", None)}
     assert [(ns, agent) for ns, agent, _ in floors] == [("l1", "g")]
+    assert (cleared, after) == (0, [None])  # g's value went with its floor; f's was a tombstone
 
 
 @pytest.mark.parametrize("op", [
