@@ -125,11 +125,11 @@ class CacheShardActor:
         self.rehydrated, self.unanswered = 0, list[str]()
         self._metrics = _ShardMetrics(name)
         if self.restarted:
-            client = ShardClient(Topology.from_list(topology), RayTransport(context.namespace),
-                                 timeout_s=timeout_s)
+            fleet = Topology.from_list(topology)  # its namespace is the fleet's, not the job's
+            client = ShardClient(fleet, RayTransport(fleet.namespace), timeout_s=timeout_s)
             self.rehydrated, self.unanswered = rehydrate(self.shard, client)
             try:
-                directory = ray.get_actor(DIRECTORY_NAME, namespace=context.namespace)
+                directory = ray.get_actor(DIRECTORY_NAME, namespace=fleet.namespace)
                 ray_get(directory.note_restart.remote(name), timeout_s=timeout_s,
                         name=DIRECTORY_NAME)
             except (ClusterError, ValueError):

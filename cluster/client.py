@@ -197,7 +197,7 @@ def rehydrate(shard: CacheShard, client: ShardClient) -> tuple[int, list[str]]:
     """Fill `shard` (restarted empty) from its peers: every record whose agent it is a
     replica of, merged last-writer-wins. One request per peer, all in parallel.
 
-    Returns (records applied, peers that did not answer).
+    Returns (records applied, "<peer>: <why>" for each peer that gave nothing).
     """
     topology = client.topology.to_list()
     peers = [name for name in client.topology.names if name != shard.name]
@@ -206,11 +206,14 @@ def rehydrate(shard: CacheShard, client: ShardClient) -> tuple[int, list[str]]:
     for peer in peers:
         reply = replies.get(peer)
         try:
-            if reply is None or isinstance(reply, ClusterError) or reply[0][0] == FAILED:
-                raise WireError("dump", f"no answer from {peer}")
-            records, floors = parse_dump(reply[0][1])
-        except WireError:
-            missing.append(peer)
+            if reply is None or isinstance(reply, ClusterError):
+                raise reply or ShardUnavailable(peer, "no reply")
+            status, value = reply[0]
+            if status == FAILED:
+                raise ShardRequestError(peer, value)
+            records, floors = parse_dump(value)
+        except ClusterError as err:
+            missing.append(f"{peer}: {err}")
             continue
         applied += shard.load(records, floors)
     return applied, missing
