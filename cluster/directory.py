@@ -19,6 +19,7 @@ from typing import Any
 from cluster.topology import Topology
 
 FORMAT = 1
+GAUGE = "gauge:"  # see cluster.metrics
 MAX_REPORTERS = 10_000  # runtimes whose last report is kept (the oldest go first)
 
 
@@ -63,12 +64,13 @@ class ClusterDirectory:
                 self._reports.pop(next(iter(self._reports)))
 
     def totals(self) -> dict[str, float]:
-        """Every counter summed over the runtimes that reported."""
+        """Every counter summed over the runtimes that reported; a state (a key starting
+        with `gauge:`) as the newest report says."""
         out: dict[str, float] = {}
         with self._lock:
-            for counters in self._reports.values():
+            for counters in self._reports.values():  # oldest report first
                 for key, value in counters.items():
-                    out[key] = out.get(key, 0.0) + value
+                    out[key] = value if key.startswith(GAUGE) else out.get(key, 0.0) + value
         return out
 
 
