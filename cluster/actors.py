@@ -111,29 +111,38 @@ class CacheShardActor:
 
     Args:
         name: the shard's (and actor's) name.
-        topology: the fleet's topology as `Topology.to_list()`.
+        namespace: the fleet's Ray namespace (where its directory and peers live).
         max_entries: the shard's capacity.
-        timeout_s: bound on each call to a peer while rehydrating.
+        timeout_s: bound on each call to the directory and the peers while rehydrating.
         clock: the shard's wall clock (default `time.time`).
     """
 
-    def __init__(self, name: str, topology: list[Any], max_entries: int = DEFAULT_MAX_ENTRIES,
+    def __init__(self, name: str, namespace: str, max_entries: int = DEFAULT_MAX_ENTRIES,
                  timeout_s: float = 5.0, clock: Callable[[], float] | None = None) -> None:
-        context = ray.get_runtime_context()
         self.shard = CacheShard(name, max_entries=max_entries, clock=clock or time.time)
-        self.restarted = bool(context.was_current_actor_reconstructed)
+        self.restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
         self.rehydrated, self.unanswered = 0, list[str]()
         self._metrics = _ShardMetrics(name)
         if self.restarted:
-            fleet = Topology.from_list(topology)  # its namespace is the fleet's, not the job's
-            client = ShardClient(fleet, RayTransport(fleet.namespace), timeout_s=timeout_s)
-            self.rehydrated, self.unanswered = rehydrate(self.shard, client)
-            try:
-                directory = ray.get_actor(DIRECTORY_NAME, namespace=fleet.namespace)
-                ray_get(directory.note_restart.remote(name), timeout_s=timeout_s,
-                        name=DIRECTORY_NAME)
-            except (ClusterError, ValueError):
-                pass  # the count is for `cache stats`; serving matters more
+            self._rehydrate(namespace, timeout_s)
+
+    def _rehydrate(self, namespace: str, timeout_s: float) -> None:
+        """Ask the directory for the topology, the peers for this shard's records (Ray
+        delivers no request before the constructor returns), and count the restart."""
+        try:
+            directory = ray.get_actor(DIRECTORY_NAME, namespace=namespace)
+            topology, _ = parse_description(ray_get(directory.describe.remote(),
+                                                    timeout_s=timeout_s, name=DIRECTORY_NAME))
+        except (ClusterError, ValueError, TypeError) as err:
+            self.unanswered = [f"{DIRECTORY_NAME}: {err}"]
+            return
+        client = ShardClient(topology, RayTransport(namespace), timeout_s=timeout_s)
+        self.rehydrated, self.unanswered = rehydrate(self.shard, client)
+        try:
+            ray_get(directory.note_restart.remote(self.shard.name), timeout_s=timeout_s,
+                    name=DIRECTORY_NAME)
+        except ClusterError:
+            pass  # the count is for `cache stats`; serving matters more
 
     def handle(self, request: bytes) -> bytes:
         reply = self.shard.handle(request)
@@ -247,43 +256,48 @@ def _alive_nodes() -> list[str]:
 
 
 def start_fleet(namespace: str, shards: int, replication: int, *,
-                max_entries: int = DEFAULT_MAX_ENTRIES, timeout_s: float = 30.0,
+                max_entries: int = DEFAULT_MAX_ENTRIES, timeout_s: float = 60.0,
                 clock: Callable[[], float] | None = None) -> Fleet:
-    """Create a fleet's directory and `shards` cache shards in the connected Ray cluster,
-    shard `i` on node `i mod nodes` (soft: Ray may place it elsewhere if that node is gone),
-    and wait until every one answers.
+    """Create `shards` cache shards spread over the nodes of the connected Ray cluster (shard
+    `i` pinned to node `i mod nodes`), then the fleet's directory, whose topology labels each
+    shard with its node (its failure domain: replicas go to distinct nodes first); wait
+    until every one answers.
 
     Raises:
         FleetExists: a fleet already runs in `namespace`.
         ShardUnavailable, ShardTimeout: an actor did not start within `timeout_s`.
     """
-    nodes = _alive_nodes()
-    infos = tuple(ShardInfo(shard_name(i), nodes[i % len(nodes)] if nodes else "")
-                  for i in range(shards))
-    topology = Topology(namespace, infos, replication)
     try:
         ray.get_actor(DIRECTORY_NAME, namespace=namespace)
     except ValueError:
         pass
     else:
         raise FleetExists(namespace, "a directory actor is already running")
+    deadline = time.monotonic() + timeout_s
+    handles: dict[str, Any] = {}
+    infos = []
+    nodes = _alive_nodes()
+    for i in range(shards):
+        name = shard_name(i)
+        # Pinned (not soft: a soft affinity here often lands shards on one node), so Ray
+        # restarts a shard on its own node; a shard whose node is lost stays down and
+        # traffic goes around it to the replicas on the other nodes.
+        spread = (NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=False) if nodes
+                  else "DEFAULT")
+        handles[name] = ray.remote(CacheShardActor).options(
+            name=name, namespace=namespace, scheduling_strategy=spread,
+            **ACTOR_OPTIONS).remote(name, namespace, max_entries, min(timeout_s, 5.0), clock)
+        info = ray_get(handles[name].info.remote(), timeout_s=_left(deadline), name=name)
+        infos.append(ShardInfo(name, info["node_id"]))
+    topology = Topology(namespace, tuple(infos), replication)
     directory: Any = ray.remote(DirectoryActor).options(
         name=DIRECTORY_NAME, namespace=namespace, **ACTOR_OPTIONS).remote(topology.to_list())
-    handles: dict[str, Any] = {}
-    for info in infos:
-        placement = (NodeAffinitySchedulingStrategy(info.domain, soft=True) if info.domain
-                     else "DEFAULT")
-        handles[info.name] = ray.remote(CacheShardActor).options(
-            name=info.name, namespace=namespace, scheduling_strategy=placement,
-            **ACTOR_OPTIONS).remote(info.name, topology.to_list(), max_entries,
-                                    min(timeout_s, 5.0), clock)
-    fleet = Fleet(topology, directory, handles)
-    deadline = time.monotonic() + timeout_s
-    actors: list[tuple[str, Any]] = [(DIRECTORY_NAME, directory), *handles.items()]
-    for name, handle in actors:
-        method = handle.describe if name == DIRECTORY_NAME else handle.info
-        ray_get(method.remote(), timeout_s=max(0.1, deadline - time.monotonic()), name=name)
-    return fleet
+    ray_get(directory.describe.remote(), timeout_s=_left(deadline), name=DIRECTORY_NAME)
+    return Fleet(topology, directory, handles)
+
+
+def _left(deadline: float) -> float:
+    return max(0.1, deadline - time.monotonic())
 
 
 def open_fleet(address: str, namespace: str, *, timeout_s: float = 5.0) -> Fleet:

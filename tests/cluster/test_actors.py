@@ -27,7 +27,6 @@ from cluster.errors import (
     ShardUnavailable,
 )
 from cluster.planstore import ShardedPlanStore
-from cluster.topology import ShardInfo, Topology
 from cluster.wire import encode_request
 from delegation.testing import FakeClock, PlanStoreTests
 from tests.cluster.conftest import ensure_ray
@@ -92,10 +91,9 @@ def test_an_error_raised_in_ray_arrives_as_itself(error: ClusterError) -> None:
 def test_a_shard_that_cannot_be_placed_times_out_instead_of_hanging() -> None:
     ensure_ray()
     namespace = f"unplaced-{uuid.uuid4().hex[:8]}"
-    topology = Topology(namespace, (ShardInfo("nowhere"),))
     handle = ray.remote(CacheShardActor).options(
         name="nowhere", namespace=namespace, resources={"no-such-resource": 1},
-        **ACTOR_OPTIONS).remote("nowhere", topology.to_list())
+        **ACTOR_OPTIONS).remote("nowhere", namespace)
     try:
         reply = RayTransport(namespace).call_many({"nowhere": encode_request([["ping"]])}, 0.5)
         assert isinstance(reply["nowhere"], ShardTimeout)
