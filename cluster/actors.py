@@ -200,6 +200,8 @@ class RayTransport:
 
     def call_many(self, requests: Mapping[str, bytes], timeout_s: float
                   ) -> dict[str, bytes | ClusterError]:
+        if not ray.is_initialized():  # disconnected: never let a late call start a new Ray
+            return {name: ShardUnavailable(name, "not connected to Ray") for name in requests}
         out: dict[str, bytes | ClusterError] = {}
         refs = {}
         for name, request in requests.items():

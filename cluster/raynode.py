@@ -36,6 +36,7 @@ def prepare_environment(environ: MutableMapping[str, str] | None = None, *,
     env = os.environ if environ is None else environ
     env.setdefault("RAY_AUTH_MODE", "token")
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # never report usage over the network
+    env.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")  # a stray call never starts a local Ray
     if outlive_head:
         env.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", str(GCS_RECONNECT_TIMEOUT_S))
 

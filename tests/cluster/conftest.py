@@ -33,6 +33,7 @@ if "RAY_AUTH_TOKEN" not in os.environ and "RAY_AUTH_TOKEN_PATH" not in os.enviro
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(_token)
 os.environ.setdefault("RAY_AUTH_MODE", "token")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")  # a stray call never starts a Ray
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,11 @@ class TestShardedPlanStoreOverActors(PlanStoreTests):
     """The same suite over real shard actors (cleared before each store is made)."""
 
     @pytest.fixture(autouse=True)
-    def _fleet(self, fleet: Fleet) -> None:
-        self.fleet = fleet
+    def _fleet(self, fleet: Fleet) -> Iterator[None]:
+        self.fleet, self.reopened = fleet, list[ShardedPlanStore]()
+        yield
+        for store in self.reopened:
+            store.close()
 
     def make_store(self, ttl_s: float, timer: FakeClock) -> ShardedPlanStore:
         client = self.fleet.client(timeout_s=10.0, timer=timer)
@@ -61,8 +64,10 @@ class TestShardedPlanStoreOverActors(PlanStoreTests):
                                 timer=timer, wall_clock=lambda: WALL + timer.now - origin)
 
     def reopen(self, store: ShardedPlanStore) -> ShardedPlanStore:  # type: ignore[override]
-        return ShardedPlanStore(store.client, ttl_s=store.ttl_s, timer=store._timer,
-                                wall_clock=store._wall)
+        other = ShardedPlanStore(store.client, ttl_s=store.ttl_s, timer=store._timer,
+                                 wall_clock=store._wall)
+        self.reopened.append(other)
+        return other
 
 
 def test_a_running_fleet_is_found_by_namespace_and_not_started_twice(fleet: Fleet) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 import pytest
@@ -72,16 +73,16 @@ def test_losing_a_node_loses_no_plan(nodes: tuple[Any, Any], fleet: Fleet) -> No
     lost = {s.name for s in fleet.topology.shards if s.domain == worker.node_id}
     assert lost and len(lost) < len(fleet.topology.shards)
     cluster.remove_node(worker)
-    reader = ShardedPlanStore(fleet.client(timeout_s=5.0))
-    for i, agent in enumerate(AGENTS):  # every plan is still there: its copy on the head
-        plan = reader.get(agent, "t")
-        assert plan is not None and plan.target == LocalModel(f"m{i}"), agent
+    with closing(ShardedPlanStore(fleet.client(timeout_s=5.0))) as reader:
+        for i, agent in enumerate(AGENTS):  # every plan is still there: its copy on the head
+            plan = reader.get(agent, "t")
+            assert plan is not None and plan.target == LocalModel(f"m{i}"), agent
     # The lost node's shards are down (they are pinned to it); the others serve, and
     # writes go around the lost ones.
     reports = {r.name: r for r in fleet_report(fleet.client(timeout_s=5.0), {})}
     assert {name for name, r in reports.items() if r.down} == lost
-    writer = ShardedPlanStore(fleet.client(timeout_s=5.0))
-    writer.put("after", "t", new_plan(LocalModel("late"), 1.0, "after the loss"))
-    writer.close()
-    found = ShardedPlanStore(fleet.client(timeout_s=5.0)).get("after", "t")
+    with closing(ShardedPlanStore(fleet.client(timeout_s=5.0))) as writer:
+        writer.put("after", "t", new_plan(LocalModel("late"), 1.0, "after the loss"))
+    with closing(ShardedPlanStore(fleet.client(timeout_s=5.0))) as reader:
+        found = reader.get("after", "t")
     assert found is not None and found.target == LocalModel("late")

@@ -41,7 +41,7 @@ class TestShardedPlanStoreOverInProcessShards(PlanStoreTests):
         return store
 
     def reopen(self, store: ShardedPlanStore) -> ShardedPlanStore:  # type: ignore[override]
-        return self.fleets[id(store)].store(ttl_s=store.ttl_s)
+        return self.fleets[id(store)].store(ttl_s=store.ttl_s)  # no thread: nothing to close
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 
 import pytest
@@ -164,8 +165,8 @@ def test_a_shard_stopped_for_good_is_gone_around_and_reported_down(
         for thread in threads:
             thread.join(60)
     assert load.errors == [] and load.wrong == []
-    reader = ShardedPlanStore(fleet.client(timeout_s=5.0))
-    assert reader.get("after-the-loss", "t") is not None
+    with closing(ShardedPlanStore(fleet.client(timeout_s=5.0))) as reader:
+        assert reader.get("after-the-loss", "t") is not None
     restarts = ray_get(fleet.directory.restarts.remote(), timeout_s=10.0, name=DIRECTORY_NAME)
     reports = {r.name: r for r in fleet_report(fleet.client(timeout_s=5.0), restarts)}
     assert reports[victim].down
