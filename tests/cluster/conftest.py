@@ -76,7 +76,8 @@ def ensure_ray() -> RaySession:
     if not all(ipaddress.ip_address(a).is_loopback for a in addresses):
         ray.shutdown()
         pytest.fail(f"Ray bound {sorted(addresses)}, not loopback only", pytrace=False)
-    _session[:] = [RaySession(context.address_info["gcs_address"], NAMESPACE)]
+    address = context.address_info["gcs_address"]  # type: ignore[attr-defined]
+    _session[:] = [RaySession(address, NAMESPACE)]
     return _session[0]
 
 

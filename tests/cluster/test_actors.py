@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import ray
@@ -96,7 +97,7 @@ def test_an_error_raised_in_ray_arrives_as_itself(error: ClusterError) -> None:
 def test_a_shard_that_cannot_be_placed_times_out_instead_of_hanging() -> None:
     ensure_ray()
     namespace = f"unplaced-{uuid.uuid4().hex[:8]}"
-    handle = ray.remote(CacheShardActor).options(
+    handle: Any = ray.remote(CacheShardActor).options(
         name="nowhere", namespace=namespace, resources={"no-such-resource": 1},
         **ACTOR_OPTIONS).remote("nowhere", namespace)
     try:

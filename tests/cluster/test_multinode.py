@@ -22,7 +22,7 @@ from delegation.targets import LocalModel
 from tests.cluster.conftest import OBJECT_STORE_BYTES, require_loopback_only, shutdown_ray
 
 AGENTS = [f"agent-{i}" for i in range(200)]
-NODE = {"num_cpus": 2, "object_store_memory": OBJECT_STORE_BYTES,
+NODE: dict[str, Any] = {"num_cpus": 2, "object_store_memory": OBJECT_STORE_BYTES,
         "node_ip_address": "127.0.0.1"}
 
 

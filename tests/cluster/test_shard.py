@@ -98,7 +98,7 @@ def test_get_agents_returns_every_live_task_and_counts_one_lookup_per_agent() ->
     shard.put_many("l1", [entry("f", "t1", 1, b"1"), entry("f", "t2", 1, b"2"),
                           entry("f", "t3", 1, None)])
     found = shard.get_agents("l1", ["f", "nobody"])
-    assert sorted(e.value for e in found[0]) == [b"1", b"2"]
+    assert sorted(e.value or b"" for e in found[0]) == [b"1", b"2"]
     assert found[1] == []
     stats = shard.stats()
     assert (stats.hits, stats.misses, stats.entries, stats.tombstones) == (1, 1, 2, 1)

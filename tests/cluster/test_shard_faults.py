@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import ray
@@ -61,7 +62,7 @@ class Load:
     store whose near-cache goes stale almost at once (so decisions keep asking shards)."""
 
     fleet: Fleet
-    tmp_path: object
+    tmp_path: Path
     decisions: int = 0
     wrong: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -75,7 +76,7 @@ class Load:
         return started
 
     def _worker(self, n: int) -> None:
-        config = default_config(self.tmp_path, state_dir=self.tmp_path / f"s{n}")  # type: ignore[operator]
+        config = default_config(self.tmp_path, state_dir=self.tmp_path / f"s{n}")
         store = ShardedPlanStore(self.fleet.client(timeout_s=5.0), near_ttl_s=0.01)
         runtime = Runtime(config, plans=store)
         try:

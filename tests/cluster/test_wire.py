@@ -3,13 +3,15 @@ random bytes and random msgpack values (they return or raise `WireError`, nothin
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cluster.client import InProcessTransport, ShardClient
-from cluster.errors import WireError
+from cluster.errors import ShardUnavailable, WireError
 from cluster.shard import CacheShard, ShardStats, parse_dump
 from cluster.topology import ShardInfo, Topology
 from cluster.wire import (
@@ -38,7 +40,7 @@ msgpack_values = st.recursive(
 )
 
 
-def serve(*ops: list) -> list[tuple[int, object]]:
+def serve(*ops: list) -> list[tuple[int, Any]]:
     shard = CacheShard("s0", clock=FakeClock(NOW))
     shard.put_many("l1", [Entry("f", "t", Stamp(1, "w", NOW + 60), b"plan")])
     return decode_reply(shard.handle(encode_request(ops)), len(ops))
@@ -159,4 +161,4 @@ def test_an_undecodable_reply_is_reported_and_the_shard_rests(reply: bytes) -> N
 def test_the_in_process_transport_reports_an_unknown_shard() -> None:
     transport = InProcessTransport({})
     [(_, reply)] = transport.call_many({"ghost": encode_request([["ping"]])}, 1.0).items()
-    assert not isinstance(reply, bytes) and reply.shard == "ghost"
+    assert isinstance(reply, ShardUnavailable) and reply.shard == "ghost"
