@@ -28,6 +28,7 @@ from cluster.errors import AuthenticationFailed, ClusterUnavailable
 GCS_RECONNECT_TIMEOUT_S = 7 * 86_400
 PROBE_TIMEOUT_S = 3.0
 SHUTDOWN_TIMEOUT_S = 20.0
+JOIN_RETRIES = 8  # seconds Ray keeps asking a GCS that accepted the connection
 
 
 def prepare_environment(environ: MutableMapping[str, str] | None = None, *,
@@ -81,6 +82,9 @@ def connect(address: str, namespace: str, *, outlive_head: bool = False) -> None
     if address != "auto":
         probe(address)
     prepare_environment(outlive_head=outlive_head)
+    # Ray retries its first GCS call once a second, 20 times; the port answered the probe, so
+    # a refusal (a wrong token) need not take that long to report.
+    os.environ.setdefault("RAY_NUM_REDIS_GET_RETRIES", str(JOIN_RETRIES))
     import ray
     from ray.exceptions import AuthenticationError
 
@@ -93,9 +97,8 @@ def connect(address: str, namespace: str, *, outlive_head: bool = False) -> None
     except AuthenticationError as err:
         raise AuthenticationFailed(address, _first_line(err)) from None
     except (ConnectionError, RuntimeError, ValueError) as err:
-        cause = err.__cause__
-        if isinstance(cause, AuthenticationError):
-            raise AuthenticationFailed(address, _first_line(cause)) from None
+        if _refused_token(err):  # Ray carries it as text in the cause's message
+            raise AuthenticationFailed(address, "no token, or not the head's") from None
         raise ClusterUnavailable(address, _first_line(err)) from None
 
 
@@ -141,6 +144,15 @@ def disconnect(timeout_s: float = SHUTDOWN_TIMEOUT_S) -> bool:
 
     threading.Thread(target=shutdown, name="ray-shutdown", daemon=True).start()
     return done.wait(timeout_s)
+
+
+def _refused_token(err: BaseException) -> bool:
+    seen: BaseException | None = err
+    while seen is not None:
+        if "AuthenticationError" in str(seen) or "InvalidAuthToken" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _first_line(err: BaseException) -> str:
