@@ -164,7 +164,7 @@ class ShardedPlanStore:
         return None, False
 
     def prefetch(self, agents: Iterable[str]) -> None:
-        """Fetch the views of `agents` not fresh here: one request per shard (the learner's
+        """Fetch the views of `agents`, fresh or not: one request per shard (the learner's
         outcomes of the same agents travel in it)."""
         self._fetch(list(dict.fromkeys(agents)), wait=False, outcomes=True, force=True)
 
@@ -183,8 +183,7 @@ class ShardedPlanStore:
                     mine.append(agent)
                 elif wait:
                     theirs.append(event)
-            if wait and mine:
-                self.waits += 1
+            self.waits += bool(wait and (mine or theirs))  # this lookup waits on a round trip
         try:
             if mine:
                 self._fetch_now(mine, outcomes)
@@ -329,12 +328,16 @@ class ShardedPlanStore:
 
     def _queue(self, row: _Pending) -> None:
         self._pending.append(row)
+        self._trim()
+        if len(self._pending) >= self.flush_rows:
+            self._wake.set()
+
+    def _trim(self) -> None:
+        """Keep at most `max_pending` rows for a fleet that does not answer (oldest go)."""
         overflow = len(self._pending) - self.max_pending
         if overflow > 0:
             del self._pending[:overflow]
             self.dropped_rows += overflow
-        if len(self._pending) >= self.flush_rows:
-            self._wake.set()
 
     def flush(self) -> None:
         """Send every pending write now (and the learner's); rows no shard took stay
@@ -390,10 +393,7 @@ class ShardedPlanStore:
             return
         with self._lock:
             self._pending[:0] = rows
-            overflow = len(self._pending) - self.max_pending
-            if overflow > 0:
-                del self._pending[:overflow]
-                self.dropped_rows += overflow
+            self._trim()
 
     # --- the background thread ------------------------------------------------------------
 

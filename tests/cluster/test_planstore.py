@@ -229,3 +229,13 @@ def test_refresh_ahead_keeps_a_read_view_fresh_without_waiting(fleet: LocalFleet
         assert store.waits == 0 and len(fleet.transport.requests) == settled
     finally:
         store.close()
+
+
+def test_a_fleet_that_stays_away_costs_at_most_max_pending_rows(fleet: LocalFleet) -> None:
+    store = fleet.store(max_pending=3)
+    fleet.transport.down = set(fleet.shards)
+    for i in range(5):
+        store.put(f"a{i}", T, plan())
+    store.flush()
+    assert store.dropped_rows == 2  # the oldest went; the newest three wait for the fleet
+    assert all(store.get(f"a{i}", T) is not None for i in range(5))  # still served here
