@@ -214,10 +214,9 @@ class RayTransport:
         deadline = time.monotonic() + timeout_s
         for name, ref in refs.items():  # all in flight: the total wait is the slowest one
             try:
-                out[name] = ray_get(ref, timeout_s=max(0.0, deadline - time.monotonic()),
-                                    name=name)
-            except ClusterError as err:
-                out[name] = err
+                out[name] = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
+            except RayError as err:  # a task's own error too: a shard call never raises
+                out[name] = to_cluster_error(name, err)
         return out
 
     def close(self) -> None:

@@ -34,7 +34,7 @@ def writer_id() -> str:
     return f"{socket.gethostname()[:24]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def check_address(address: str) -> None:
+def check_address(address: str, option: str = "--cluster") -> None:
     """Raise `UsageError` (exit 2) unless `address` is `host:port` or `auto`."""
     from cluster.raynode import split_address
 
@@ -42,7 +42,7 @@ def check_address(address: str) -> None:
         try:
             split_address(address)
         except ValueError as err:
-            raise UsageError(f"--cluster {err}") from None
+            raise UsageError(f"{option} {err}") from None
 
 
 def connect(config: Any, address: str, *, environ: Mapping[str, str] | None = None

@@ -90,12 +90,13 @@ def run(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace, cluster: ClusterConfig, shards: int, replication: int,
            stop: _Stop) -> int:
     from cluster import raynode
+    from cluster.connect import check_address
 
+    if args.address:
+        check_address(args.address, "--address")
     started: list[Any] = []
     try:
         if args.address:
-            if args.address != "auto":
-                raynode.split_address(args.address)  # ValueError: bad input
             raynode.connect(args.address, cluster.namespace)
             address = raynode.gcs_address()
         else:
@@ -112,8 +113,6 @@ def _serve(args: argparse.Namespace, cluster: ClusterConfig, shards: int, replic
             print(f"delegation: metrics on http://{args.host}:{port}/metrics", file=sys.stderr)
         print(f"ready: {address}", flush=True)
         stop.wait()
-    except ValueError as err:
-        raise UsageError(f"--address {err}") from None
     finally:
         _stop_all(started)
     return 0

@@ -165,6 +165,7 @@ def test_an_unreachable_cluster_is_one_warning_and_the_run_succeeds(fleet: Fleet
     ["run", "plan.rtfs", "--cluster", "nonsense"],
     ["cache", "stats", "--cluster", "127.0.0.1:notaport"],
     ["serve", "--shards", "0"],
+    ["serve", "--address", "nonsense"],
 ])
 def test_bad_input_is_one_line_and_exit_2(fleet: Fleet, command: list[str]) -> None:
     done = delegation(*command, env=fleet.env, cwd=fleet.home)
