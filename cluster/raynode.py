@@ -21,7 +21,6 @@ import socket
 import sys
 import threading
 from collections.abc import MutableMapping
-from typing import Any
 
 from cluster.errors import AuthenticationFailed, ClusterUnavailable
 
@@ -32,14 +31,20 @@ JOIN_RETRIES = 8  # seconds Ray keeps asking a GCS that accepted the connection
 
 
 def prepare_environment(environ: MutableMapping[str, str] | None = None, *,
-                        outlive_head: bool = False) -> None:
-    """Set what Ray reads from the environment, keeping anything the user set."""
+                        outlive_head: bool = False, loopback: bool = False) -> None:
+    """Set what Ray reads from the environment (before it is imported), keeping anything the
+    user set. `loopback`: this node is 127.0.0.1 and every Ray port binds there only."""
     env = os.environ if environ is None else environ
     env.setdefault("RAY_AUTH_MODE", "token")
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # never report usage over the network
     env.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")  # a stray call never starts a local Ray
     if outlive_head:
         env.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", str(GCS_RECONNECT_TIMEOUT_S))
+    if loopback:
+        # Ray turns 127.0.0.1 into this machine's routable address and binds 0.0.0.0, unless
+        # it believes multi-machine clusters are off (its default on macOS and Windows): then
+        # the node address is 127.0.0.1 and every Ray port listens on loopback only.
+        env.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -81,19 +86,17 @@ def connect(address: str, namespace: str, *, outlive_head: bool = False) -> None
     """
     if address != "auto":
         probe(address)
-    prepare_environment(outlive_head=outlive_head)
+    loopback = address != "auto" and is_loopback(split_address(address)[0])
+    prepare_environment(outlive_head=outlive_head, loopback=loopback)
     # Ray retries its first GCS call once a second, 20 times; the port answered the probe, so
     # a refusal (a wrong token) need not take that long to report.
     os.environ.setdefault("RAY_NUM_REDIS_GET_RETRIES", str(JOIN_RETRIES))
     import ray
     from ray.exceptions import AuthenticationError
 
-    options: dict[str, Any] = {}
-    if address != "auto" and is_loopback(split_address(address)[0]):
-        options["_node_ip_address"] = "127.0.0.1"  # this node is the loopback one too
     try:
         ray.init(address=address, namespace=namespace, log_to_driver=False,
-                 logging_level=logging.WARNING, **options)
+                 logging_level=logging.WARNING)
     except AuthenticationError as err:
         raise AuthenticationFailed(address, _first_line(err)) from None
     except (ConnectionError, RuntimeError, ValueError) as err:
@@ -109,7 +112,7 @@ def start_head(host: str, namespace: str, *, num_cpus: int | None = None,
     Raises:
         ClusterUnavailable: Ray could not start.
     """
-    prepare_environment()
+    prepare_environment(loopback=is_loopback(host))
     import ray
 
     try:

@@ -6,8 +6,9 @@ test session, handed to every process the tests start through `RAY_AUTH_TOKEN_PA
 that needs a multi-node `ray.cluster_utils.Cluster` calls `shutdown_ray()` first (the two
 cannot be live in one driver); the next test that needs the shared Ray starts it again.
 
-Ray would bind every interface this machine has: outside a loopback-only namespace the tests
-that start Ray fail at once, saying how to run them (`scripts/test --netns`).
+Every Ray the tests start is bound to 127.0.0.1 (CI also runs them in a loopback-only network
+namespace); right after a Ray or a `delegation serve` starts, its process tree is checked, and
+a socket listening on anything but loopback fails the test at once, saying where.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
-import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,8 @@ if "RAY_AUTH_TOKEN" not in os.environ and "RAY_AUTH_TOKEN_PATH" not in os.enviro
 os.environ.setdefault("RAY_AUTH_MODE", "token")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")  # a stray call never starts a Ray
+# Ray binds loopback only (it turns 127.0.0.1 into the routable address otherwise).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 @dataclass(frozen=True)
@@ -47,19 +49,41 @@ class RaySession:
 _session: list[RaySession] = []
 
 
-def non_loopback_interfaces() -> list[str]:
-    return sorted(name for _, name in socket.if_nameindex() if name != "lo")
+def non_loopback_listeners(pid: int) -> list[str]:
+    """Listening TCP sockets of process `pid` and its descendants not bound to loopback."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+    found = []
+    for process in processes:
+        try:
+            sockets = process.net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        for sock in sockets:
+            if sock.status == psutil.CONN_LISTEN and not _loopback(sock.laddr.ip):
+                found.append(f"{process.pid} {sock.laddr.ip}:{sock.laddr.port}")
+    return found
 
 
-def require_loopback_only() -> None:
-    """Fail now, with the remedy, unless this process sees only the loopback interface."""
-    others = non_loopback_interfaces()
-    if others:
-        pytest.fail(
-            f"Ray would bind non-loopback interfaces here ({', '.join(others)}): run the "
-            "cluster tests in a loopback-only network namespace, e.g. `scripts/test --netns "
-            "tests/cluster` (CI does) or `LOOPBACK_NS=lo-test ../shared/tools/loopback-only "
-            "python -m pytest tests/cluster`", pytrace=False)
+def _loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip.split("%")[0])
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def require_loopback_listeners(pid: int, what: str) -> None:
+    """Fail now, saying what listened where, if `pid`'s process tree (a Ray we started,
+    `delegation serve`) listens on anything but loopback: the tests talk to 127.0.0.1 only."""
+    found = non_loopback_listeners(pid)
+    if found:
+        pytest.fail(f"{what} listens beyond loopback ({'; '.join(found)}): the cluster tests "
+                    "bind 127.0.0.1 only (run them as CI does, `scripts/test --netns`)",
+                    pytrace=False)
 
 
 def ensure_ray() -> RaySession:
@@ -68,14 +92,15 @@ def ensure_ray() -> RaySession:
 
     if _session and ray.is_initialized():
         return _session[0]
-    require_loopback_only()
     context = ray.init(num_cpus=2, include_dashboard=False, namespace=NAMESPACE,
                        object_store_memory=OBJECT_STORE_BYTES, _node_ip_address="127.0.0.1",
                        log_to_driver=False, configure_logging=False)
     addresses = {node["NodeManagerAddress"] for node in ray.nodes()}
-    if not all(ipaddress.ip_address(a).is_loopback for a in addresses):
+    listeners = non_loopback_listeners(os.getpid())
+    if listeners or not all(_loopback(a) for a in addresses):
         ray.shutdown()
-        pytest.fail(f"Ray bound {sorted(addresses)}, not loopback only", pytrace=False)
+        pytest.fail(f"Ray would talk beyond loopback (nodes {sorted(addresses)}; listeners "
+                    f"{listeners}): the cluster tests bind 127.0.0.1 only", pytrace=False)
     address = context.address_info["gcs_address"]  # type: ignore[attr-defined]
     _session[:] = [RaySession(address, NAMESPACE)]
     return _session[0]

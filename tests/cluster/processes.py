@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.cluster.conftest import require_loopback_listeners
+
 READY_TIMEOUT_S = 120.0
 
 
@@ -44,6 +46,7 @@ class ServeProcess:
             for line in self.output().splitlines():
                 if line.startswith("ready: "):
                     self.address = line.removeprefix("ready: ").strip()
+                    require_loopback_listeners(self.proc.pid, "delegation serve")
                     return self.address
             if self.proc.poll() is not None:
                 break

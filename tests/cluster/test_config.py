@@ -70,3 +70,19 @@ def test_registering_the_extension_does_not_import_ray() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_loopback_check_sees_a_socket_listening_beyond_loopback() -> None:
+    from tests.cluster.conftest import non_loopback_listeners
+
+    code = ("import socket, sys, time; s = socket.socket(); s.bind((sys.argv[1], 0)); "
+            "s.listen(); print('up', flush=True); time.sleep(60)")
+    for host, expected in (("0.0.0.0", True), ("127.0.0.1", False)):
+        child = subprocess.Popen([sys.executable, "-c", code, host], stdout=subprocess.PIPE,
+                                 text=True)
+        try:
+            assert child.stdout is not None and child.stdout.readline().strip() == "up"
+            assert bool(non_loopback_listeners(child.pid)) is expected, host
+        finally:
+            child.kill()
+            child.wait()

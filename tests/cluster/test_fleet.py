@@ -19,7 +19,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from storage.signing import public_key_hex, save_private_key
 from storage.testservers import MotoServer, free_port
-from tests.cluster.conftest import require_loopback_only
 from tests.cluster.processes import ServeProcess, delegation
 
 NAMESPACE = "fleet-e2e"
@@ -61,7 +60,6 @@ class Fleet:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    require_loopback_only()
     home = tmp_path_factory.mktemp("fleet")
     trusted = []
     for node in ("node-a", "node-b"):

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-from tests.cluster.conftest import require_loopback_only
 from tests.cluster.processes import ServeProcess, delegation
 
 RAY_GCS_TIMEOUT_S = 60.0  # Ray's default gcs_rpc_server_reconnect_timeout_s
@@ -61,7 +60,6 @@ def refused(address: str) -> bool:
 
 
 def test_the_run_completes_on_local_caches_after_the_head_dies(tmp_path: Path) -> None:
-    require_loopback_only()
     write_node(tmp_path)
     env = dict(os.environ)
     serve = ServeProcess(tmp_path / "serve", "--config", str(tmp_path / "node.toml"),

@@ -6,6 +6,7 @@ module that needs it starts it again)."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
@@ -19,7 +20,7 @@ from cluster.planstore import ShardedPlanStore
 from cluster.stats import fleet_report
 from delegation.l1 import new_plan
 from delegation.targets import LocalModel
-from tests.cluster.conftest import OBJECT_STORE_BYTES, require_loopback_only, shutdown_ray
+from tests.cluster.conftest import OBJECT_STORE_BYTES, require_loopback_listeners, shutdown_ray
 
 AGENTS = [f"agent-{i}" for i in range(200)]
 NODE: dict[str, Any] = {"num_cpus": 2, "object_store_memory": OBJECT_STORE_BYTES,
@@ -30,11 +31,11 @@ NODE: dict[str, Any] = {"num_cpus": 2, "object_store_memory": OBJECT_STORE_BYTES
 def nodes() -> Iterator[tuple[Any, Any]]:
     from ray.cluster_utils import Cluster
 
-    require_loopback_only()
     shutdown_ray()
     cluster = Cluster(initialize_head=True, head_node_args={**NODE, "include_dashboard": False})
     worker = cluster.add_node(**NODE)
     ray.init(address=cluster.address, namespace="multinode", log_to_driver=False)
+    require_loopback_listeners(os.getpid(), "the two-node Ray")
     try:
         yield cluster, worker
     finally:
