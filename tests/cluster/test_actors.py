@@ -3,6 +3,7 @@ as ours, caught by their own types; a shard that cannot be placed times out."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -113,8 +114,12 @@ def test_a_shard_stopped_for_good_is_unavailable(fleet: Fleet) -> None:
     transport = small.transport()
     request = encode_request([["ping"]])
     assert isinstance(transport.call_many({"rtfs-shard-0": request}, 10.0)["rtfs-shard-0"], bytes)
-    small.stop()
+    small.stop()  # ray.kill is asynchronous: a call racing it may still be answered
+    deadline = time.monotonic() + 30
     reply = transport.call_many({"rtfs-shard-0": request}, 10.0)["rtfs-shard-0"]
+    while isinstance(reply, bytes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        reply = transport.call_many({"rtfs-shard-0": request}, 10.0)["rtfs-shard-0"]
     assert isinstance(reply, ShardUnavailable)
     fresh = RayTransport(namespace).call_many({"rtfs-shard-0": request}, 1.0)
     assert isinstance(fresh["rtfs-shard-0"], ShardUnavailable)
