@@ -7,8 +7,15 @@ same helpers the tests use; run `infra/ipfs/install` first), then measures:
 
 - put and get of 1 KiB and 1 MiB blobs for every backend;
 - `S3Store.get` against a raw `boto3` `get_object` of the same key with the same client
-  (goal: <= 1.2x), and `IPFSStore.get` against a raw RPC `cat` of the same CID;
-- the tiered store's local hit latency (goal: p50 <= 100 us for 1 KiB).
+  (goal: <= 1.2x), and `IPFSStore.get` against the raw RPC it makes (`files/read` of the same
+  MFS path; goal: <= 1.2x), with a raw `cat` of the CID for reference;
+- the tiered store's local hit latency (goal: p50 <= 100 us for 1 KiB);
+- the outage latch: what the first call on a dead store costs (refused port; a port that
+  accepts and never answers, with read_timeout_s=1), and a call on a latched store against
+  a `BlobNotFound` from a `MemoryStore` (goal: <= 3x: failing at once costs no more than a
+  local miss).
+
+Per-call latencies are p50 and p99; compared pairs run interleaved in rounds.
 """
 
 from __future__ import annotations
@@ -25,8 +32,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from storage import LocalStore, MemoryStore, TieredStore, open_store
-from storage.testservers import IPFSDaemon, MotoServer
+from storage import BlobNotFound, LocalStore, MemoryStore, StoreDown, TieredStore, open_store
+from storage.testservers import IPFSDaemon, MotoServer, SilentServer, free_port
 
 SIZES = {"1 KiB": 1 << 10, "1 MiB": 1 << 20}
 
@@ -46,8 +53,8 @@ def p50(samples: list[float]) -> float:
     return statistics.median(samples)
 
 
-def p90(samples: list[float]) -> float:
-    return statistics.quantiles(samples, n=10)[-1] if len(samples) > 1 else samples[0]
+def p99(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=100)[-1] if len(samples) > 1 else samples[0]
 
 
 def fmt(us: float) -> str:
@@ -66,10 +73,10 @@ def bench_backend(name: str, store: Any, size: int, n: int) -> list[tuple]:
 
 def print_rows(title: str, rows: list[tuple]) -> None:
     print(f"\n{title}")
-    print(f"{'backend':<22}{'op':<5}{'size':>7}{'n':>6}{'p50':>14}{'p90':>14}{'mean':>14}")
+    print(f"{'backend':<22}{'op':<5}{'size':>7}{'n':>6}{'p50':>14}{'p99':>14}{'mean':>14}")
     for name, op, label, n, samples in rows:
         print(
-            f"{name:<22}{op:<5}{label:>7}{n:>6}{fmt(p50(samples)):>14}{fmt(p90(samples)):>14}"
+            f"{name:<22}{op:<5}{label:>7}{n:>6}{fmt(p50(samples)):>14}{fmt(p99(samples)):>14}"
             f"{fmt(statistics.fmean(samples)):>14}"
         )
 
@@ -87,7 +94,10 @@ def compare(
     verdict = ""
     if goal is not None:
         verdict = f"  (goal <= {goal:.1f}x: {'met' if ratio <= goal else 'NOT met'})"
-    return f"{title:<42}{fmt(p50(a))}  vs {fmt(p50(b))}  = {ratio:5.2f}x{verdict}"
+    return (
+        f"{title:<46}p50 {fmt(p50(a))} vs {fmt(p50(b))} = {ratio:5.2f}x"
+        f"  p99 {fmt(p99(a))} vs {fmt(p99(b))}{verdict}"
+    )
 
 
 def s3_vs_raw(store: Any, client: Any, label: str, n: int) -> str:
@@ -103,17 +113,27 @@ def s3_vs_raw(store: Any, client: Any, label: str, n: int) -> str:
     )
 
 
-def ipfs_vs_raw(store: Any, label: str, n: int) -> str:
-    """`IPFSStore.get` against an RPC `cat` of the same CID through the same client."""
+def ipfs_vs_raw(store: Any, label: str, n: int) -> list[str]:
+    """`IPFSStore.get` against the RPC it makes (`files/read` of the same MFS path) through the
+    same client, and against a raw `cat` of the CID (what a remembered CID would cost)."""
     blob_id = store.put(os.urandom(SIZES[label]))
-    cid = store.cid_of(blob_id)
-    return compare(
-        f"IPFSStore.get vs RPC cat, {label}",
-        lambda _: store.get(blob_id),
-        lambda _: store.client.cat(cid),
-        n,
-        None,
-    )
+    path, cid = f"{store.root}/blobs/{blob_id}", store.cid_of(blob_id)
+    return [
+        compare(
+            f"IPFSStore.get vs RPC files/read, {label}",
+            lambda _: store.get(blob_id),
+            lambda _: store.client.files.read(path),
+            n,
+            1.2,
+        ),
+        compare(
+            f"IPFSStore.get vs RPC cat, {label}",
+            lambda _: store.get(blob_id),
+            lambda _: store.client.cat(cid),
+            n,
+            None,
+        ),
+    ]
 
 
 def tier_hits(tier: TieredStore, n: int) -> str:
@@ -122,9 +142,63 @@ def tier_hits(tier: TieredStore, n: int) -> str:
     hits = timings_us(lambda _: tier.get(blob_id), n)
     verdict = "met" if p50(hits) <= 100 else "NOT met"
     return (
-        f"tiered local hit, 1 KiB: p50 {p50(hits):.1f} us, p90 {p90(hits):.1f} us "
+        f"tiered local hit, 1 KiB: p50 {p50(hits):.1f} us, p99 {p99(hits):.1f} us "
         f"(goal p50 <= 100 us: {verdict})"
     )
+
+
+def first_failure_ms(store: Any) -> float:
+    """Milliseconds the first call on a dead store takes to raise `StoreDown`."""
+    start = time.perf_counter_ns()
+    try:
+        store.get("0" * 32)
+    except StoreDown:
+        return (time.perf_counter_ns() - start) / 1e6
+    raise RuntimeError(f"{store.uri} did not report an outage")
+
+
+def dead_stores(silent_url: str, silent_port: int) -> dict[str, Any]:
+    """S3 and IPFS stores on a refused port and on a port that never answers."""
+    refused = free_port()
+    s3 = {"region_name": "us-east-1", "aws_access_key_id": "x", "aws_secret_access_key": "x"}
+    return {
+        "s3, refused port": open_store(
+            "s3://bench/l4", endpoint_url=f"http://127.0.0.1:{refused}", **s3
+        ),
+        "ipfs, refused port": open_store(f"ipfs://127.0.0.1:{refused}/bench"),
+        "s3, never answers (read 1 s)": open_store(
+            "s3://bench/l4", endpoint_url=silent_url, read_timeout_s=1.0, **s3
+        ),
+        "ipfs, never answers (read 1 s)": open_store(
+            f"ipfs://127.0.0.1:{silent_port}/bench", read_timeout_s=1.0
+        ),
+    }
+
+
+def outage_rows(n: int) -> list[str]:
+    """The first failure on each dead store, then latched calls against a local miss."""
+    lines = [f"{'dead store':<34}{'first call':>14}   then every call (latched)"]
+    memory = MemoryStore()
+
+    def local_miss(_: int) -> None:
+        try:
+            memory.get("0" * 32)
+        except BlobNotFound:
+            pass
+
+    with SilentServer() as silent:
+        for name, store in dead_stores(silent.url, silent.port).items():
+            first = first_failure_ms(store)
+
+            def latched(_: int, store: Any = store) -> None:
+                try:
+                    store.get("0" * 32)
+                except StoreDown:
+                    pass
+
+            row = compare("", latched, local_miss, n, 3.0).strip()
+            lines.append(f"{name:<34}{first:11.0f} ms   {row}")
+    return lines
 
 
 def open_stores(tmp: Path, s3_client: Any, api_addr: str) -> dict[str, Any]:
@@ -166,8 +240,10 @@ def run(tmp: Path, s3_client: Any, api_addr: str, counts: dict[str, int], quick:
     print("\nstore vs raw client on the same server (p50, interleaved rounds)")
     for label, n in counts.items():
         print(s3_vs_raw(stores["s3 (moto http)"], s3_client, label, max(n, 40)))
-        print(ipfs_vs_raw(stores["ipfs (js-ipfs rpc)"], label, max(n, 40)))
+        print("\n".join(ipfs_vs_raw(stores["ipfs (js-ipfs rpc)"], label, max(n, 40))))
     print("\n" + tier_hits(stores["tiered (local+s3)"], 500 if quick else 2000))
+    print("\noutage latch (latched call vs a MemoryStore miss; p50 and p99 per call)")
+    print("\n".join(outage_rows(500 if quick else 5000)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """`delegation` / `python -m delegation`: run RTFS plans with the delegation engine.
 
-  delegation run FILE [--config F] [--explain | --json]
+  delegation run FILE [--config F] [--context JSON] [--explain | --json]
   delegation decide SYMBOL... [--config F] [--meta '{:complexity :high}']
   delegation config check F
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,10 @@ from delegation.config import DelegationConfig, default_config, load_config
 from delegation.errors import ConfigError, DelegationError, UsageError
 from delegation.explain import as_json, explain_table
 from delegation.extensions import Extensions, SharedState, discover
+from delegation.l2.cli import add_parser as add_l2_parser
+from delegation.l2.errors import ContextError
+from delegation.l3.context import context_from_json
+from delegation.providers import build_registry
 from delegation.runtime import Runtime
 from rtfs.errors import RtfsError
 from rtfs.printer import to_readable
@@ -51,8 +56,19 @@ def _connect(config: DelegationConfig, address: str | None) -> SharedState:
                          "pip install 'rtfs-delegation[cluster]'")
     shared = connect(config, address, environ=os.environ)
     for warning in shared.warnings:
-        print(f"delegation: warning: {warning}", file=sys.stderr)
+        _warn(warning)
     return shared
+
+
+def _with_context(config: DelegationConfig, text: str | None) -> DelegationConfig:
+    """`--context '{"tenant": "acme"}'` on top of the config's `[delegation.context]`."""
+    if text is None:
+        return config
+    try:
+        extra = context_from_json(text)
+    except ContextError as err:
+        raise UsageError(str(err)) from None
+    return replace(config, context=config.context.merged(extra))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -62,11 +78,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"cannot read {program}: {getattr(err, 'strerror', None) or err}")
     config, origin = _config(args.config, program, args.state_dir)
+    config = _with_context(config, args.context)
     shared = _connect(config, args.cluster)
     error = None
     try:
+        # with --json, stdout holds exactly one JSON document: what the plan prints goes to
+        # stderr
         runtime = Runtime(config, environ=os.environ, plans=shared.plans,
-                          learner=shared.learner, library=shared.library)
+                          learner=shared.learner, library=shared.library, warn=_warn,
+                          out=sys.stderr if args.json else None)
         try:
             value = runtime.run(source).value
         except (RtfsError, DelegationError, StorageError) as err:
@@ -91,8 +111,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    config, origin = _config(args.config, None)
-    runtime = Runtime(config, environ=os.environ)
+    config, origin = _config(args.config, None, args.state_dir)
+    config = _with_context(config, args.context)
+    runtime = Runtime(config, environ=os.environ, warn=_warn, read_only=True)
     meta = None
     if args.meta:
         forms = read(args.meta)
@@ -108,7 +129,8 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    config = load_config(args.file)
+    config = load_config(args.file, environ=os.environ)
+    build_registry(config, os.environ)  # local model files (rules) are read and checked here
     print(f"{args.file}: ok")
     print(f"  default target: {config.default_target}")
     for route in config.routes.routes:
@@ -122,6 +144,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
           f"{list(config.security.sensitive.patterns)}")
     print(f"  l4: {config.l4.store_uri} (enabled: {config.enable_l4_cache})")
     return 0
+
+
+def _warn(message: str) -> None:
+    print(f"delegation: warning: {message}", file=sys.stderr, flush=True)
 
 
 def _one_line(err: BaseException) -> str:
@@ -141,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="local state (default $XDG_STATE_HOME/rtfs-delegation)")
     run.add_argument("--cluster", metavar="ADDR",
                      help="share plans, outcomes and code with the fleet at ADDR")
+    run.add_argument("--context", metavar="JSON",
+                     help="the run's context for L3, e.g. '{\"tenant\": \"acme\"}'")
     output = run.add_mutually_exclusive_group()
     output.add_argument("--explain", action="store_true", help="print the routing table")
     output.add_argument("--json", action="store_true", help="print value and trace as JSON")
@@ -148,13 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     decide = sub.add_parser("decide", help="show where calls of SYMBOL would run, and why")
     decide.add_argument("symbols", nargs="+", metavar="SYMBOL")
     decide.add_argument("--config", metavar="F")
+    decide.add_argument("--state-dir", metavar="D", help="local state to read (never written)")
     decide.add_argument("--meta", metavar="MAP", help="call metadata, an RTFS map")
+    decide.add_argument("--context", metavar="JSON", help="the run's context for L3")
     decide.set_defaults(run=cmd_decide)
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a delegation.toml")
     check.add_argument("file")
     check.set_defaults(run=cmd_config_check)
+    add_l2_parser(sub)
     _add_extension_commands(sub, discover())
     return parser
 
@@ -168,7 +199,7 @@ def _add_extension_commands(sub: Any, ext: Extensions) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     for problem in discover().problems:
-        print(f"delegation: warning: {problem}", file=sys.stderr)
+        _warn(problem)
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
@@ -180,6 +211,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except MemoryError:
+        print("delegation: out of memory", file=sys.stderr)
+        return 1
+    except Exception as err:  # a bug of ours: still one line, never a traceback at a user
+        print(f"delegation: internal error (please report): {type(err).__name__}: {err}",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

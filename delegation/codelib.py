@@ -13,17 +13,25 @@ anything of them runs.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import xxhash
+from cachetools import LRUCache, TTLCache
 
 from rtfs.bytecode import FORMAT_VERSION, Code
 from rtfs.canonical import packb
 from rtfs.encoding import decode, encode
 from rtfs.errors import BytecodeError
-from storage import IndexRecord, L4Index
+from storage import IndexRecord, L4Index, StorageUnavailable
 
+T = TypeVar("T")
 LOCAL_SCHEMES = frozenset({"file", "memory"})
+MISSING_TTL_S = 30.0
+NAMES_MAX = 4096
+DECODED_MAX = 1024
 
 
 def name_key(symbol: str, namespace: str = "user") -> str:
@@ -56,16 +64,56 @@ class CodeLibrary:
     """Publishes and finds compiled RTFS functions in one L4 index; thread-safe.
 
     Decoded code is cached by blob id, and what a name resolves to is looked up once per
-    library (so one runtime runs one version of a function throughout). Storage failures are
+    library (so one runtime runs one version of a function throughout); both caches are
+    bounded LRUs, and "not published" is remembered for `missing_ttl_s` only. Storage failures are
     reported to the caller (`StorageError`), never hidden and never cached.
     """
 
-    def __init__(self, index: L4Index, namespace: str = "user") -> None:
+    def __init__(self, index: L4Index, namespace: str = "user", *,
+                 missing_ttl_s: float = MISSING_TTL_S,
+                 timer: Callable[[], float] = time.monotonic) -> None:
         self.index = index
         self.namespace = namespace
-        self._decoded: dict[str, Code] = {}
-        self._by_name: dict[str, PublishedFunction | None] = {}
+        self._decoded: LRUCache[str, Code] = LRUCache(maxsize=DECODED_MAX)
+        self._by_name: LRUCache[str, PublishedFunction] = LRUCache(maxsize=NAMES_MAX)
+        # "not published" is remembered only for a while: another node may publish it
+        self._missing: TTLCache[str, bool] = TTLCache(maxsize=NAMES_MAX, ttl=missing_ttl_s,
+                                                      timer=timer)
+        self._listeners: list[Callable[[], None]] = []
+        self._outage_listeners: list[Callable[[Any], None]] = []
+        self._reported: Any = None
         self._lock = threading.Lock()
+
+    @property
+    def outage(self) -> Any:
+        """The store's `storage.Outage` while it is found down, else None."""
+        return self.index.outage
+
+    def on_outage(self, listener: Callable[[Any], None]) -> None:
+        """Call `listener(outage)` once per outage, the first time an L4 call finds the
+        store down (lookups then miss and publishes are skipped, by the callers)."""
+        self._outage_listeners.append(listener)
+
+    def _guard(self, call: Callable[[], T]) -> T:
+        """Run an index call; a store found down is reported to the outage listeners once
+        and re-raised (as the `StorageUnavailable` it is)."""
+        try:
+            return call()
+        except StorageUnavailable:
+            outage = self.index.outage
+            with self._lock:
+                first = outage is not None and outage != self._reported
+                if first:
+                    self._reported = outage
+            if first:
+                for listener in self._outage_listeners:
+                    listener(outage)
+            raise
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener` whenever what a name resolves to may have changed (a name found,
+        or a "not published" answer recorded): routers bump their version."""
+        self._listeners.append(listener)
 
     @property
     def store_uri(self) -> str:
@@ -84,13 +132,13 @@ class CodeLibrary:
             raise ValueError(f"{code.qualname} has no source hash: compile it first")
         data = encode(code)
         source = code.source_hash.hex()
-        record = self.index.publish(code.interface_hash_hex(), source, data)
-        self.index.publish(name_key(code.name, self.namespace), source, data)
+        record = self._guard(lambda: self.index.publish(code.interface_hash_hex(), source, data))
+        self._guard(lambda: self.index.publish(name_key(code.name, self.namespace), source, data))
         return record
 
     def by_source(self, source_hash: str) -> Code | None:
         """The compiled function with this source hash, if a trusted node published it."""
-        found = self.index.lookup_source(source_hash)
+        found = self._guard(lambda: self.index.lookup_source(source_hash))
         if found is None:
             return None
         code = self.decode(found.record.blob_id, found.data)
@@ -99,14 +147,27 @@ class CodeLibrary:
         return code
 
     def find_by_name(self, symbol: str) -> PublishedFunction | None:
-        """The newest trusted function published under `symbol`, if any."""
+        """The newest trusted function published under `symbol`, if any.
+
+        A name found keeps its version for this library's life (one run runs one version);
+        a name not found is asked again after `missing_ttl_s`.
+        """
         with self._lock:
-            if symbol in self._by_name:
-                return self._by_name[symbol]
-        found = self.index.lookup_interface(name_key(symbol, self.namespace))
-        published = PublishedFunction(symbol, found.record, found.data) if found else None
+            known = self._by_name.get(symbol)
+            if known is not None or symbol in self._missing:
+                return known
+        key = name_key(symbol, self.namespace)
+        found = self._guard(lambda: self.index.lookup_interface(key))
         with self._lock:
-            return self._by_name.setdefault(symbol, published)
+            if found is None:
+                self._missing[symbol] = True
+                published = None
+            else:
+                published = self._by_name.setdefault(
+                    symbol, PublishedFunction(symbol, found.record, found.data))
+        for listener in self._listeners:
+            listener()
+        return published
 
     def decode(self, blob_id: str, data: bytes) -> Code:
         """Decode and verify bytecode (cached by blob id).

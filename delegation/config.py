@@ -120,13 +120,18 @@ def parse_config(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise syntax_error(e, source, text) from e
+    except RecursionError:
+        raise ConfigError("TOML nested too deeply to read", source) from None
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     ext = extensions if extensions is not None else discover()
     fallback = default_state_dir(environ) if environ is not None else base / ".rtfs-state"
     override = Path(state_dir).resolve() if state_dir is not None else None
-    builder = Builder(TableReader(source, KeyLines(text)), base.resolve(), ext,
-                       override, fallback.resolve())
-    return builder.build(data)
+    try:
+        builder = Builder(TableReader(source, KeyLines(text)), base.resolve(), ext,
+                          override, fallback.resolve())
+        return builder.build(data)
+    except RecursionError:
+        raise ConfigError("TOML nested too deeply to check", source) from None
 
 
 def default_state_dir(environ: Mapping[str, str]) -> Path:

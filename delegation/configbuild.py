@@ -6,14 +6,13 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import MISSING, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from delegation.configtypes import (
-    DEFAULT_CACHE_TTL_S,
     DEFAULT_CAPABILITIES,
-    DEFAULT_L1_MAX_ENTRIES,
     DelegationConfig,
     KeyRef,
     L4Config,
@@ -26,16 +25,31 @@ from delegation.configtypes import (
 )
 from delegation.errors import ConfigError
 from delegation.extensions import Extensions
+from delegation.l2.config import l2_config_from_table
+from delegation.l3.config import l3_config_from_table
+from delegation.l3.context import context_from_table
 from delegation.routes import PatternSet, Route, RouteTable, compile_glob, is_glob
 from delegation.schema import read_options
 from delegation.targets import LOCAL_PURE, ExecTarget, resolve_target_name
 from delegation.tomllines import TableReader
+from storage import KeyRing, SigningKeyError, StoreURIError, validate_uri
+from storage.registry import schemes as store_schemes
+from storage.signing import load_key_list, load_private_key
 
-STORE_SCHEMES = ("file", "memory", "s3", "ipfs")
+
+def _D(cls: type, name: str) -> Any:
+    """The default of a config dataclass field: the one place defaults are written."""
+    for f in fields(cls):
+        if f.name == name:
+            if f.default is not MISSING:
+                return f.default
+            if f.default_factory is not MISSING:
+                return f.default_factory()
+    raise AttributeError(f"{cls.__name__} has no field {name!r} with a default")
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _CAPABILITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*")
-_KEY_ID = re.compile(r"[0-9a-f]{8,128}")
+_KEY_ID = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{64}")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 
@@ -68,19 +82,25 @@ _DELEGATION_KEYS = (
     "local_models",
     "security",
     "l4",
+    "l2",
+    "l3",
+    "context",
 )
 _REMOTE_COMMON = ("kind", "api_key_env", "timeout_s", "cost_per_call", "capabilities",
                   "health_ttl_s")
 _REMOTE_KEYS = _REMOTE_COMMON + ("base_url", "model")
-MAX_TIMEOUT_S = 86_400.0
+MAX_TIMEOUT_S = 86_400.0  # a day: anything longer is a typo, not a timeout
+MAX_TTL_S = 366 * 86_400.0
+MAX_COST = 1e9
 _LOCAL_COMMON = ("kind", "cost_per_call", "capabilities")
 _LOCAL_KEYS: Mapping[LocalModelKind, tuple[str, ...]] = {
     LocalModelKind.SENTIMENT_RULES: _LOCAL_COMMON + ("rules",),
     LocalModelKind.EXTRACTIVE_SUMMARIZER: _LOCAL_COMMON + ("max_sentences",),
-    LocalModelKind.COMMAND: _LOCAL_COMMON + ("command", "timeout_s"),
+    LocalModelKind.COMMAND: _LOCAL_COMMON + ("command", "timeout_s", "max_output_bytes"),
 }
 _SECURITY_KEYS = ("level", "allowed_remote_providers", "sensitive")
-_L4_KEYS = ("store", "signing_key", "trusted_keys", "revoked_keys")
+_L4_KEYS = ("store", "signing_key", "trusted_keys", "revoked_keys", "connect_timeout_s",
+            "read_timeout_s", "down_for_s")
 _ROUTE_KEYS = ("target", "fallback")
 
 
@@ -106,18 +126,25 @@ class Builder:
             base_dir=self.base_dir,
             l4=self._l4(section),
             default_target=self._default_target(section),
-            cache_ttl_s=self.r.number(section, _ROOT, "cache_ttl", DEFAULT_CACHE_TTL_S),
-            enable_l4_cache=self.r.boolean(section, _ROOT, "enable_l4_cache", True),
-            policy_version=self.r.string(section, _ROOT, "policy_version", "1"),
+            cache_ttl_s=self.r.number(section, _ROOT, "cache_ttl",
+                                      _D(DelegationConfig, "cache_ttl_s"), maximum=MAX_TTL_S),
+            enable_l4_cache=self.r.boolean(section, _ROOT, "enable_l4_cache",
+                                           _D(DelegationConfig, "enable_l4_cache")),
+            policy_version=self.r.string(section, _ROOT, "policy_version",
+                                         _D(DelegationConfig, "policy_version")),
             l1_max_entries=self.r.integer(
-                section, _ROOT, "l1_max_entries", DEFAULT_L1_MAX_ENTRIES, minimum=1
-            ),
+                section, _ROOT, "l1_max_entries", _D(DelegationConfig, "l1_max_entries"), minimum=1,
+                maximum=100_000_000),
             routes=self._routes(section),
             remote_providers=MappingProxyType(remotes),
             local_models=MappingProxyType(models),
             security=self._security(section),
             sections=MappingProxyType(self._sections(section)),
             state_dir=self.state_dir,
+            l2=l2_config_from_table(self.r, section.get("l2", {}), _ROOT + ("l2",)),
+            l3=l3_config_from_table(self.r, section.get("l3", {}), _ROOT + ("l3",)),
+            context=context_from_table(self.r, section.get("context", {}),
+                                       _ROOT + ("context",)),
         )
 
     def _sections(self, section: dict[str, object]) -> dict[str, Mapping[str, Any]]:
@@ -160,11 +187,15 @@ class Builder:
                 id=pid,
                 kind=kind,
                 api_key_env=self.r.string(table, path, "api_key_env", None),
-                timeout_s=self.r.number(table, path, "timeout_s", 10.0, positive=True,
-                                        maximum=MAX_TIMEOUT_S),
-                cost_per_call=self.r.number(table, path, "cost_per_call", 0.0),
+                timeout_s=self.r.number(table, path, "timeout_s",
+                                        _D(RemoteProviderConfig, "timeout_s"),
+                                        positive=True, maximum=MAX_TIMEOUT_S),
+                cost_per_call=self.r.number(table, path, "cost_per_call",
+                                            _D(RemoteProviderConfig, "cost_per_call"),
+                                            maximum=MAX_COST),
                 capabilities=self._capabilities(table, path, ()),
-                health_ttl_s=self.r.number(table, path, "health_ttl_s", 30.0,
+                health_ttl_s=self.r.number(table, path, "health_ttl_s",
+                                           _D(RemoteProviderConfig, "health_ttl_s"),
                                            maximum=MAX_TIMEOUT_S),
             )
             spec = self.ext.provider_kinds.get(kind)
@@ -216,11 +247,20 @@ class Builder:
             out[mid] = LocalModelConfig(
                 id=mid,
                 kind=kind,
-                cost_per_call=self.r.number(table, path, "cost_per_call", 0.0),
+                cost_per_call=self.r.number(table, path, "cost_per_call",
+                                            _D(LocalModelConfig, "cost_per_call"),
+                                            maximum=MAX_COST),
                 capabilities=self._capabilities(table, path, DEFAULT_CAPABILITIES.get(kind, ())),
                 rules=self._path(table, path, "rules"),
-                max_sentences=self.r.integer(table, path, "max_sentences", 3, minimum=1),
-                timeout_s=self.r.number(table, path, "timeout_s", 30.0, positive=True),
+                max_sentences=self.r.integer(table, path, "max_sentences",
+                                             _D(LocalModelConfig, "max_sentences"), minimum=1,
+                                             maximum=10_000),
+                timeout_s=self.r.number(table, path, "timeout_s",
+                                        _D(LocalModelConfig, "timeout_s"), positive=True,
+                                        maximum=MAX_TIMEOUT_S),
+                max_output_bytes=self.r.integer(table, path, "max_output_bytes",
+                                                _D(LocalModelConfig, "max_output_bytes"),
+                                                minimum=1, maximum=1 << 34),
                 **self._command(table, path, kind),
             )
         return out
@@ -300,7 +340,8 @@ class Builder:
         for i, pattern in enumerate(sensitive):
             self._check_pattern(pattern, path + ("sensitive", i))
         return SecurityConfig(
-            level=self.r.choice(table, path, "level", SecurityLevel, SecurityLevel.STANDARD),
+            level=self.r.choice(table, path, "level", SecurityLevel,
+                                _D(SecurityConfig, "level")),
             allowed_remote_providers=frozenset(allowed),
             sensitive=PatternSet(sensitive),
         )
@@ -313,23 +354,38 @@ class Builder:
         uri, store_path = self._store(
             self.r.string(table, path, "store", default_store), path + ("store",)
         )
-        return L4Config(
+        l4 = L4Config(
             store_uri=uri,
             store_path=store_path,
             signing_key=self._path(table, path, "signing_key"),
             trusted_keys=self._keys(table, path, "trusted_keys"),
             revoked_keys=self._keys(table, path, "revoked_keys"),
+            connect_timeout_s=self.r.number(table, path, "connect_timeout_s",
+                                            _D(L4Config, "connect_timeout_s"), positive=True,
+                                            maximum=MAX_TIMEOUT_S),
+            read_timeout_s=self.r.number(table, path, "read_timeout_s",
+                                         _D(L4Config, "read_timeout_s"), positive=True,
+                                         maximum=MAX_TIMEOUT_S),
+            down_for_s=self.r.number(table, path, "down_for_s", _D(L4Config, "down_for_s"),
+                                     maximum=MAX_TTL_S),
         )
+        self._check_keys(l4, path)
+        return l4
 
     def _store(self, uri: str, path: tuple[str, ...]) -> tuple[str, Path | None]:
         scheme, sep, rest = uri.partition("://")
-        if not sep or scheme not in STORE_SCHEMES:
+        known = store_schemes()  # the storage registry: a registered backend is accepted
+        if not sep or scheme not in known:
             raise self.r.error(
                 path,
                 f"{uri!r}: a store URI starts with one of "
-                + ", ".join(f"{s}://" for s in STORE_SCHEMES),
+                + ", ".join(f"{s}://" for s in known),
             )
         if scheme != "file":
+            try:
+                validate_uri(uri)
+            except StoreURIError as e:
+                raise self.r.error(path, f"{uri!r}: {e.reason}") from None
             return uri, None
         if not rest:
             raise self.r.error(path, "a file:// store needs a directory")
@@ -337,10 +393,36 @@ class Builder:
         return directory.as_uri(), directory
 
     def _keys(self, table: dict[str, object], path: tuple[str, ...], key: str) -> tuple:
+        """Key references, each read and checked now: a key (64 hex; for revoked keys also a
+        32-hex key id) or a key list file (one per line)."""
         refs = []
-        for value in self.r.string_list(table, path, key, ()):
+        for i, value in enumerate(self.r.string_list(table, path, key, ())):
+            where = path + (key, i)
             if _KEY_ID.fullmatch(value):
-                refs.append(KeyRef(value))
-            else:
-                refs.append(KeyRef(value, self.base_dir / value))
+                refs.append(KeyRef(value, None, (value,)))
+                continue
+            file = self.base_dir / value
+            try:
+                keys = tuple(load_key_list(file))
+            except SigningKeyError as e:
+                raise self.r.error(where, str(e)) from None
+            except ValueError as e:  # not text (UnicodeDecodeError)
+                raise self.r.error(where, f"{value}: not a key list file ({e})") from None
+            refs.append(KeyRef(value, file, keys))
         return tuple(refs)
+
+    def _check_keys(self, l4: L4Config, path: tuple[str, ...]) -> None:
+        """The keys must make a key ring, and a signing key file must hold a key."""
+        trusted = [k for ref in l4.trusted_keys for k in ref.keys]
+        revoked = [k for ref in l4.revoked_keys for k in ref.keys]
+        for name, values in (("trusted_keys", trusted), ("revoked_keys", revoked)):
+            try:
+                KeyRing(values if name == "trusted_keys" else (),
+                        values if name == "revoked_keys" else ())
+            except (SigningKeyError, ValueError) as e:
+                raise self.r.error(path + (name,), str(e)) from None
+        if l4.signing_key is not None:
+            try:
+                load_private_key(l4.signing_key)
+            except SigningKeyError as e:
+                raise self.r.error(path + ("signing_key",), str(e)) from None

@@ -13,6 +13,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from delegation.l2.config import L2Config
+from delegation.l3.config import L3Config
+from delegation.l3.context import EMPTY_CONTEXT, Context
 from delegation.routes import PatternSet, Route, RouteTable
 from delegation.targets import LOCAL_PURE, ExecTarget
 
@@ -99,6 +102,7 @@ class LocalModelConfig:
     command: tuple[str, ...] = ()
     command_display: str = ""
     timeout_s: float = 30.0
+    max_output_bytes: int = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -128,10 +132,12 @@ class SecurityConfig:
 
 @dataclass(frozen=True)
 class KeyRef:
-    """A trusted or revoked key: a key id (hex) or a key file (absolute path)."""
+    """A trusted or revoked key as written: a key (hex) or a key list file (absolute path);
+    `keys` holds the keys it stands for, read and checked when the config was loaded."""
 
     value: str
     path: Path | None = None
+    keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,11 @@ class L4Config:
     signing_key: Path | None = None
     trusted_keys: tuple[KeyRef, ...] = ()
     revoked_keys: tuple[KeyRef, ...] = ()
+    connect_timeout_s: float = 2.0
+    read_timeout_s: float = 5.0
+    down_for_s: float | None = None
+    """How long a store found down is skipped without asking it again; None (the default):
+    for the rest of the runtime's life (a run). Long-lived processes set a period."""
 
 
 @dataclass(frozen=True)
@@ -177,3 +188,12 @@ class DelegationConfig:
 
     state_dir: Path = field(default_factory=lambda: Path(".rtfs-state").resolve())
     """Where local state lives: L1 plans, outcomes, generated keys, the default L4 store."""
+
+    l2: L2Config = field(default_factory=L2Config)
+    """`[delegation.l2]`: the semantic result cache."""
+
+    l3: L3Config = field(default_factory=L3Config)
+    """`[delegation.l3]`: the contextual cache."""
+
+    context: Context = EMPTY_CONTEXT
+    """`[delegation.context]`: the run's context (a call's `^{:context {...}}` adds to it)."""

@@ -2,12 +2,14 @@
 
 - `arg_type_fingerprint`: xxh3_64 of the canonical type signature of the RTFS arguments.
 - `runtime_context_hash`: xxh3_64 of the policy version, the providers available now, the
-  security level and the digest of the call's decision-relevant metadata, so that a plan
-  cached under one context is never used under another (DESIGN.md, "Keys").
+  security level, the digest of the call's decision-relevant metadata and the fingerprint of
+  its declared context (run context plus `^{:context {...}}`), so that a plan cached under
+  one context is never used under another (DESIGN.md, "Keys").
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,7 @@ from delegation.config import DelegationConfig
 from delegation.errors import MetadataError
 from delegation.health import HealthMonitor
 from delegation.l1 import task_key
+from delegation.l3.context import EMPTY_CONTEXT, Context, make_context
 from delegation.metadata import EMPTY_METADATA, DelegationMetadata
 from delegation.targets import ExecTarget
 from rtfs.router import CallKind, RoutedCall
@@ -42,6 +45,8 @@ class CallContext:
         has_source: the callee is an RTFS function compiled on this node.
         is_capability: a `(call :capability ...)` rather than a function call.
         semantic_hash: optional hash of the input's meaning (for the L2 layer).
+        context: the declared context (the run's, with the call's `:context` on top); L3
+            keys on it.
     """
 
     symbol: str
@@ -53,6 +58,7 @@ class CallContext:
     has_source: bool = False
     is_capability: bool = False
     semantic_hash: int | None = None
+    context: Context = EMPTY_CONTEXT
 
     @property
     def task(self) -> str:
@@ -60,24 +66,21 @@ class CallContext:
         return task_key(self.arg_type_fingerprint, self.runtime_context_hash)
 
 
-_FINGERPRINTS: dict[tuple[str, ...], int] = {}
-
-
 def arg_type_fingerprint(args: Iterable[Any]) -> int:
-    signature = tuple([type_signature(a) for a in args])
-    found = _FINGERPRINTS.get(signature)
-    if found is None:
-        if len(_FINGERPRINTS) > 4096:
-            _FINGERPRINTS.clear()
-        found = _FINGERPRINTS[signature] = xxhash.xxh3_64_intdigest(
-            msgpack.packb([FINGERPRINT_FORMAT, list(signature)]))
-    return found
+    return _signature_fingerprint(tuple([type_signature(a) for a in args]))
+
+
+@functools.lru_cache(maxsize=4096)
+def _signature_fingerprint(signature: tuple[str, ...]) -> int:
+    return xxhash.xxh3_64_intdigest(msgpack.packb([FINGERPRINT_FORMAT, list(signature)]))
 
 
 def runtime_context_hash(policy_version: str, providers: Iterable[str], security_level: str,
-                         metadata_digest: int) -> int:
+                         metadata_digest: int, context_fingerprint: str = "") -> int:
     fields = [FINGERPRINT_FORMAT, policy_version, sorted(providers), security_level,
               metadata_digest]
+    if context_fingerprint:  # no context: the hash every plan stored before L3 has
+        fields.append(context_fingerprint)
     return xxhash.xxh3_64_intdigest(msgpack.packb(fields))
 
 
@@ -124,7 +127,7 @@ class ContextFactory:
         self.targets = tuple(targets)
         self.clock = clock
         self._available: tuple[float, tuple[str, ...]] | None = None
-        self._hashes: dict[tuple[tuple[str, ...], int], int] = {}
+        self._hash = functools.lru_cache(maxsize=4096)(self._runtime_hash)
 
     def available(self) -> tuple[str, ...]:
         now = self.clock()
@@ -134,15 +137,23 @@ class ContextFactory:
             cached = self._available = (now, ids)
         return cached[1]
 
-    def runtime_hash(self, meta: DelegationMetadata) -> int:
-        key = (self.available(), meta.digest())
-        found = self._hashes.get(key)
-        if found is None:
-            if len(self._hashes) > 4096:
-                self._hashes.clear()
-            found = self._hashes[key] = runtime_context_hash(
-                self.config.policy_version, key[0], str(self.config.security.level), key[1])
-        return found
+    def runtime_hash(self, meta: DelegationMetadata, context: Context = EMPTY_CONTEXT) -> int:
+        fingerprint = context.fingerprint if context.values else ""
+        return self._hash(self.available(), meta.digest(), fingerprint)  # type: ignore[no-any-return]
+
+    def _runtime_hash(self, available: tuple[str, ...], digest: int, fingerprint: str) -> int:
+        return runtime_context_hash(self.config.policy_version, available,
+                                    str(self.config.security.level), digest, fingerprint)
+
+    def call_context(self, meta: DelegationMetadata) -> Context:
+        """The run's context with the call's `:context` keys on top.
+
+        Raises:
+            ContextError: a bad key or value in the call's `:context`.
+        """
+        if not meta.context:
+            return self.config.context
+        return self.config.context.merged(make_context(meta.context))
 
     def build(self, call: RoutedCall) -> CallContext:
         return self.context(call.name, call.args, call.metadata, call.hint,
@@ -164,7 +175,9 @@ class ContextFactory:
         security = self.config.security
         sensitive = (meta.sensitive or security.is_sensitive(symbol)
                      or any(security.is_sensitive(name) for name in names))
+        context = self.call_context(meta)
         return CallContext(
             symbol=symbol, arg_type_fingerprint=arg_type_fingerprint(args),
-            runtime_context_hash=self.runtime_hash(meta), metadata=meta, hint=hint,
-            sensitive=sensitive, has_source=has_source, is_capability=is_capability)
+            runtime_context_hash=self.runtime_hash(meta, context), metadata=meta, hint=hint,
+            sensitive=sensitive, has_source=has_source, is_capability=is_capability,
+            context=context)

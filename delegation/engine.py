@@ -2,8 +2,9 @@
 
 `StaticDelegationEngine.decide(ctx)` follows the seed's order and says which layer decided:
 
-    explicit hint > static exact route > static glob route > L1 plan cache > call metadata
-    > capability registry > L4 (published by name, no local source) > learned scores
+    explicit hint > static exact route > static glob route > L3 (a declared context and a
+    choice among allowed targets) > L1 plan cache > call metadata > capability registry
+    > L4 (published by name, no local source) > learned scores
     > the configured default (LocalPure unless configured otherwise)
 
 Wrappers compose on top, each with the same `decide`, as
@@ -16,15 +17,19 @@ with the fallback that is left, or says why nothing can serve.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
+from cachetools import LRUCache
+
 from delegation.config import DelegationConfig, SecurityConfig
 from delegation.context import CallContext
 from delegation.errors import DelegationError
 from delegation.l1 import L1PlanCache
+from delegation.l3.cache import ContextualCache
 from delegation.metadata import Complexity
 from delegation.providers.base import Health
 from delegation.targets import (
@@ -37,6 +42,7 @@ from delegation.targets import (
     resolve_target_name,
 )
 from rtfs.values import DelegationHint, HintKind
+from storage import StorageError
 
 
 class Layer(StrEnum):
@@ -46,6 +52,7 @@ class Layer(StrEnum):
     STATIC_EXACT = "static-exact"
     STATIC_GLOB = "static-glob"
     L1 = "l1-cache"
+    L3 = "l3-context"
     METADATA = "metadata"
     CAPABILITY = "capability"
     L4 = "l4"
@@ -105,21 +112,29 @@ class StaticDelegationEngine:
         capabilities: capability id -> offering targets (`CapabilityRegistry`-like).
         l4: finds functions published by name (None when L4 is off).
         learner: suggests a target from recorded outcomes (None to disable).
+        l3: the contextual cache (None to disable the layer).
+        usable: whether a target can be chosen now without I/O (e.g. its circuit is not
+            open); L3 explores only among usable targets.
     """
 
     def __init__(self, config: DelegationConfig, *, plans: L1PlanCache | None = None,
                  capabilities: Any = None, l4: L4Directory | None = None,
-                 learner: Learner | None = None) -> None:
+                 learner: Learner | None = None, l3: ContextualCache | None = None,
+                 usable: Callable[[ExecTarget], bool] | None = None) -> None:
         self.config = config
         self.plans = plans
         self.capabilities = capabilities
         self.l4 = l4 if config.enable_l4_cache else None
         self.learner = learner
+        self.l3 = l3 if config.l3.enabled else None
+        self.usable = usable
         # Decisions that depend only on the hint, the route or the plan are immutable: they
         # are built once and handed out again (the hot path allocates nothing).
         self._by_hint: dict[DelegationHint, Decision] = {}
         self._by_route: dict[Any, Decision] = {}
-        self._by_plan: dict[int, tuple[Any, Decision]] = {}
+        # Bounded, least recently used out (cachetools is not thread-safe: one lock).
+        self._by_plan: LRUCache[int, tuple[Any, Decision]] = LRUCache(maxsize=10_000)
+        self._lock = threading.Lock()
         self._default = Decision(config.default_target, Layer.DEFAULT,
                                  "no hint, route, plan or metadata applies: configured default")
 
@@ -131,10 +146,15 @@ class StaticDelegationEngine:
         if route is not None:
             decision = self._by_route.get(route)
             return decision if decision is not None else self._route_decision(route)
+        if self.l3 is not None and ctx.context.values:
+            decision = self._by_context(ctx)
+            if decision is not None:
+                return decision
         if self.plans is not None:
             plan = self.plans.get(ctx.symbol, ctx.task)
             if plan is not None:
-                cached = self._by_plan.get(id(plan))
+                with self._lock:
+                    cached = self._by_plan.get(id(plan))
                 return cached[1] if cached is not None and cached[0] is plan else (
                     self._plan_decision(plan))
         for layer in (self._by_metadata, self._by_capability, self._by_l4, self._by_learning):
@@ -161,9 +181,8 @@ class StaticDelegationEngine:
     def _plan_decision(self, plan: Any) -> Decision:
         decision = Decision(plan.target, Layer.L1, f"cached plan: {plan.reasoning}",
                             plan.confidence, from_cache=True)
-        if len(self._by_plan) > 10_000:
-            self._by_plan.clear()
-        self._by_plan[id(plan)] = (plan, decision)  # the plan is kept: its id stays unique
+        with self._lock:
+            self._by_plan[id(plan)] = (plan, decision)  # the plan is kept: its id stays unique
         return decision
 
     def _resolve_hint(self, hint: DelegationHint) -> ExecTarget:
@@ -241,12 +260,29 @@ class StaticDelegationEngine:
     def _by_l4(self, ctx: CallContext) -> Decision | None:
         if self.l4 is None or ctx.has_source or ctx.is_capability:
             return None
-        record = self.l4.find_by_name(ctx.symbol)
+        try:
+            record = self.l4.find_by_name(ctx.symbol)
+        except StorageError:  # L4 is a cache: a store that is down is a miss
+            return None
         if record is None:
             return None
         target = L4CacheHit(record.pointer, record.signature)
         return Decision(target, Layer.L4, f"no local source; published in L4 as {record.label}",
                         0.9)
+
+    def _by_context(self, ctx: CallContext) -> Decision | None:
+        """L3: a choice among the targets policy allows for this call, learned per context."""
+        assert self.l3 is not None
+        allowed = [t for t in self._candidates(ctx.symbol)
+                   if security_problem(self.config.security, ctx, t, Layer.L3) is None
+                   and (self.usable is None or self.usable(t))]
+        if len(allowed) < 2:
+            return None  # nothing to choose: the other layers decide (outcomes still count)
+        found = self.l3.decide(ctx.symbol, ctx.context, allowed)
+        if found.target is None:
+            return None
+        return Decision(found.target, Layer.L3, f"{found.reason}; context "
+                        f"{ctx.context.describe()}", found.mean if found.mean else 0.5)
 
     def _by_learning(self, ctx: CallContext) -> Decision | None:
         if self.learner is None:

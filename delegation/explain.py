@@ -9,7 +9,7 @@ from delegation.runtime import FunctionRecord
 from delegation.trace import CallRecord
 from rtfs.printer import to_readable
 
-_COLUMNS = ("#", "call", "target", "decided by", "latency", "L1", "outcome")
+_COLUMNS = ("#", "call", "target", "decided by", "latency", "L1", "L2", "outcome")
 
 
 def _outcome(record: CallRecord) -> str:
@@ -22,7 +22,7 @@ def explain_table(calls: list[CallRecord], functions: list[FunctionRecord], *,
                   config_source: str, plans_restored: int) -> str:
     """The per-call routing table, then why each call went where it went."""
     rows = [(str(i), c.symbol, c.target, c.layer, f"{c.latency_s * 1e3:.1f} ms", c.cache,
-             _outcome(c)) for i, c in enumerate(calls, 1)]
+             c.l2, _outcome(c)) for i, c in enumerate(calls, 1)]
     widths = [max(len(row[i]) for row in [_COLUMNS, *rows]) for i in range(len(_COLUMNS))]
     lines = [f"config: {config_source}", "",
              "  ".join(h.ljust(w) for h, w in zip(_COLUMNS, widths)).rstrip(),
@@ -33,6 +33,7 @@ def explain_table(calls: list[CallRecord], functions: list[FunctionRecord], *,
     lines += ["", "why:"]
     for i, call in enumerate(calls, 1):
         lines.append(f"  {i}. {call.symbol}: {call.reason}")
+        lines += [f"       {note}" for note in call.notes]
         lines += [f"       tried {attempt}" for attempt in call.attempts]
         if call.outcome != "ok" and call.detail not in call.reason:
             lines.append(f"       -> {call.detail}")

@@ -17,8 +17,6 @@ future (a clock that moved back) counts as age zero.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -32,6 +30,7 @@ import msgpack
 
 from delegation.errors import PlanCacheError, TargetError
 from delegation.targets import ExecTarget, from_tagged
+from storage import atomic_write
 
 FILE_FORMAT = 1
 FILE_KIND = "rtfs-l1-plans"
@@ -404,18 +403,3 @@ def _row(row: Any, index: int, path: str) -> tuple[str, str, DelegationPlan]:
         return agent, task, DelegationPlan.from_list(plan)
     except (ValueError, TypeError, TargetError) as e:
         raise PlanCacheError(path, f"row {index}: {e}") from None
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -15,8 +15,8 @@ from pathlib import Path
 import msgpack
 
 from delegation.errors import PlanCacheError
-from delegation.l1 import atomic_write
 from delegation.targets import ExecTarget, from_tagged
+from storage import atomic_write
 
 FILE_FORMAT = 1
 FILE_KIND = "rtfs-outcomes"

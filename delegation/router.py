@@ -29,12 +29,13 @@ from delegation.errors import (
 from delegation.executor import Executor
 from delegation.health import HealthMonitor
 from delegation.l1 import new_plan
+from delegation.l2.serving import Consult, ModelResults
+from delegation.l3.cache import ContextualCache
 from delegation.learning import Learner
 from delegation.planstore import PlanStore
-from delegation.targets import ExecTarget, LocalPure
+from delegation.targets import LOCAL_PURE, ExecTarget, LocalPure
 from delegation.trace import MAX_RECORDS, CallRecord
-from rtfs.printer import preview
-from rtfs.router import Claim, RoutedCall
+from rtfs.router import CallKind, Claim, RoutedCall
 from storage import StorageError
 
 
@@ -50,6 +51,8 @@ class DelegationRouter:
         library: the L4 code library (None when L4 is off).
         defined: whether the VM defines a name (claims leaves those to the VM).
         timer: latency clock; clock: wall clock for plan timestamps.
+        l2: the semantic result cache around model calls (None: off).
+        l3: the contextual cache that learns from outcomes in declared contexts (None: off).
     """
 
     def __init__(self, *, config: DelegationConfig, engine: Engine, executor: Executor,
@@ -57,14 +60,21 @@ class DelegationRouter:
                  learner: Learner, library: CodeLibrary | None,
                  defined: Callable[[str], bool], capabilities: Any,
                  timer: Callable[[], float] = time.perf_counter,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, l2: ModelResults | None = None,
+                 l3: ContextualCache | None = None) -> None:
         self.version = 0
         self.config, self.engine, self.executor, self.contexts = config, engine, executor, contexts
         self.health, self.plans, self.learner, self.library = health, plans, learner, library
         self.defined, self.capabilities = defined, capabilities
         self.timer, self.clock = timer, clock
+        self.l2, self.l3 = l2, l3
         self.records: deque[CallRecord] = deque(maxlen=MAX_RECORDS)
         self._lock = threading.Lock()
+        if library is not None:  # what L4 resolves a name to is part of what claims answers
+            library.on_change(self._policy_changed)
+
+    def _policy_changed(self) -> None:
+        self.version += 1
 
     # -- CallRouter ----------------------------------------------------------------------------
     def claims(self, name: str) -> Claim:
@@ -79,8 +89,8 @@ class DelegationRouter:
             return Claim.NO
         try:
             found = self.library.find_by_name(name) is not None
-        except StorageError:  # an unreachable store: the VM reports the symbol as unbound
-            return Claim.NO
+        except StorageError:  # L4 is down: route() says so instead of "unbound symbol"
+            return Claim.ALWAYS
         return Claim.ALWAYS if found else Claim.NO
 
     def route(self, call: RoutedCall) -> Any:
@@ -97,7 +107,7 @@ class DelegationRouter:
             record.detail = record.detail or _error_text(err)
             raise
         else:
-            record.detail = preview(value)
+            record.value = value
             if decision.layer in CACHEABLE_LAYERS and not decision.from_cache:
                 self._remember(ctx, decision, record)
             return value
@@ -127,17 +137,30 @@ class DelegationRouter:
             if problem is not None:
                 record.attempts.append(f"{target}: skipped, {problem}")
                 continue
+            consult = self._consult_l2(target, call, ctx, record)
+            if consult is not None and consult.serves:
+                assert consult.found is not None
+                return consult.found.value  # the call did not run: nothing to observe
             started = self.timer()
+            if call.callee is None and call.kind is CallKind.FUNCTION and target == LOCAL_PURE:
+                self._missing(call)
             try:
                 value, cost = self.executor.run(target, call)
             except (ProviderUnavailable, ProviderError) as err:
-                self._observe(call.name, target, False, self.timer() - started, 0.0)
+                self._observe(ctx, target, False, self.timer() - started, 0.0)
                 record.attempts.append(f"{target}: {_error_text(err)}")
                 last_error = err
                 continue
             except StorageError as err:
                 raise StorageFailure(str(target), str(err)) from err
-            self._observe(call.name, target, True, self.timer() - started, cost)
+            latency_s = self.timer() - started
+            self._observe(ctx, target, True, latency_s, cost)
+            if consult is not None and self.l2 is not None:
+                note = self.l2.settle(consult, value, latency_s, cost)
+                if note:
+                    record.notes.append(f"L2: {note}")
+                if "stored" in note and record.l2 in ("-", "miss"):
+                    record.l2 = "stored"
             record.cost += cost
             if target != decision.target:
                 record.target, record.layer = str(target), str(Layer.FALLBACK)
@@ -149,10 +172,34 @@ class DelegationRouter:
         record.outcome = "unavailable"
         raise last_error
 
-    def _observe(self, symbol: str, target: ExecTarget, ok: bool, latency_s: float,
+    def _consult_l2(self, target: ExecTarget, call: RoutedCall, ctx: CallContext,
+                    record: CallRecord) -> Consult | None:
+        if self.l2 is None:
+            return None
+        tenant = ctx.context.values.get("tenant")
+        consult = self.l2.consult(target, ctx.symbol, call.args, ctx.sensitive,
+                                  tenant if isinstance(tenant, str) else None)
+        found = consult.found if consult is not None else None
+        if consult is not None and consult.note:
+            record.notes.append(consult.note)
+        if found is not None:
+            record.l2 = ("shadow" if found.shadow else found.tier or "") if found.hit else "miss"
+            record.notes.append(found.describe())
+        return consult
+
+    def _missing(self, call: RoutedCall) -> None:
+        """A function with no definition here: if L4 is down, that is why (not "unbound")."""
+        outage = self.library.outage if self.library is not None else None
+        if outage is not None:
+            raise CallUnavailable(call.name, f"not defined on this node, and L4 cannot be "
+                                             f"asked for it: {outage}")
+
+    def _observe(self, ctx: CallContext, target: ExecTarget, ok: bool, latency_s: float,
                  cost: float) -> None:
         self.health.record(target, ok)
-        self.learner.record(symbol, target, ok, latency_s, cost)
+        self.learner.record(ctx.symbol, target, ok, latency_s, cost)
+        if self.l3 is not None and ctx.context.values:
+            self.l3.record(ctx.symbol, ctx.context, target, ok, latency_s, cost)
 
     def _remember(self, ctx: CallContext, decision: Decision, record: CallRecord) -> None:
         assert decision.target is not None
@@ -165,7 +212,7 @@ class DelegationRouter:
         with self._lock:
             taken = list(self.records)
             self.records.clear()
-        return taken
+        return [record.settle() for record in taken]
 
 
 def _describe(target: ExecTarget | None) -> str:

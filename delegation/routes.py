@@ -15,6 +15,7 @@ When several globs match a name, the most specific wins. Specificity, in order:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -127,7 +128,8 @@ class PatternTable(Generic[V]):
         self._globs = tuple(globs)
         self._values = tuple(value for _, value in globs)
         self._regex = _combined(spec for spec, _ in globs)
-        self._memo: dict[str, object] = {}
+        # glob matches memoized per name: bounded, least recently used first out
+        self._memo = functools.lru_cache(maxsize=_MEMO_MAX)(self._match_glob)
 
     @property
     def exact(self) -> Mapping[str, V]:
@@ -144,13 +146,7 @@ class PatternTable(Generic[V]):
         value = self._exact.get(name)
         if value is not None or self._regex is None:
             return value
-        found = self._memo.get(name, _MISS)
-        if found is _MISS:
-            found = self._match_glob(name)
-            if len(self._memo) >= _MEMO_MAX:
-                self._memo.clear()
-            self._memo[name] = found
-        return found  # type: ignore[return-value]
+        return self._memo(name)  # type: ignore[no-any-return]
 
     def _match_glob(self, name: str) -> V | None:
         assert self._regex is not None

@@ -7,8 +7,10 @@
 Everything runs in this process: local caches, a local-directory L4 by default, no Ray. Each
 top-level `defn` is looked up in L4 by its source hash before it is compiled (a hit skips the
 compiler), and published after it is compiled; every routed call goes through the
-`DelegationRouter`. L1 plans and learned outcomes are restored when the runtime starts and
-saved after every run, beside the local L4 store.
+`DelegationRouter`. L1 plans, learned outcomes and L3 context tables are restored when the
+runtime starts and saved after every run, in the state directory; L2 (its entries and
+calibration book, there too) is built, and its model loaded, on the first model call where
+it pays.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from delegation.codelib import CodeLibrary
 from delegation.config import DelegationConfig, SecurityLevel, default_config
@@ -28,10 +32,13 @@ from delegation.engine import (
     SecurityAwareDelegationEngine,
     StaticDelegationEngine,
 )
-from delegation.errors import StorageFailure
+from delegation.errors import ConfigError, PlanCacheError
 from delegation.executor import Executor
 from delegation.health import HealthMonitor
 from delegation.l1 import L1PlanCache
+from delegation.l2.errors import CacheStateError
+from delegation.l2.serving import ModelResults
+from delegation.l3.cache import ContextualCache
 from delegation.learning import Learner
 from delegation.planstore import PlanStore
 from delegation.providers import build_registry
@@ -45,11 +52,22 @@ from rtfs.reader import Atom, Form, Seq, read
 from rtfs.router import CallKind, RoutedCall
 from rtfs.values import Closure, Keyword, Map, Symbol, own_names
 from rtfs.vm import VM
-from storage import StorageError, open_l4
-from storage.signing import load_key_list
+from storage import (
+    BackendNotInstalled,
+    SigningKeyError,
+    StorageError,
+    StoreURIError,
+    open_l4,
+)
+from storage.signing import store_key_path
+
+if TYPE_CHECKING:
+    from delegation.l2.cache import SemanticCache
 
 PLANS_FILE = "l1-plans.msgpack"
 OUTCOMES_FILE = "outcomes.msgpack"
+CONTEXTS_FILE = "l3-contexts.msgpack"
+L2_ENTRIES_FILE = "l2-entries.msgpack"
 
 
 @dataclass
@@ -88,6 +106,10 @@ class Runtime:
         registry: the providers to share (default: built from the config and `environ`).
         library: the L4 code library to share (default: opened from `l4_index` or the
             configured store; ignored when L4 is disabled).
+        warn: called with each warning line (a state file set aside, L4 down, ...); they
+            are also kept in `warnings`.
+        read_only: write nothing (no state saved, no store or key created): for commands
+            that only look, such as `delegation decide`.
 
     Injected parts belong to the caller, who restores and persists them; the runtime only
     restores and saves the parts it made itself.
@@ -100,7 +122,8 @@ class Runtime:
                  timer: Callable[[], float] = time.perf_counter,
                  l4_index: Any = None, plans: PlanStore | None = None,
                  learner: Learner | None = None, registry: ProviderRegistry | None = None,
-                 library: CodeLibrary | None = None) -> None:
+                 library: CodeLibrary | None = None,
+                 warn: Callable[[str], None] | None = None, read_only: bool = False) -> None:
         self.config = config or default_config()
         cfg = self.config
         self.registry = registry if registry is not None else build_registry(
@@ -109,18 +132,31 @@ class Runtime:
         self.plans: PlanStore = plans if plans is not None else L1PlanCache(
             cfg.cache_ttl_s, cfg.l1_max_entries, timer=monotonic, wall_clock=clock)
         self.learner = learner if learner is not None else Learner()
+        self.warnings: list[str] = []
+        self._warn_out = warn
+        self._monotonic = monotonic
+        self.read_only = read_only
         self.plans_restored = 0
         if self._owns_plans:
-            self.plans_restored = self.plans.load(cfg.state_dir / PLANS_FILE).restored
+            report = self._restore(self.plans.load, cfg.state_dir / PLANS_FILE)
+            self.plans_restored = report.restored if report is not None else 0
         if self._owns_learner:
-            self.learner.load(cfg.state_dir / OUTCOMES_FILE)
+            self._restore(self.learner.load, cfg.state_dir / OUTCOMES_FILE)
+        self.l3 = ContextualCache(cfg.l3, timer=monotonic) if cfg.l3.enabled else None
+        if self.l3 is not None:
+            self._restore(self.l3.load, cfg.state_dir / CONTEXTS_FILE)
+        self.l2 = ModelResults(cfg, self.learner, self._make_l2_cache, warn=self.warn,
+                               timer=timer) if cfg.l2.enabled else None
+        self._monotonic, self._clock = monotonic, clock
         self.library: CodeLibrary | None = None
         if cfg.enable_l4_cache:
+            # an injected library is the caller's: so is reporting its outages
             self.library = library if library is not None else self._open_library(l4_index)
         self.health = HealthMonitor(self.registry, timer=monotonic)
         static = StaticDelegationEngine(cfg, plans=self.plans,
                                         capabilities=self.registry.capabilities,
-                                        l4=self.library, learner=self.learner)
+                                        l4=self.library, learner=self.learner, l3=self.l3,
+                                        usable=self.health.circuit_ok)
         self.engine = ResilientDelegationEngine(
             SecurityAwareDelegationEngine(static, cfg, self.health,
                                           capabilities=self.registry.capabilities), self.health)
@@ -131,20 +167,103 @@ class Runtime:
             contexts=self.contexts, health=self.health, plans=self.plans,
             learner=self.learner, library=self.library,
             defined=lambda name: name in self.vm.globals,
-            capabilities=self.registry.capabilities, timer=timer, clock=clock)
+            capabilities=self.registry.capabilities, timer=timer, clock=clock, l2=self.l2,
+            l3=self.l3)
         self.vm = VM(router=self.router, out=out)
         self.last_calls: list[CallRecord] = []
         self.last_functions: list[FunctionRecord] = []
         self._pending: list[tuple[str, Any, str]] = []
 
-    def _open_library(self, index: Any) -> CodeLibrary:
+    def warn(self, message: str) -> None:
+        """Report something that costs speed, never the answer (one line)."""
+        self.warnings.append(message)
+        if self._warn_out is not None:
+            self._warn_out(message)
+
+    def _restore(self, load: Callable[[Path], Any], path: Path) -> Any:
+        """Restore a state file; a corrupt one is renamed aside (kept for inspection) and the
+        runtime starts without it: state is a cache, losing it costs speed only."""
+        try:
+            return load(path)
+        except (PlanCacheError, CacheStateError) as err:
+            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            try:
+                path.replace(aside)
+                where = f"moved to {aside.name}"
+            except OSError as move_err:
+                where = f"could not be moved aside: {move_err.strerror or move_err}"
+            self.warn(f"{err}; {where}; starting without it")
+            return None
+
+    def _make_l2_cache(self) -> SemanticCache:
+        """The L2 semantic cache, built on first use (it loads the embedding model)."""
+        from delegation.l2.book import CalibrationBook  # numpy and the model: only when used
+        from delegation.l2.cache import SemanticCache
+        from delegation.l2.models import make_embedder
+        from delegation.l2.persist import load_store
+        from delegation.l2.store import LocalL2Store
+
+        try:
+            book = CalibrationBook.in_state_dir(self.config.state_dir)
+        except CacheStateError as err:
+            self.warn(f"{err}; L2 uses the shipped default calibration this run")
+            book = CalibrationBook()
+        store = LocalL2Store(self.config.l2.max_entries, self.config.l2.ttl_s,
+                             timer=self._monotonic, exact_max=self.config.l2.exact_index_max)
+        self._restore(lambda path: load_store(store, path, wall_clock=self._clock),
+                      self.config.state_dir / L2_ENTRIES_FILE)
+        return SemanticCache(self.config.l2, make_embedder(self.config.l2.model), store=store,
+                             book=book, wall_clock=self._clock)
+
+    def _save_l2(self, cache: SemanticCache) -> None:
+        """The calibration book (shadow checks counted this run) and the local entries."""
+        from delegation.l2.persist import save_store  # loaded with the cache already
+        from delegation.l2.store import LocalL2Store
+
+        if cache.book.namespaces():
+            cache.book.save()
+        if isinstance(cache.store, LocalL2Store):
+            save_store(cache.store, self.config.state_dir / L2_ENTRIES_FILE)
+
+    def _open_library(self, index: Any) -> CodeLibrary | None:
+        """The configured L4 store's code library; None (with a warning) when the store
+        cannot be opened for a reason that is not the configuration's fault."""
         l4 = self.config.l4
         if index is None:
-            index = open_l4(l4.store_uri, signing_key=l4.signing_key,
-                            trusted_keys=_key_values(l4.trusted_keys),
-                            revoked_keys=_key_values(l4.revoked_keys),
-                            state_dir=self.config.state_dir)
-        return CodeLibrary(index)
+            signing_key: Any = l4.signing_key
+            if self.read_only:
+                if l4.store_path is not None and not l4.store_path.is_dir():
+                    return None  # nothing was ever published there
+                signing_key = self._read_only_key()
+            try:
+                index = open_l4(l4.store_uri, signing_key=signing_key,
+                                connect_timeout_s=l4.connect_timeout_s,
+                                read_timeout_s=l4.read_timeout_s, down_for_s=l4.down_for_s,
+                                timer=self._monotonic,
+                                trusted_keys=_key_values(l4.trusted_keys),
+                                revoked_keys=_key_values(l4.revoked_keys),
+                                state_dir=self.config.state_dir)
+            except (SigningKeyError, StoreURIError, BackendNotInstalled) as err:
+                raise ConfigError(str(err), self.config.source, ("delegation", "l4")) from err
+            except (StorageError, OSError) as err:
+                self.warn(f"L4 store {l4.store_uri} cannot be opened "
+                          f"({getattr(err, 'strerror', None) or err}); running without L4")
+                return None
+        library = CodeLibrary(index)
+        library.on_outage(lambda outage: self.warn(
+            f"{outage}: L4 lookups miss and publishes are skipped"
+            + (" for the rest of this run" if outage.until_s is None else
+               f" for {outage.until_s - outage.since_s:g} s")))
+        return library
+
+    def _read_only_key(self) -> Any:
+        """The signing key without creating one: reading trusts this node's own publications
+        only if its per-store key already exists; a throwaway key signs nothing."""
+        l4 = self.config.l4
+        if l4.signing_key is not None:
+            return l4.signing_key
+        existing = store_key_path(self.config.state_dir, l4.store_uri)
+        return existing if existing.is_file() else Ed25519PrivateKey.generate()
 
     # -- running ---------------------------------------------------------------------------------
     def run(self, source: str) -> RunResult:
@@ -209,8 +328,14 @@ class Runtime:
             return
         try:
             record = self.library.publish(code)
-        except StorageError as err:
-            raise StorageFailure(name, f"publish failed: {err}") from err
+        except StorageError as err:  # L4 is a cache: the function is compiled and runs
+            why = (f"L4 down: {self.library.outage}" if self.library.outage is not None
+                   else f"publish failed: {err}")
+            self.last_functions.append(FunctionRecord(name, source_hash, "compiled",
+                                                      f"not published ({why})"))
+            if self.library.outage is None:
+                self.warn(f"{name}: {why}")
+            return
         detail = f"{record.pointer} {note}".rstrip()
         self.last_functions.append(FunctionRecord(name, source_hash, "compiled+published",
                                                   detail))
@@ -265,12 +390,22 @@ class Runtime:
 
     def save(self) -> None:
         """Persist what this runtime owns: L1 plans (flushed either way) and outcomes."""
+        if self.read_only:
+            return
         self.plans.flush()
         state = self.config.state_dir
-        if self._owns_plans:
-            self.plans.save(state / PLANS_FILE)
-        if self._owns_learner:
-            self.learner.save(state / OUTCOMES_FILE)
+        try:
+            if self._owns_plans:
+                self.plans.save(state / PLANS_FILE)
+            if self._owns_learner:
+                self.learner.save(state / OUTCOMES_FILE)
+            if self.l3 is not None:
+                self.l3.save(state / CONTEXTS_FILE)
+            cache = self.l2.cache if self.l2 is not None else None
+            if cache is not None:
+                self._save_l2(cache)
+        except (PlanCacheError, CacheStateError, OSError) as err:  # a cache: the answer stands
+            self.warn(f"state not saved: {err}")
 
 
 def names_in(forms: Sequence[Form]) -> set[str]:
@@ -297,7 +432,4 @@ def _defn_name(form: Form) -> str | None:
 
 
 def _key_values(refs: Any) -> list[str]:
-    values: list[str] = []
-    for ref in refs:
-        values.extend(load_key_list(ref.path) if ref.path is not None else [ref.value])
-    return values
+    return [key for ref in refs for key in ref.keys]

@@ -27,7 +27,7 @@ class Label:
 class Var:
     """A local variable. `pending` while a letrec binding has been declared but not run."""
 
-    __slots__ = ("name", "slot", "captured", "pending")
+    __slots__ = ("captured", "name", "pending", "slot")
 
     def __init__(self, name: str, slot: int) -> None:
         self.name, self.slot, self.captured, self.pending = name, slot, False, False
@@ -38,7 +38,7 @@ P_LABEL, P_LOAD, P_STORE, P_DECLARE, P_CELLIFY = -1, -2, -3, -4, -5
 
 
 class Scope:
-    __slots__ = ("vars", "parent")
+    __slots__ = ("parent", "vars")
 
     def __init__(self, parent: Scope | None) -> None:
         self.vars: dict[str, Var] = {}
@@ -116,7 +116,7 @@ class FunctionBuilder:
         if parent is None:
             return None
         source: Var | int | None = parent.find_local(name, allow_pending=True)
-        if source is not None:
+        if isinstance(source, Var):
             source.captured = True
         else:
             source = parent.find_free(name)
@@ -139,7 +139,9 @@ class FunctionBuilder:
 
     def assemble(self, *, params: tuple[Param, ...], rest: Param | None,
                  return_type: str | None, hint: DelegationHint | None) -> Code:
-        ops, args, positions = [], [], []
+        ops: list[int] = []
+        args: list[Any] = []
+        positions: list[int] = []
         pending_jumps: list[tuple[int, Label]] = []
         for op, arg, line, col in self.items:
             if op == P_LABEL:

@@ -62,11 +62,20 @@ class Op(IntEnum):
     MATCH_FAIL = 41  # pop the value no clause matched and raise
     PARALLEL = 42  # pop arg thunks, run them (concurrently when worth it), push the results
     THROW = 43  # pop a value and raise it as a user error
+    CHECK_TYPE = 44  # consts[arg] = (label, type expression[, :each]): check top (which stays)
+    MAP_REST = 45  # push the map on top without the keys in the tuple consts[arg] (top stays)
+    IS_TYPE = 46  # push whether top belongs to the type expression consts[arg] (top stays)
+    LOOP = 47  # pop a body function and arg values; call it until it returns no RECUR
+    RECUR = 48  # pop arg values, push the request to run the enclosing loop body with them
+    FOR = 49  # pop a body function and a collection; push the concatenated results
+    DOTIMES = 50  # pop a body function and a count; call it with 0..count-1; push nil
+    BUILD_QQ = 51  # consts[arg] = (kind, spliced flags): pop the parts, push the collection
 
 
 # Ops whose argument indexes each table; the verifier checks the index is in range.
 CONST_OPS = frozenset({Op.LOAD_CONST, Op.MAKE_CLOSURE, Op.ERR_MATCHES, Op.GET_KEY,
-                       Op.GET_KEY_OR, Op.HAS_KEY})
+                       Op.GET_KEY_OR, Op.HAS_KEY, Op.CHECK_TYPE, Op.MAP_REST, Op.IS_TYPE,
+                       Op.BUILD_QQ})
 LOCAL_OPS = frozenset({Op.LOAD_LOCAL, Op.STORE_LOCAL, Op.LOAD_DEREF, Op.STORE_DEREF,
                        Op.MAKE_CELL, Op.CELLIFY, Op.LOAD_CELLREF})
 FREE_OPS = frozenset({Op.LOAD_FREE, Op.LOAD_FREEREF})
@@ -84,7 +93,8 @@ _FIXED_EFFECT = {
     Op.DUP: 1, Op.JUMP: 0, Op.JUMP_IF_FALSE: -1, Op.RETURN: -1, Op.SETUP_TRY: 0, Op.POP_TRY: 0,
     Op.RERAISE: -1, Op.ERR_MATCHES: 0, Op.NTH_OR_NIL: 1, Op.REST_FROM: 1, Op.GET_KEY: 1,
     Op.GET_KEY_OR: 0, Op.TEST_SEQ: 1, Op.TEST_SEQ_MIN: 1, Op.TEST_MAP: 1, Op.HAS_KEY: 1,
-    Op.EQUAL: -1, Op.MATCH_FAIL: -1, Op.THROW: -1,
+    Op.EQUAL: -1, Op.MATCH_FAIL: -1, Op.THROW: -1, Op.CHECK_TYPE: 0, Op.MAP_REST: 1,
+    Op.IS_TYPE: 1, Op.FOR: -1, Op.DOTIMES: -1,
     # conditional keeps: the fall-through pops, the jump keeps (see `branch_effect`)
     Op.JUMP_IF_FALSE_OR_POP: -1, Op.JUMP_IF_TRUE_OR_POP: -1,
 }
@@ -94,7 +104,8 @@ _FIXED_NEEDS = {
     Op.JUMP_IF_FALSE: 1, Op.JUMP_IF_FALSE_OR_POP: 1, Op.JUMP_IF_TRUE_OR_POP: 1, Op.RETURN: 1,
     Op.RERAISE: 1, Op.ERR_MATCHES: 1, Op.NTH_OR_NIL: 1, Op.REST_FROM: 1, Op.GET_KEY: 1,
     Op.GET_KEY_OR: 2, Op.TEST_SEQ: 1, Op.TEST_SEQ_MIN: 1, Op.TEST_MAP: 1, Op.HAS_KEY: 1,
-    Op.EQUAL: 2, Op.MATCH_FAIL: 1, Op.THROW: 1,
+    Op.EQUAL: 2, Op.MATCH_FAIL: 1, Op.THROW: 1, Op.CHECK_TYPE: 1, Op.MAP_REST: 1,
+    Op.IS_TYPE: 1, Op.FOR: 2, Op.DOTIMES: 2,
 }
 
 
@@ -117,10 +128,15 @@ def stack_effect(op: Op, arg: int, code: Code) -> tuple[int, int]:
     if op is Op.MAKE_CLOSURE:
         nfree = len(code.consts[arg].freevars)
         return nfree, 1 - nfree
+    if op is Op.BUILD_QQ:
+        nparts = len(code.consts[arg][1])
+        return nparts, 1 - nparts
     if op is Op.BUILD_MAP:
         return 2 * arg, 1 - 2 * arg
-    if op in (Op.BUILD_VECTOR, Op.BUILD_SET, Op.PARALLEL):
+    if op in (Op.BUILD_VECTOR, Op.BUILD_SET, Op.PARALLEL, Op.RECUR):
         return arg, 1 - arg
+    if op is Op.LOOP:
+        return arg + 1, -arg
     raise KeyError(op)
 
 
@@ -168,8 +184,10 @@ class Code:
     source_hash: bytes | None = None
     deps: tuple[tuple[str, str | None], ...] = ()  # (called user function, its source hash)
     verified: bool = field(default=False, compare=False)
-    # Run-time caches, never encoded: per call site, the router decision that site needs.
+    # Run-time caches, never encoded: per call site, the router decision that site needs;
+    # per CHECK_TYPE constant, its parsed type.
     site_cache: list[Any] = field(default_factory=list, compare=False, repr=False)
+    type_cache: dict[int, Any] = field(default_factory=dict, compare=False, repr=False)
     _interface_hash: bytes | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -204,9 +222,9 @@ class Code:
 
     def disassemble(self) -> str:
         """Human-readable listing, for debugging and `rtfs dis`."""
-        lines = [f"code {self.qualname} params={[p.name for p in self.params]} "
-                 f"rest={self.rest and self.rest.name} nlocals={self.nlocals} "
-                 f"free={list(self.freevars)} hint={self.hint}"]
+        lines = [(f"code {self.qualname} params={[p.name for p in self.params]} "
+                  f"rest={self.rest and self.rest.name} nlocals={self.nlocals} "
+                  f"free={list(self.freevars)} hint={self.hint}")]
         for pc, (op, arg) in enumerate(zip(self.ops, self.args)):
             lines.append(f"  {pc:4d} {Op(op).name:<22} {arg:<5} {_describe(self, Op(op), arg)}")
         for child in self.children():

@@ -12,7 +12,7 @@ from typing import Any
 import msgpack
 
 from rtfs.errors import BytecodeError
-from rtfs.values import Keyword, Map, RList, Symbol, TaggedLiteral
+from rtfs.values import Keyword, Map, RList, Symbol, TaggedLiteral, make_set, set_items
 
 EXT_BIGINT = 1
 
@@ -81,7 +81,7 @@ def value_to_plain(value: Any) -> Any:
             flat += [value_to_plain(k), value_to_plain(v)]
         return [T_MAP, flat]
     if kind is frozenset:
-        items = [value_to_plain(v) for v in value]
+        items = [value_to_plain(v) for v in set_items(value)]
         return [T_SET, sorted(items, key=packb)]
     if kind is TaggedLiteral:
         return [T_TAGGED, value.tag, value.text]
@@ -114,7 +114,7 @@ def plain_to_value(plain: Any, depth: int = 0) -> Any:
         if tag == T_MAP and len(items) % 2 == 0:
             return Map(zip(items[0::2], items[1::2]))
         if tag == T_SET:
-            return frozenset(items)
+            return make_set(items)
     except TypeError as err:  # an unhashable key: not something the encoder writes
         raise BytecodeError(f"malformed constant: {err}") from err
     raise BytecodeError(f"malformed constant with tag {tag}")

@@ -8,20 +8,25 @@
   rtfs dis FILE|OUT.rtfsc         print the bytecode
   rtfs conformance DIR            run a conformance corpus (see rtfs.conformance)
 
-Errors are one line on stderr, never a traceback; exit 1 for an RTFS error, 2 for a file
-that cannot be read or bad usage.
+Errors are one line on stderr, never a traceback; exit 1 for a failing program (an RTFS
+error, a program too deep or too large for this process, a conformance run with unexpected
+failures), 2 for bad input: a file that cannot be read or is not UTF-8, bad usage, a corpus
+directory with no programs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from rtfs.bytecode import Code
 from rtfs.compiler import compile_program
 from rtfs.encoding import decode, encode
 from rtfs.errors import RtfsError
+from rtfs.macros import MacroTable
 from rtfs.printer import to_readable
 from rtfs.reader import read, read_each
 from rtfs.vm import VM
@@ -33,9 +38,24 @@ class UsageError(Exception):
 
 def _read_text(path: str) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
+        data = Path(path).read_bytes()
+    except OSError as err:
         raise UsageError(f"cannot read {path}: {err.strerror or err}") from err
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise UsageError(f"{path}: not UTF-8 text (invalid byte 0x{data[err.start]:02x} "
+                         f"on line {line})") from err
+
+
+def _expression(text: str) -> str:
+    """A `-e` argument; bytes that were not UTF-8 arrive as lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise UsageError("the expression is not UTF-8 text") from err
+    return text
 
 
 def _error_line(err: RtfsError, fallback: tuple[int, int] | None = None) -> str:
@@ -55,7 +75,7 @@ class FileError(Exception):
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.each:
         return _eval_each(_read_text(args.each))
-    text = args.expr if args.expr is not None else _read_text(args.file)
+    text = _expression(args.expr) if args.expr is not None else _read_text(args.file)
     vm = VM()
     try:
         value = vm.run(compile_program(read(text), resolve_source=vm.source_hash_of))
@@ -69,12 +89,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _eval_each(text: str) -> int:
     vm = VM(out=sys.stderr)  # stdout holds exactly one line per form
+    macros = MacroTable()  # a macro one form defines is there for the next ones
     for item in read_each(text):
         if isinstance(item, RtfsError):
             print(f"!error {_error_line(item)}", flush=True)
             continue
         try:
-            value = vm.run(compile_program([item], resolve_source=vm.source_hash_of))
+            value = vm.run(compile_program([item], resolve_source=vm.source_hash_of,
+                                           macros=macros))
         except RtfsError as err:
             print(f"!error {_error_line(err, (item.line, item.col))}", flush=True)
             continue
@@ -123,25 +145,38 @@ def cmd_dis(args: argparse.Namespace) -> int:
 
 
 def cmd_conformance(args: argparse.Namespace) -> int:
+    """Exit 0 only when every failure is a listed known one (none without the list) and no
+    listed one passes; 2 when there is no corpus to run."""
     from rtfs import conformance
 
-    directory = Path(args.directory)
-    if not directory.is_dir():
-        raise UsageError(f"{directory} is not a directory")
     known = {}
     if args.known_failures:
         try:
             known = conformance.load_known_failures(Path(args.known_failures))
         except (OSError, ValueError) as err:
             raise UsageError(str(err)) from err
-    text, ok = conformance.report(conformance.run_corpus(directory), known)
+    try:
+        outcomes = conformance.run_corpus(Path(args.directory))
+    except conformance.CorpusError as err:
+        raise UsageError(str(err)) from err
+    text, ok = conformance.report(outcomes, known)
     print(text)
-    return 0 if ok or not args.known_failures else 1
+    if not any(o.passed is not None for o in outcomes):
+        print(f"rtfs: {args.directory}: no expectations to check", file=sys.stderr)
+        return 1
+    return 0 if ok else 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, exit 2 (argparse prints the whole usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rtfs", description="The RTFS language.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="rtfs", description="The RTFS language.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     ev = sub.add_parser("eval", help="evaluate RTFS text")
     source = ev.add_mutually_exclusive_group(required=True)
     source.add_argument("-e", dest="expr", metavar="EXPR", help="RTFS text to evaluate")
@@ -166,20 +201,48 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; never lets a traceback reach the user."""
+    for stream in (sys.stdout, sys.stderr):  # a value no terminal encoding can show is escaped
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     try:
+        args = build_parser().parse_args(argv)
         return args.run(args)
     except UsageError as err:
-        print(f"rtfs: {err}", file=sys.stderr)
-        return 2
+        return _fail(f"rtfs: {err}", 2)
     except RtfsError as err:
-        print(f"rtfs: {_error_line(err)}", file=sys.stderr)
-        return 1
+        return _fail(f"rtfs: {_error_line(err)}", 1)
     except FileError as err:
-        print(f"rtfs: {err.path}: {_error_line(err.error)}", file=sys.stderr)
+        return _fail(f"rtfs: {err.path}: {_error_line(err.error)}", 1)
+    except MemoryError:
+        return _fail("rtfs: out of memory: the program needs more memory than this process has", 1)
+    except RecursionError:
+        return _fail("rtfs: the program is nested too deeply for this implementation", 1)
+    except BrokenPipeError:
+        _silence_stdout()  # the reader went away (`rtfs ... | head`): nothing left to say
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as err:  # noqa: BLE001 - an implementation fault: one line, no traceback
+        return _fail(f"rtfs: internal error: {type(err).__name__}: {err}", 1)
+
+
+def _fail(line: str, status: int) -> int:
+    try:
+        print(line[:2000], file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+    return status
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

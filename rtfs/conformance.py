@@ -21,6 +21,7 @@ from typing import Any
 
 from rtfs.compiler import compile_program
 from rtfs.errors import RtfsError
+from rtfs.macros import MacroTable
 from rtfs.printer import to_readable
 from rtfs.reader import Atom, Form, Seq, form_to_value, read_spans
 from rtfs.values import Map, RList, Symbol
@@ -102,17 +103,27 @@ def _expectation_after(gap: str) -> Expectation | None:
     return None
 
 
+class CorpusError(Exception):
+    """A corpus that cannot be run: no such directory, no programs, an unreadable file."""
+
+
 def run_file(path: Path) -> list[Outcome]:
     """Run every top-level form of one corpus file in one VM, in order."""
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise CorpusError(f"{path}: not UTF-8 text (byte {err.start})") from err
+    except OSError as err:
+        raise CorpusError(f"cannot read {path}: {err.strerror or err}") from err
     items = list(read_spans(text))
     vm = VM(out=io.StringIO())
+    macros = MacroTable()
     outcomes = []
     for index, (item, start, end) in enumerate(items):
         gap_end = items[index + 1][1] if index + 1 < len(items) else len(text)
         line = text.count("\n", 0, start) + 1
         expectation = _expectation_after(text[end:gap_end])
-        actual, value, failed = _evaluate(vm, item)
+        actual, value, failed = _evaluate(vm, item, macros)
         passed = None
         if expectation is not None and expectation.concrete:
             passed = _meets(expectation, value, failed)
@@ -121,13 +132,16 @@ def run_file(path: Path) -> list[Outcome]:
     return outcomes
 
 
-def _evaluate(vm: VM, item: Any) -> tuple[str, Any, bool]:
+def _evaluate(vm: VM, item: Any, macros: MacroTable) -> tuple[str, Any, bool]:
     try:
         if isinstance(item, RtfsError):
             raise item
-        value = vm.run(compile_program([item], resolve_source=vm.source_hash_of))
+        value = vm.run(compile_program([item], resolve_source=vm.source_hash_of,
+                                       macros=macros))
     except RtfsError as err:
         return f"!error {err.kind}: {err.message}", None, True
+    except (RecursionError, MemoryError) as err:  # the program, not the runner, is at fault
+        return f"!error {type(err).__name__}", None, True
     return to_readable(value), value, False
 
 
@@ -164,8 +178,19 @@ def strict_equal(actual: Any, expected: Any) -> bool:
     return bool(actual == expected)
 
 
+def corpus_files(directory: Path) -> list[Path]:
+    """The `.rtfs` programs of a corpus directory; CorpusError when there are none."""
+    if not directory.is_dir():
+        raise CorpusError(f"{directory} is not a directory")
+    files = sorted(p for p in directory.glob("*.rtfs") if p.is_file())
+    if not files:
+        raise CorpusError(f"{directory} holds no .rtfs programs")
+    return files
+
+
 def run_corpus(directory: Path) -> list[Outcome]:
-    return [o for path in sorted(directory.glob("*.rtfs")) for o in run_file(path)]
+    """Run every program of a corpus directory (CorpusError when it has none)."""
+    return [o for path in corpus_files(directory) for o in run_file(path)]
 
 
 def load_known_failures(path: Path) -> dict[str, str]:
@@ -196,7 +221,8 @@ def report(outcomes: list[Outcome], known: dict[str, str] | None = None) -> tupl
             if o.passed is False:
                 note = "known: " + known[o.key] if o.key in known else "UNEXPECTED"
                 ok &= o.key in known
-                lines.append(f"  FAIL {o.key} {o.source[:60]} expected {o.expectation.text!r}"
+                wanted = o.expectation.text if o.expectation is not None else ""
+                lines.append(f"  FAIL {o.key} {o.source[:60]} expected {wanted!r}"
                              f" got {o.actual[:80]} [{note}]")
             elif o.passed and o.key in known:
                 ok = False

@@ -51,6 +51,13 @@ class RtfsTypeError(RtfsError, TypeError):
     kind = "TypeError"
 
 
+class RtfsValidationError(RtfsTypeError):
+    """A value that does not match a type annotation (a TypeError too: `(catch TypeError e)`
+    and `(catch ValidationError e)` both take it)."""
+
+    kind = "ValidationError"
+
+
 class UnboundSymbolError(RtfsError, NameError):
     """A symbol with no binding in scope or in the environment."""
 
@@ -61,6 +68,24 @@ class RtfsArithmeticError(RtfsError, ArithmeticError):
     """Division by zero and other arithmetic faults."""
 
     kind = "ArithmeticError"
+
+
+class DivisionByZeroError(RtfsArithmeticError, ZeroDivisionError):
+    """A division (or modulus) by zero: caught by `ArithmeticError` and `:division-by-zero`."""
+
+
+class RtfsRuntimeError(RtfsError):
+    """An error a program signals itself, with `(error "message" data?)` or `(throw
+    (RuntimeError. "message"))`; `(catch RuntimeError e)` takes it with every evaluation
+    error. `data` (a map, or None) is what the program attached."""
+
+    kind = "RuntimeError"
+
+    def __init__(self, message: str, line: int | None = None, col: int | None = None,
+                 data: object = None) -> None:
+        super().__init__(message, line, col)
+        self.args = (message, line, col, data)
+        self.data = data
 
 
 class RtfsIndexError(RtfsError, IndexError):
@@ -130,8 +155,11 @@ ALL_ERRORS: tuple[type[RtfsError], ...] = (
     RtfsSyntaxError,
     ArityError,
     RtfsTypeError,
+    RtfsValidationError,
     UnboundSymbolError,
     RtfsArithmeticError,
+    DivisionByZeroError,
+    RtfsRuntimeError,
     RtfsIndexError,
     RtfsValueError,
     MatchError,

@@ -6,14 +6,29 @@ always on one line); `to_display` is what `str` and `println` show (strings bare
 
 from __future__ import annotations
 
+import decimal
 import math
 from typing import Any
 
-from rtfs.values import Function, Keyword, Map, RList, Symbol, TaggedLiteral
+from rtfs.values import Function, Keyword, Map, RList, Symbol, TaggedLiteral, set_items
 
 _ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", '"': '\\"', "\\": "\\\\", "\0": "\\0",
             "\b": "\\b", "\f": "\\f"}
 _MAX_DEPTH = 200
+_BIG = 10**4000  # CPython refuses str() of ints beyond 4300 digits; decimal has no such limit
+_DIGITS = decimal.Context(prec=decimal.MAX_PREC)
+
+
+def int_to_text(value: int) -> str:
+    """Decimal digits of any integer (str() refuses the very long ones)."""
+    return str(value) if -_BIG < value < _BIG else str(decimal.Decimal(value))
+
+
+def int_from_text(text: str) -> int:
+    """The integer written in decimal `text` (int() refuses the very long ones)."""
+    if len(text) < 4000:
+        return int(text)
+    return int(_DIGITS.create_decimal(text.strip()))
 
 
 def to_readable(value: Any) -> str:
@@ -76,7 +91,7 @@ def _write(value: Any, out: list[str], depth: int) -> None:
     elif kind is bool:
         out.append("true" if value else "false")
     elif kind is int:
-        out.append(str(value))
+        out.append(str(value) if -_BIG < value < _BIG else int_to_text(value))
     elif kind is float:
         out.append(format_float(value))
     elif kind is str:
@@ -96,7 +111,7 @@ def _write(value: Any, out: list[str], depth: int) -> None:
             _write(v, out, depth + 1)
         out.append("}")
     elif kind is frozenset:
-        _write_items(sorted(value, key=_sort_key), out, depth, "#{", "}")
+        _write_items(sorted(set_items(value), key=_sort_key), out, depth, "#{", "}")
     elif kind is TaggedLiteral:
         out.append(value.text)
     elif isinstance(value, (Function, BaseException)):
@@ -116,6 +131,6 @@ def _write_items(items: Any, out: list[str], depth: int, opener: str, closer: st
 
 def _sort_key(value: Any) -> tuple[int, Any, str]:
     """Sets print in a stable order whatever their hash order: numbers by value first."""
-    if type(value) in (int, float) and value == value:
+    if type(value) in (int, float) and not math.isnan(value):
         return (0, value, "")
     return (1, 0, type(value).__name__ + to_readable(value))

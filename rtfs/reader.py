@@ -3,121 +3,135 @@
 `read(text)` returns every top-level form or raises the first `RtfsSyntaxError`.
 `read_each(text)` yields each top-level form or the syntax error that stands in its place,
 and goes on reading after it, so that one bad form does not hide the rest of a file.
+
+Memory stays linear in the text with a small constant: one regular expression finds each
+token together with the blanks and comments before it (strings and comments are matched
+without backtracking state per character), line numbers are counted as the reader moves
+forward instead of being indexed, and a vector, map or set made only of literals is kept as
+its value (`ConstSeq`) rather than as one form per item; its item forms are read again from
+the text only if a caller asks for them.
 """
 
 from __future__ import annotations
 
-import bisect
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from array import array
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from rtfs import lexemes
 from rtfs.errors import RtfsSyntaxError
-from rtfs.values import DelegationHint, HintKind, Keyword, Map, RList, Symbol, TaggedLiteral
+from rtfs.forms import (
+    COLON,
+    QUASIQUOTE,
+    TYPE_FOLLOWS,
+    UNQUOTE,
+    UNQUOTE_SPLICING,
+    AnnotatedAtom,
+    Atom,
+    ConstSeq,
+    Form,
+    HintForm,
+    LazySeq,
+    Seq,
+    form_to_value,
+    make_atom,
+)
+from rtfs.printer import int_from_text
+from rtfs.values import DelegationHint, HintKind, Keyword, Map, Symbol, make_set, map_from_lists
+
+__all__ = ["COLON", "MAX_DEPTH", "QUASIQUOTE", "TYPE_FOLLOWS", "UNQUOTE", "UNQUOTE_SPLICING",
+           "AnnotatedAtom", "Atom", "ConstSeq", "Form", "HintForm", "LazySeq", "Seq",
+           "form_to_value",
+           "make_atom", "read", "read_each", "read_spans"]
 
 MAX_DEPTH = 128  # nesting deeper than this is refused: no program needs it, and it bounds recursion
 
 
-@dataclass(slots=True)
-class Form:
-    line: int
-    col: int
 
-
-@dataclass(slots=True)
-class Atom(Form):
-    """A literal or a symbol. `annotation` holds the type of `x:int` (then value is `x`)."""
-
-    value: Any
-    annotation: str | None = None
-    meta: Map | None = None
-
-
-@dataclass(slots=True)
-class Seq(Form):
-    """A list, vector, map or set form; `meta` is read-time metadata from `^{...}` / `^:kw`."""
-
-    kind: str  # "list" | "vector" | "map" | "set"
-    items: list[Form] = field(default_factory=list)
-    meta: Map | None = None
-
-
-@dataclass(slots=True)
-class HintForm(Form):
-    """`^:delegation ...` inside a `defn`/`fn` form."""
-
-    hint: DelegationHint
-
-
+_D = r'\s,()\[\]{}";^`~'  # characters that end an atom
 _TOKEN = re.compile(
-    r"""
-    (?P<ws>[\s,]+)
-  | (?P<comment>;[^\n]*)
-  | (?P<block>\#\|)
-  | (?P<string>"(?:[^"\\]|\\.)*")
-  | (?P<badstring>")
-  | (?P<open>\#\{|\#\(|[(\[{])
-  | (?P<close>[)\]}])
-  | (?P<special>\#\#[-\w]+)
-  | (?P<discard>\#_)
-  | (?P<quote>')
-  | (?P<meta>\^)
-  | (?P<atom>[^\s,()\[\]{}";^\#'][^\s,()\[\]{}";^]*)
-  | (?P<bad>.)
-    """,
-    re.VERBOSE | re.DOTALL,
+    # blanks and line comments before the token, possessive so that nothing backtracks
+    r"(?:[\s,]++|;[^\n]*+)*+(?:"
+    # the common atoms, recognised here so that they need no second look
+    r"(?P<sym>(?:[^" + _D + r"#'\d:/+\-.]|[+\-](?![\d.]))[^" + _D + r":]*+)(?![^" + _D + r"])"
+    r"|(?P<int>[+-]?\d++)(?![^" + _D + r"])"
+    r"|(?P<kw>:[^" + _D + r":/][^" + _D + r":]*+)(?![^" + _D + r"])"
+    r"|(?P<open>\#\{|\#\(|[(\[{])"
+    r"|(?P<close>[)\]}])"
+    r'|(?P<string>"[^"\\]*+(?:\\.[^"\\]*+)*+")'
+    # any other atom: numbers in other notations, annotated symbols, tagged literals
+    r"|(?P<atom>[^" + _D + r"#'][^" + _D + r"]*+)"
+    r"|(?P<quote>')|(?P<syntaxquote>`)|(?P<unquote>~@?)|(?P<meta>\^)|(?P<block>\#\|)"
+    r"|(?P<special>\#\#[-\w]+)|(?P<discard>\#_)|(?P<badstring>\")|(?P<end>\Z)|(?P<bad>.))",
+    re.DOTALL,
 )
 
 _CLOSERS = {"(": ")", "[": "]", "{": "}", "#{": "}", "#(": ")"}
 _KINDS = {"(": "list", "[": "vector", "{": "map", "#{": "set", "#(": "list"}
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "0": "\0", "b": "\b", "f": "\f"}
 _SPECIALS = {"##Inf": float("inf"), "##-Inf": float("-inf"), "##NaN": float("nan")}
 _LITERAL_WORDS = {"true": True, "false": False, "nil": None}
+_MISSING = object()
+_PREFIXES = {"quote": "'", "syntaxquote": "`", "~": "~", "~@": "~@"}
+_PREFIX_SYMBOLS = {"quote": Symbol("quote"), "syntaxquote": QUASIQUOTE, "~": UNQUOTE,
+                   "~@": UNQUOTE_SPLICING}
 
-_INT = re.compile(r"[+-]?\d+")
-_RADIX = re.compile(r"([+-]?)0([xXoObB])([0-9a-fA-F]+)")
-_FLOAT = re.compile(r"[+-]?(\d+\.\d*([eE][+-]?\d+)?|\d+[eE][+-]?\d+|\.\d+([eE][+-]?\d+)?)")
-_RATIO = re.compile(r"([+-]?\d+)/(\d+)")
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
-_RESOURCE = re.compile(r"resource://\S+")
-_NAME = re.compile(r"[^\d:/][^:]*|/")
 _BLOCK_DELIMITER = re.compile(r"\#\||\|\#")
-_RADIXES = {"x": 16, "o": 8, "b": 2}
+_CONSTANT_KINDS = frozenset({"vector", "map", "set"})
+_NCOLUMNS = 4096
+_COLUMNS = tuple(range(_NCOLUMNS))  # one shared int object per column (ints > 256 are not)
+_VALUE_KINDS: dict[type, str] = {tuple: "vector", frozenset: "set"}
+
+Token = tuple[str, str, int]  # kind, text (empty for strings: see `string`), start offset
 
 
 class _Reader:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, pos: int = 0, line: int = 1, line_start: int = 0) -> None:
         self.text = text
-        self.pos = 0
-        self._line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self.pos = pos
+        # Line of `_counted`, counted forward as the reader moves (no index of line starts).
+        self._counted, self._line, self._line_start = pos, line, line_start
+        self._atoms: dict[str, Any] = dict(_LITERAL_WORDS)
 
     # -- positions -------------------------------------------------------------------------
     def where(self, offset: int) -> tuple[int, int]:
-        line = bisect.bisect_right(self._line_starts, offset)
-        return line, offset - self._line_starts[line - 1] + 1
+        if offset < self._counted:  # only error paths look back: count from the start
+            line = self.text.count("\n", 0, offset) + 1
+            return line, offset - (self.text.rfind("\n", 0, offset) + 1) + 1
+        newlines = self.text.count("\n", self._counted, offset)
+        if newlines:  # every form on one line shares one int object for its line
+            self._line += newlines
+            self._line_start = self.text.rfind("\n", self._counted, offset) + 1
+        self._counted = offset
+        col = offset - self._line_start + 1
+        return self._line, _COLUMNS[col] if col < _NCOLUMNS else col
 
     def error(self, message: str, offset: int) -> RtfsSyntaxError:
         return RtfsSyntaxError(message, *self.where(offset))
 
     # -- tokens ----------------------------------------------------------------------------
-    def next_token(self) -> tuple[str, str, int] | None:
+    def next_token(self) -> Token | None:
         """The next meaningful token as (kind, text, offset), skipping blanks and comments."""
-        while self.pos < len(self.text):
+        while True:
             match = _TOKEN.match(self.text, self.pos)
             assert match is not None  # the `bad` alternative matches any character
-            kind, start = match.lastgroup, self.pos
+            kind = match.lastgroup
+            assert kind is not None
+            start = match.start(kind)
             self.pos = match.end()
-            if kind in ("ws", "comment"):
-                continue
+            if kind == "end":
+                return None
             if kind == "block":
                 self._skip_block_comment(start)
                 continue
-            return kind, match.group(), start
-        return None
+            if kind == "string":  # the text is sliced out of self.text once, by `string`
+                return kind, "", start
+            text = match.group(kind)
+            if kind in ("sym", "int", "kw"):
+                kind = "atom"  # the general path, as `form_from` sees it
+            return kind, text, start
 
-    def peek_token(self) -> tuple[str, str, int] | None:
+    def peek_token(self) -> Token | None:
         saved = self.pos
         token = self.next_token()
         self.pos = saved
@@ -141,22 +155,23 @@ class _Reader:
             return None
         return self.form_from(token, depth)
 
-    def form_from(self, token: tuple[str, str, int], depth: int) -> Form:
+    def form_from(self, token: Token, depth: int) -> Form:
         kind, text, offset = token
-        if kind == "open":
-            return self.read_seq(text, offset, depth + 1)
         if kind == "atom":
             return self.atom(text, offset)
+        if kind == "open":
+            return self.read_seq(text, offset, depth + 1)
         if kind == "string":
-            return Atom(*self.where(offset), self.string(text, offset))
+            return Atom(*self.where(offset), self.string(offset))
         if kind == "special":
             if text not in _SPECIALS:
                 raise self.error(f"unknown special literal {text}", offset)
             return Atom(*self.where(offset), _SPECIALS[text])
-        if kind == "quote":
-            quoted = self.required_form(depth, offset, "'")
-            quote = Atom(*self.where(offset), Symbol("quote"))
-            return Seq(*self.where(offset), "list", [quote, quoted])
+        if kind in ("quote", "syntaxquote", "unquote"):
+            key = text if kind == "unquote" else kind
+            line, col = self.where(offset)
+            quoted = self.required_form(depth + 1, offset, _PREFIXES[key])
+            return Seq(line, col, "list", [Atom(line, col, _PREFIX_SYMBOLS[key]), quoted])
         if kind == "meta":
             return self.read_meta(offset, depth)
         if kind == "discard":
@@ -172,6 +187,8 @@ class _Reader:
         raise self.error(f"unexpected character {text!r}", offset)
 
     def required_form(self, depth: int, offset: int, what: str) -> Form:
+        if depth > MAX_DEPTH:
+            raise self.error(f"forms nested deeper than {MAX_DEPTH} levels", offset)
         token = self.next_token()
         if token is None or token[0] == "close":
             if token is not None:
@@ -179,47 +196,127 @@ class _Reader:
             raise self.error(f"{what} must be followed by a form", offset)
         return self.form_from(token, depth)
 
-    def read_seq(self, opener: str, offset: int, depth: int) -> Form:
+    def read_seq(self, opener: str, offset: int, depth: int, collapse: bool = True) -> Form:
+        """Read the items of a collection up to its closer.
+
+        A vector, map or set keeps its literal items as bare values (and their positions
+        packed in an array) for as long as every item is a literal, so that a large constant
+        never exists as one form per item; the first item that is not a literal turns the
+        values read so far back into atoms.
+        """
         if depth > MAX_DEPTH:
             raise self.error(f"forms nested deeper than {MAX_DEPTH} levels", offset)
-        closer = _CLOSERS[opener]
-        items: list[Form] = []
-        while True:
-            token = self.next_token()
-            if token is None:
-                raise self.error(
-                    f"unclosed {opener!r}: expected {closer!r} before end of input", offset)
-            kind, text, at = token
-            if kind == "close":
-                if text != closer:
-                    raise self.error(f"expected {closer!r} to close {opener!r}, found {text!r}", at)
-                break
-            items.append(self.form_from(token, depth))
         line, col = self.where(offset)
+        closer = _CLOSERS[opener]
+        kind = _KINDS[opener]
+        items: list[Any] = []
+        positions: array[int] | None = None  # line << 24 | col of each literal read so far
+        starts: array[int] | None = None  # where each nested constant collection starts
+        if collapse and kind in _CONSTANT_KINDS:
+            positions, starts = array("Q"), array("Q")
+        text, match, atoms = self.text, _TOKEN.match, self._atoms
+        while True:
+            found = match(text, self.pos)
+            assert found is not None  # the `bad` alternative matches any character
+            tkind = found.lastgroup
+            assert tkind is not None
+            self.pos = found.end()
+            form: Any
+            if tkind == "int" or tkind == "kw" or tkind == "sym":  # the common cases first
+                start, name = found.start(tkind), found.group(tkind)
+                value = atoms.get(name, _MISSING)
+                if value is _MISSING:
+                    if tkind == "int":
+                        value = int_from_text(name)
+                    elif tkind == "kw":
+                        value = self.keyword(name, start)
+                        self._remember(name, value)
+                    else:
+                        form = self.atom(name, start)
+                        value = form.value
+                at_line, at_col = self.where(start)
+                if positions is not None and type(value) is not Symbol:
+                    items.append(value)  # a literal of a collection that may stay constant
+                    positions.append(at_line << 24 | min(at_col, 0xFFFFFF))
+                    continue
+                form = Atom(at_line, at_col, value)
+            elif tkind == "close":
+                closing = found.group(tkind)
+                if closing != closer:
+                    raise self.error(f"expected {closer!r} to close {opener!r}, "
+                                     f"found {closing!r}", found.start(tkind))
+                break
+            elif tkind == "open":
+                form = self.read_seq(found.group(tkind), found.start(tkind), depth + 1)
+            elif tkind == "string":
+                start = found.start(tkind)
+                form = Atom(*self.where(start), self.string(start))
+            else:
+                self.pos = found.start()  # everything else takes the general path
+                token = self.next_token()
+                if token is None:
+                    raise self.error(
+                        f"unclosed {opener!r}: expected {closer!r} before end of input", offset)
+                form = self.form_from(token, depth)
+            if positions is not None and starts is not None:
+                if type(form) is Atom and type(form.value) is not Symbol:
+                    items.append(form.value)
+                elif type(form) is ConstSeq and form.meta is None:
+                    items.append(form.value)
+                    starts.frombytes(bytes(8 * (len(items) - 1 - len(starts))))
+                    starts.append(form._start)
+                else:
+                    items = self._as_forms(items, positions, starts)
+                    positions = starts = None
+                    items.append(form)
+                    continue
+                positions.append(form.line << 24 | min(form.col, 0xFFFFFF))
+                continue
+            items.append(form)
         if opener == "{" and len(items) % 2:
             raise self.error("a map needs an even number of forms", offset)
         if opener == "#(":
             return _anonymous_fn(line, col, items)
-        return Seq(line, col, _KINDS[opener], items)
+        if positions is not None:
+            return ConstSeq(line, col, kind, _constant_value(kind, items), self.text, offset)
+        return Seq(line, col, kind, tuple(items))  # a tuple: no spare room, unlike a list
+
+    def _as_forms(self, values: list[Any], positions: array[int], starts: array[int]
+                  ) -> list[Any]:
+        """Literal values read optimistically, back as forms."""
+        forms: list[Any] = []
+        for index, (value, pos) in enumerate(zip(values, positions)):
+            line, col = pos >> 24, pos & 0xFFFFFF
+            start = starts[index] if index < len(starts) else 0
+            if start:
+                kind = "map" if isinstance(value, Map) else _VALUE_KINDS[type(value)]
+                forms.append(ConstSeq(line, col, kind, value, self.text, start))
+            else:
+                forms.append(Atom(line, col, value))
+        return forms
 
     def read_meta(self, offset: int, depth: int) -> Form:
-        meta_form = self.required_form(depth, offset, "^")
+        line, col = self.where(offset)
+        meta_form = self.required_form(depth + 1, offset, "^")
         if isinstance(meta_form, Atom) and meta_form.value is Keyword("delegation"):
-            return HintForm(*self.where(offset), self.read_hint(offset, depth))
+            return HintForm(line, col, self.read_hint(offset, depth))
         if isinstance(meta_form, Atom) and isinstance(meta_form.value, Keyword):
             meta = Map({meta_form.value: True})
         elif isinstance(meta_form, Seq) and meta_form.kind == "map":
             meta = form_to_value(meta_form)
         else:
             raise self.error("metadata must be a keyword or a map", offset)
-        target = self.required_form(depth, offset, "metadata")
-        if isinstance(target, HintForm):
+        target = self.required_form(depth + 1, offset, "metadata")
+        if isinstance(target, Atom):
+            merged = Map({**(target.meta or {}), **meta})
+            return make_atom(target.line, target.col, target.value, target.annotation, merged)
+        if not isinstance(target, Seq):
             raise self.error("metadata cannot apply to a delegation hint", offset)
         target.meta = Map({**(target.meta or {}), **meta})
         return target
 
     def read_hint(self, offset: int, depth: int) -> DelegationHint:
-        form = self.required_form(depth, offset, "^:delegation")
+        form = self.required_form(depth + 1, offset, "^:delegation")
         if isinstance(form, Seq) and form.kind == "map":
             return _hint_from_map(form_to_value(form), self.error, offset)
         if isinstance(form, Atom) and isinstance(form.value, Keyword):
@@ -227,7 +324,7 @@ class _Reader:
             if kind == "local":
                 return DelegationHint(HintKind.LOCAL)
             if kind in ("local-model", "remote"):
-                target = self.required_form(depth, offset, f":{kind}")
+                target = self.required_form(depth + 1, offset, f":{kind}")
                 if not (isinstance(target, Atom) and isinstance(target.value, str)):
                     raise self.error(f"^:delegation :{kind} needs a string id", offset)
                 return DelegationHint(HintKind(kind), target.value)
@@ -237,76 +334,51 @@ class _Reader:
 
     def atom(self, text: str, offset: int) -> Atom:
         line, col = self.where(offset)
-        if text in _LITERAL_WORDS:
-            return Atom(line, col, _LITERAL_WORDS[text])
-        if text[0] == ":":
+        known = self._atoms.get(text, _MISSING)
+        if known is not _MISSING:
+            return Atom(line, col, known)
+        if text == ":":
+            return Atom(line, col, COLON)
+        first = text[0]
+        if first == ":":
             return Atom(line, col, self.keyword(text, offset))
-        number = self.number(text, offset)
-        if number is not None:
-            return Atom(line, col, number)
-        for pattern, tag in ((_UUID, "uuid"), (_TIMESTAMP, "timestamp"), (_RESOURCE, "resource")):
-            if pattern.fullmatch(text):
-                return Atom(line, col, TaggedLiteral(tag, text))
-        name, _, annotation = text.partition(":")
-        if not _NAME.fullmatch(name) or (annotation == "" and text.endswith(":")):
-            raise self.error(f"invalid symbol or number {text!r}", offset)
-        if annotation and not _NAME.fullmatch(annotation):
-            raise self.error(f"invalid type annotation in {text!r}", offset)
-        return Atom(line, col, Symbol(name), annotation or None)
+        if first.isdigit() or (first in "+-." and len(text) > 1 and text[1].isdigit()):
+            number = self.number(text, offset)
+            if number is not None:
+                return Atom(line, col, number)
+        tagged = lexemes.tagged(text)
+        if tagged is not None:
+            return Atom(line, col, tagged)
+        value, annotation = self.symbol(text, offset)
+        if annotation is None:
+            self._remember(text, value)
+        return make_atom(line, col, value, annotation)
+
+    def _remember(self, text: str, value: Any) -> None:
+        if len(self._atoms) < 4096:  # repeated names are read once
+            self._atoms[text] = value
+
+    def symbol(self, text: str, offset: int) -> tuple[Symbol, str | None]:
+        return self._lexeme(lexemes.symbol, text, offset)
 
     def keyword(self, text: str, offset: int) -> Keyword:
-        name = text[1:]
-        if not name or name.startswith(":") or name.endswith("/") or ":" in name:
-            raise self.error(f"invalid keyword {text!r}", offset)
-        return Keyword(name)
+        return self._lexeme(lexemes.keyword, text, offset)
 
     def number(self, text: str, offset: int) -> int | float | None:
-        if not (text[0].isdigit() or (text[0] in "+-." and len(text) > 1 and text[1].isdigit())):
-            return None
-        if _INT.fullmatch(text):
-            return int(text)
-        if _FLOAT.fullmatch(text):
-            return float(text)
-        radix = _RADIX.fullmatch(text)
-        if radix:
-            sign, base, digits = radix.groups()
-            try:
-                value = int(digits, _RADIXES[base.lower()])
-            except ValueError:
-                raise self.error(f"invalid base-{_RADIXES[base.lower()]} integer {text!r}", offset)
-            return -value if sign == "-" else value
-        ratio = _RATIO.fullmatch(text)
-        if ratio:
-            numerator, denominator = int(ratio.group(1)), int(ratio.group(2))
-            if denominator == 0:
-                raise self.error(f"ratio with zero denominator {text!r}", offset)
-            return numerator / denominator
-        if _UUID.fullmatch(text) or _TIMESTAMP.fullmatch(text):
-            return None
-        raise self.error(f"invalid number {text!r}", offset)
+        return self._lexeme(lexemes.number, text, offset)
 
-    def string(self, text: str, offset: int) -> str:
-        body = text[1:-1]
+    def string(self, offset: int) -> str:
+        """The string literal whose opening quote is at `offset` (the token just read)."""
+        body = self.text[offset + 1:self.pos - 1]
         if "\\" not in body:
             return body
-        out: list[str] = []
-        i = 0
-        while i < len(body):
-            ch = body[i]
-            if ch != "\\":
-                out.append(ch)
-                i += 1
-                continue
-            esc = body[i + 1]
-            if esc in _ESCAPES:
-                out.append(_ESCAPES[esc])
-                i += 2
-            elif esc == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", body[i + 2 : i + 6]):
-                out.append(chr(int(body[i + 2 : i + 6], 16)))
-                i += 6
-            else:
-                raise self.error(f"unknown escape \\{esc} in string", offset + 1 + i)
-        return "".join(out)
+        return self._lexeme(lexemes.unescape, body, offset + 1)
+
+    def _lexeme(self, parse: Callable[[str], Any], text: str, offset: int) -> Any:
+        try:
+            return parse(text)
+        except lexemes.LexemeError as err:
+            raise self.error(err.message, offset + err.at) from None
 
     def skip_to_form_end(self, start: int) -> None:
         """After an error, move past the rest of the top-level form that began at `start`."""
@@ -319,7 +391,7 @@ class _Reader:
                 continue
             if token is None:
                 return
-            kind, text, _ = token
+            kind = token[0]
             if kind == "badstring":  # everything after an unterminated quote is its text
                 self.pos = len(self.text)
                 return
@@ -327,8 +399,16 @@ class _Reader:
                 depth += 1
             elif kind == "close":
                 depth -= 1
-            if depth <= 0 and kind not in ("meta", "quote", "discard"):
+            if depth <= 0 and kind not in ("meta", "quote", "syntaxquote", "unquote", "discard"):
                 return
+
+
+def _constant_value(kind: str, values: list[Any]) -> Any:
+    if kind == "vector":
+        return tuple(values)
+    if kind == "map":
+        return map_from_lists(values[0::2], values[1::2])
+    return make_set(values)
 
 
 def _hint_from_map(meta: Map, error: Any, offset: int) -> DelegationHint:
@@ -349,7 +429,7 @@ def _anonymous_fn(line: int, col: int, body: list[Form]) -> Seq:
 
     def scan(form: Form) -> Form:
         nonlocal highest, rest
-        if isinstance(form, Seq):
+        if isinstance(form, Seq) and not isinstance(form, ConstSeq):
             return Seq(form.line, form.col, form.kind, [scan(f) for f in form.items], form.meta)
         if isinstance(form, Atom) and isinstance(form.value, Symbol):
             name = form.value.name
@@ -370,20 +450,27 @@ def _anonymous_fn(line: int, col: int, body: list[Form]) -> Seq:
     return Seq(line, col, "list", [head, Seq(line, col, "vector", params), call])
 
 
-def form_to_value(form: Form) -> Any:
-    """The value a quoted form denotes: symbols stay symbols, collections become values."""
-    if isinstance(form, Atom):
-        return form.value
-    if isinstance(form, HintForm):
-        raise RtfsSyntaxError("a delegation hint is not a value", form.line, form.col)
-    items = [form_to_value(item) for item in form.items]
-    if form.kind == "list":
-        return RList(items)
-    if form.kind == "vector":
-        return tuple(items)
-    if form.kind == "map":
-        return Map(zip(items[0::2], items[1::2]))
-    return frozenset(items)
+def _reread(text: str, start: int, line: int, col: int) -> Sequence[Form]:
+    """The item forms of the collection at `start` (a ConstSeq's, when asked for)."""
+    reader = _Reader(text, start, line, start - col + 1)
+    token = reader.next_token()
+    assert token is not None and token[0] == "open"
+    seq = reader.read_seq(token[1], token[2], 1, collapse=False)
+    assert isinstance(seq, Seq)
+    return seq.items
+
+
+ConstSeq.reread = staticmethod(_reread)  # type: ignore[assignment]
+
+
+def _reread_form(text: str, start: int, line: int, line_start: int) -> Form:
+    """The top-level form starting at `start`, read again (a LazySeq's, when asked for)."""
+    form = _Reader(text, start, line, line_start).read_form()
+    assert form is not None
+    return form
+
+
+LazySeq.reread = staticmethod(_reread_form)  # type: ignore[assignment]
 
 
 def read(text: str) -> list[Form]:
@@ -413,6 +500,7 @@ def read_spans(text: str) -> Iterator[tuple[Form | RtfsSyntaxError, int, int]]:
             if token is None:
                 return
             start = token[2]
+            line, col = reader.where(start)
             form = reader.read_form()
         except RtfsSyntaxError as err:
             if token is not None and token[0] == "close":
@@ -423,4 +511,6 @@ def read_spans(text: str) -> Iterator[tuple[Form | RtfsSyntaxError, int, int]]:
             continue
         if form is None:
             return
+        if type(form) is Seq:  # checked; kept as its span until the compiler needs it
+            form = LazySeq(form, text, start, line, start - col + 1)
         yield form, start, reader.pos

@@ -17,8 +17,13 @@ sym        Symbol (interned)
 fn         Closure or Builtin
 =========  ================================================
 
-Known limit: Python hashes `True` like `1` and `False` like `0`, so a map literal holding
-both `1` and `true` as keys keeps one entry. Lookups (`get`, `contains?`) do keep them apart.
+Map keys and set members compare as RTFS `=` does: `(= 1 1.0)` but not `(= 1 true)`, where
+Python has `1 == True == 1.0`. A key that holds a boolean anywhere inside (or is nested deeper
+than Python's hash can safely follow) is stored boxed in a `KeyBox`, whose hash and equality
+are RTFS's; every other key is stored as itself, so ordinary maps (keyword, string, number
+keys) stay plain dicts at full speed. A map holding a boxed key is a `BoxedMap`, whose
+iteration gives the keys back unboxed. Sets hold boxed members the same way; iterate them
+with `set_items`. Build maps with `Map(...)` (which boxes) and sets with `make_set`.
 """
 
 from __future__ import annotations
@@ -27,17 +32,19 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar, Self
 
 
 class _Interned:
     """A name interned per class, so that equality is identity and hashing is cheap."""
 
-    __slots__ = ("name", "_hash")
-    _table: dict[str, _Interned]
+    __slots__ = ("_hash", "name")
+    name: str
+    _hash: int
+    _table: ClassVar[dict[str, Any]]
     _lock = threading.Lock()
 
-    def __new__(cls, name: str) -> _Interned:
+    def __new__(cls, name: str) -> Self:
         found = cls._table.get(name)
         if found is not None:
             return found
@@ -67,7 +74,7 @@ class Keyword(_Interned):
     """A keyword such as `:a` or `:ns/a`; `name` excludes the colon."""
 
     __slots__ = ()
-    _table: dict[str, Keyword] = {}
+    _table: ClassVar[dict[str, Any]] = {}
 
     def __repr__(self) -> str:
         return ":" + self.name
@@ -77,7 +84,7 @@ class Symbol(_Interned):
     """A symbol such as `x` or `ns/name`, as a quoted value."""
 
     __slots__ = ()
-    _table: dict[str, Symbol] = {}
+    _table: ClassVar[dict[str, Any]] = {}
 
     def __repr__(self) -> str:
         return self.name
@@ -90,20 +97,104 @@ class RList(tuple):
 
 
 class Map(dict):
-    """An RTFS map. Hashable so that maps can be map keys and set members; never mutated
-    after construction by RTFS code (the stdlib always builds a new one)."""
+    """An RTFS map: a dict whose keys compare as RTFS `=` (see the module docstring).
+
+    Hashable, so that maps can be map keys and set members; never mutated after
+    construction (the stdlib builds a new map with `map_assoc`, `map_dissoc`, ...).
+    `Map(pairs_or_mapping)` boxes the keys that need it.
+    """
 
     __slots__ = ("_hash",)
+    _hash: int
 
-    def __hash__(self) -> int:
+    def __init__(self, source: Any = (), /) -> None:
+        if isinstance(source, Map):  # a copy: the keys are stored as they need to be already
+            if isinstance(source, BoxedMap):
+                dict.update(self, dict.items(source))  # stored (boxed) keys, not the view
+                if type(self) is Map:
+                    self.__class__ = BoxedMap
+            else:
+                dict.update(self, source)
+            return
+        if isinstance(source, dict):
+            kinds = set(map(type, source))
+        else:
+            source = source if type(source) is list else list(source)
+            kinds = set(map(type, map(_first, source)))
+        if kinds <= _PLAIN_KINDS:
+            dict.update(self, source)
+            return
+        if kinds <= _STORED_KINDS:  # keys that were boxed already (copied from a map)
+            dict.update(self, source)
+        else:
+            pairs = source.items() if isinstance(source, dict) else source
+            for key, value in pairs:
+                dict.__setitem__(self, map_key(key), value)
+        if type(self) is Map and any(type(k) is KeyBox for k in dict.__iter__(self)):
+            self.__class__ = BoxedMap
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return dict.get(self, key if type(key) in _PLAIN_KINDS else map_key(key), default)
+
+    def __getitem__(self, key: Any) -> Any:
+        return dict.__getitem__(self, key if type(key) in _PLAIN_KINDS else map_key(key))
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key if type(key) in _PLAIN_KINDS else map_key(key))
+
+    def __hash__(self) -> int:  # type: ignore[override]
         try:
             return self._hash
         except AttributeError:
-            self._hash = hash(frozenset(self.items()))
+            self._hash = rtfs_hash(self)
             return self._hash
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Map, (list(self.items()),))
 
-EMPTY_MAP = Map()
+
+class BoxedMap(Map):
+    """A map holding at least one boxed key; iterating it gives the keys unboxed."""
+
+    __slots__ = ()
+
+    def __iter__(self) -> Any:
+        return (unbox(k) for k in dict.__iter__(self))
+
+    def keys(self) -> Any:  # type: ignore[override]
+        return [unbox(k) for k in dict.__iter__(self)]
+
+    def items(self) -> Any:  # type: ignore[override]
+        return [(unbox(k), v) for k, v in dict.items(self)]
+
+    def __repr__(self) -> str:
+        return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in self.items()) + "}"
+
+
+class KeyBox:
+    """A map key or set member stored under RTFS equality and hashing (see module docstring)."""
+
+    __slots__ = ("_hash", "value")
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self._hash = rtfs_hash(value)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is KeyBox and rtfs_equal(self.value, other.value)
+
+    def __repr__(self) -> str:
+        return f"KeyBox({self.value!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (KeyBox, (self.value,))
+
+
+def _first(pair: Any) -> Any:
+    return pair[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,22 +361,28 @@ def rtfs_equal(a: Any, b: Any) -> bool:
     """RTFS `=`: numbers compare by value across int and float, booleans never equal numbers,
     collections compare element-wise, maps and sets ignore order."""
     ta, tb = type(a), type(b)
-    if ta is tb and ta not in _COMPOSITE:
-        return a == b
+    if ta is tb and ta in _SIMPLE:
+        return bool(a == b)
     if (ta is bool) or (tb is bool):
         return False
     if ta in _NUMERIC and tb in _NUMERIC:
-        return a == b
+        return bool(a == b)
+    if a is b:  # the same collection (also spares deep values a long walk)
+        return True
     if ta in _SEQUENTIAL and tb in _SEQUENTIAL:
         return len(a) == len(b) and all(rtfs_equal(x, y) for x, y in zip(a, b))
     if isinstance(a, dict) and isinstance(b, dict):
         return _maps_equal(a, b)
     if ta is frozenset and tb is frozenset:
-        return a == b
-    return False
+        return a == b  # members are stored boxed where Python's equality would differ
+    if ta is KeyBox or tb is KeyBox:
+        return rtfs_equal(unbox(a), unbox(b))
+    return ta is tb and bool(a == b)
 
 
 _COMPOSITE = frozenset({tuple, RList, Map, frozenset})
+_SIMPLE = frozenset({type(None), bool, int, float, str, Keyword, Symbol, TaggedLiteral, Closure,
+                     Builtin})
 _NUMERIC = frozenset({int, float})
 _SEQUENTIAL = frozenset({tuple, RList})
 
@@ -293,8 +390,128 @@ _SEQUENTIAL = frozenset({tuple, RList})
 def _maps_equal(a: dict, b: dict) -> bool:
     if len(a) != len(b):
         return False
-    for key, value in a.items():
-        other = b.get(key, UNSET)
+    for key, value in dict.items(a):  # stored keys: boxed in both maps alike
+        other = dict.get(b, key, UNSET)
         if other is UNSET or not rtfs_equal(value, other):
             return False
     return True
+
+
+# -- keys under RTFS equality ---------------------------------------------------------------
+_MAX_PLAIN_DEPTH = 48  # deeper keys are boxed: CPython's tuple hash recurses in C unguarded
+_HASH_DEPTH = 24  # rtfs_hash looks no deeper (equal values still hash equally)
+_TRUE_HASH, _FALSE_HASH = hash(("rtfs-bool", True)), hash(("rtfs-bool", False))
+
+
+def rtfs_hash(value: Any, depth: int = 0) -> int:
+    """A hash consistent with `rtfs_equal`: 1 and 1.0 alike, true unlike 1, vectors like
+    lists, maps and sets independent of order."""
+    kind = type(value)
+    if kind is bool:
+        return _TRUE_HASH if value else _FALSE_HASH
+    if kind is KeyBox:
+        return value._hash
+    if kind not in _COMPOSITE and not isinstance(value, (tuple, dict, frozenset)):
+        return hash(value)
+    if depth >= _HASH_DEPTH:
+        return 0x5EED
+    if kind is tuple or kind is RList:
+        return hash(("rtfs-seq", *(rtfs_hash(v, depth + 1) for v in value)))
+    if kind is frozenset:
+        return hash(("rtfs-set", sum(rtfs_hash(v, depth + 1) for v in value) & 0xFFFFFFFFFFFF))
+    if isinstance(value, dict):
+        total = sum(hash((rtfs_hash(k, depth + 1), rtfs_hash(v, depth + 1)))
+                    for k, v in dict.items(value))
+        return hash(("rtfs-map", total & 0xFFFFFFFFFFFF))
+    return hash(value)
+
+
+def map_key(key: Any) -> Any:
+    """`key` as stored in a map or set: itself, or boxed when it holds a boolean or is deep."""
+    kind = type(key)
+    if kind in _PLAIN_KINDS or kind is KeyBox:
+        return key
+    if kind is bool:
+        return _TRUE_BOX if key else _FALSE_BOX
+    if _needs_box(key):
+        return KeyBox(key)
+    return key
+
+
+def unbox(key: Any) -> Any:
+    """A stored key or set member back as the RTFS value it stands for."""
+    return key.value if type(key) is KeyBox else key
+
+
+def _needs_box(value: Any) -> bool:
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind in _PLAIN_KINDS:
+            continue
+        if kind is bool or kind is KeyBox or depth >= _MAX_PLAIN_DEPTH:
+            return True
+        if kind is tuple or kind is RList or kind is frozenset:
+            if not _PLAIN_KINDS.issuperset(map(type, item)):
+                stack.extend((x, depth + 1) for x in item)
+        elif isinstance(item, dict):
+            stack.extend((x, depth + 1) for pair in dict.items(item) for x in pair)
+    return False
+
+
+def make_set(items: Any) -> frozenset:
+    """An RTFS set of `items` (members that need it are boxed)."""
+    items = items if type(items) in (list, tuple) else list(items)
+    if _PLAIN_KINDS.issuperset(map(type, items)):
+        return frozenset(items)
+    return frozenset(map(map_key, items))
+
+
+def set_items(members: frozenset) -> Any:
+    """The members of an RTFS set, unboxed."""
+    if KeyBox in set(map(type, members)):
+        return [unbox(m) for m in members]
+    return members
+
+
+def set_contains(members: frozenset, value: Any) -> bool:
+    return (value if type(value) in _PLAIN_KINDS else map_key(value)) in members
+
+
+def map_from_lists(keys: list[Any], values: list[Any]) -> Map:
+    """A map of `keys[i]` to `values[i]`, without a list of pairs in between (the reader
+    builds large constant maps this way)."""
+    if _PLAIN_KINDS.issuperset(map(type, keys)):
+        result = Map()
+        dict.update(result, zip(keys, values))
+        return result
+    return Map(list(zip(keys, values)))
+
+
+def map_assoc(base: Map | None, pairs: Any) -> Map:
+    """A new map: `base` (nil for none) with `pairs` added."""
+    result = Map(base) if base else Map()
+    boxed = False
+    for key, value in pairs:
+        stored = key if type(key) in _PLAIN_KINDS else map_key(key)
+        boxed = boxed or type(stored) is KeyBox
+        dict.__setitem__(result, stored, value)
+    if boxed and type(result) is Map:
+        result.__class__ = BoxedMap
+    return result
+
+
+def map_dissoc(base: Map, keys: Any) -> Map:
+    """A new map: `base` without `keys`."""
+    result = Map(base)
+    for key in keys:
+        dict.pop(result, key if type(key) in _PLAIN_KINDS else map_key(key), None)
+    return result
+
+
+_TRUE_BOX, _FALSE_BOX = KeyBox(True), KeyBox(False)
+_PLAIN_KINDS = frozenset({type(None), str, int, float, Keyword, Symbol, TaggedLiteral, Closure,
+                          Builtin})
+_STORED_KINDS = _PLAIN_KINDS | {KeyBox}
+EMPTY_MAP = Map()

@@ -10,6 +10,7 @@ of its predecessors: verification is linear in the size of the code.
 
 from __future__ import annotations
 
+from rtfs import typecheck
 from rtfs.bytecode import (
     CONST_OPS,
     FREE_OPS,
@@ -81,12 +82,30 @@ def _check_operand(code: Code, pc: int, op: Op, arg: int) -> None:
         raise _fail(code, pc, "MAKE_CLOSURE of a constant that is not code")
     if op is Op.ERR_MATCHES and not isinstance(code.consts[arg], str):
         raise _fail(code, pc, "ERR_MATCHES needs an error kind name")
+    if op is Op.CHECK_TYPE:
+        problem = typecheck.annotation_problem(code.consts[arg])
+        if problem is not None:
+            raise _fail(code, pc, f"CHECK_TYPE: {problem}")
+    if op is Op.IS_TYPE:
+        problem = typecheck.annotation_problem(("is", code.consts[arg]))
+        if problem is not None:
+            raise _fail(code, pc, f"IS_TYPE: {problem}")
+    if op is Op.MAP_REST and type(code.consts[arg]) is not tuple:
+        raise _fail(code, pc, "MAP_REST needs a vector of keys")
+    if op is Op.BUILD_QQ and not _is_qq_spec(code.consts[arg]):
+        raise _fail(code, pc, "BUILD_QQ needs (kind, flags)")
     if op in SITE_OPS:
         site = code.sites[arg]
         if not 0 <= site.argc <= MAX_OPERAND:
             raise _fail(code, pc, f"call with {site.argc} arguments")
         if op is not Op.CALL and not site.name:
             raise _fail(code, pc, "a global or capability call without a name")
+
+
+def _is_qq_spec(spec: object) -> bool:
+    return (type(spec) is tuple and len(spec) == 2 and spec[0] in ("list", "vector", "map", "set")
+            and type(spec[1]) is tuple and len(spec[1]) <= MAX_OPERAND
+            and all(type(flag) is bool for flag in spec[1]))
 
 
 def _check_stack(code: Code) -> None:

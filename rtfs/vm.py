@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 from rtfs.bytecode import Code, Op
+from rtfs.control import Recur, build_quasi, run_dotimes, run_for, run_loop
 from rtfs.errors import (
     ArityError,
     HostError,
@@ -28,7 +29,7 @@ from rtfs.errors import (
     UnboundSymbolError,
     UserError,
 )
-from rtfs.ops import ErrorValue, error_matches, get_or, nth_or_nil, rest_from
+from rtfs.ops import ErrorValue, error_matches, get_or, map_rest, nth_or_nil, rest_from
 from rtfs.printer import to_readable
 from rtfs.router import (
     CallKind,
@@ -38,6 +39,7 @@ from rtfs.router import (
     RoutedCall,
     unknown_capability,
 )
+from rtfs.typecheck import check_annotation, test_annotation
 from rtfs.values import (
     EMPTY_MAP,
     UNSET,
@@ -47,6 +49,7 @@ from rtfs.values import (
     Keyword,
     Map,
     RList,
+    make_set,
     own_names,
     rtfs_equal,
     type_name,
@@ -256,9 +259,11 @@ class Execution:
                         callee = globals_.get(site[1], _MISSING)
                         entry = site_cache[arg]
                         if (entry is None or entry[0] is not router
-                                or entry[1] != router.version or callee is _MISSING):
-                            # (an unbound name is asked every time: it may be published in
-                            # L4 or defined later, and asking costs nothing on a hot path)
+                                or entry[1] != router.version
+                                or (callee is _MISSING and not entry[2])):
+                            # (an unbound name nobody claimed is asked again: it may be
+                            # published in L4 later; the call fails anyway, so it is no
+                            # hot path)
                             entry = site_cache[arg] = (
                                 router, router.version, _claim(router, site))
                         kind = type(callee)
@@ -509,12 +514,59 @@ def _op_throw(ex: Execution, code: Code, arg: int, stack: list, blocks: list, pc
     raise UserError(f"thrown: {to_readable(value)[:200]}", None, None, value)
 
 
+def _op_check_type(ex: Execution, code: Code, arg: int, stack: list, blocks: list,
+                   pc: int) -> None:
+    check_annotation(code, arg, stack[-1], ex.vm.globals)
+
+
+def _op_map_rest(ex: Execution, code: Code, arg: int, stack: list, blocks: list,
+                 pc: int) -> None:
+    stack.append(map_rest(stack[-1], code.consts[arg]))
+
+
+def _op_is_type(ex: Execution, code: Code, arg: int, stack: list, blocks: list,
+                pc: int) -> None:
+    stack.append(test_annotation(code, arg, stack[-1], ex.vm.globals))
+
+
+def _op_loop(ex: Execution, code: Code, arg: int, stack: list, blocks: list, pc: int) -> None:
+    args = stack[len(stack) - arg:]
+    del stack[len(stack) - arg:]
+    stack.append(run_loop(ex, stack.pop(), args))
+
+
+def _op_recur(ex: Execution, code: Code, arg: int, stack: list, blocks: list, pc: int) -> None:
+    args = stack[len(stack) - arg:]
+    del stack[len(stack) - arg:]
+    stack.append(Recur(args))
+
+
+def _op_for(ex: Execution, code: Code, arg: int, stack: list, blocks: list, pc: int) -> None:
+    coll = stack.pop()
+    stack.append(run_for(ex, stack.pop(), coll))
+
+
+def _op_dotimes(ex: Execution, code: Code, arg: int, stack: list, blocks: list,
+                pc: int) -> None:
+    count = stack.pop()
+    run_dotimes(ex, stack.pop(), count)
+    stack.append(None)
+
+
+def _op_build_qq(ex: Execution, code: Code, arg: int, stack: list, blocks: list,
+                 pc: int) -> None:
+    kind, spliced = code.consts[arg]
+    parts = stack[len(stack) - len(spliced):]
+    del stack[len(stack) - len(spliced):]
+    stack.append(build_quasi(kind, spliced, parts))
+
+
 _SLOW_OPS: list[Callable[..., None] | None] = [None] * (max(Op) + 1)
 for _op, _fn in {
     Op.CALL_CAP: _op_call_cap,
     Op.BUILD_VECTOR: _op_build(tuple),
     Op.BUILD_MAP: _op_build(_make_map),
-    Op.BUILD_SET: _op_build(frozenset),
+    Op.BUILD_SET: _op_build(make_set),
     Op.SETUP_TRY: _op_setup_try,
     Op.POP_TRY: _op_pop_try,
     Op.RERAISE: _op_reraise,
@@ -531,6 +583,14 @@ for _op, _fn in {
     Op.MATCH_FAIL: _op_match_fail,
     Op.PARALLEL: _op_parallel,
     Op.THROW: _op_throw,
+    Op.CHECK_TYPE: _op_check_type,
+    Op.MAP_REST: _op_map_rest,
+    Op.IS_TYPE: _op_is_type,
+    Op.LOOP: _op_loop,
+    Op.RECUR: _op_recur,
+    Op.FOR: _op_for,
+    Op.DOTIMES: _op_dotimes,
+    Op.BUILD_QQ: _op_build_qq,
 }.items():
     _SLOW_OPS[_op] = _fn
 

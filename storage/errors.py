@@ -74,6 +74,35 @@ class StorageUnavailable(StorageError, ConnectionError):
         return f"storage {self.store} unavailable: {self.reason}"
 
 
+class StoreDown(StorageUnavailable):
+    """The backend is down (refused, reset, timed out, unreachable): calls fail at once.
+
+    Raised by the call that found the outage and by every call while the store's outage
+    latch holds; `cause` is the failure that showed it. `store.outage` says until when.
+    """
+
+    def __init__(self, store: str, cause: str) -> None:
+        super().__init__(store, cause)
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return (
+            f"storage {self.store} is down: {self.cause} "
+            "(calls fail at once for a while instead of waiting on it)"
+        )
+
+
+class StoreClosed(StorageError, ValueError):
+    """A store used after `close()` (a `ValueError`, as for I/O on a closed file)."""
+
+    def __init__(self, store: str) -> None:
+        super().__init__(store)
+        self.store = store
+
+    def __str__(self) -> str:
+        return f"storage {self.store} is closed"
+
+
 class StoreURIError(StorageError, ValueError):
     """A store URI that cannot be opened: unknown scheme or malformed location."""
 
@@ -143,6 +172,8 @@ ALL_ERRORS: tuple[type[StorageError], ...] = (
     BlobNotFound,
     BlobCorrupted,
     StorageUnavailable,
+    StoreDown,
+    StoreClosed,
     StoreURIError,
     BackendNotInstalled,
     CodecError,

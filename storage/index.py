@@ -15,15 +15,17 @@ import hashlib
 import logging
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from cachetools import LRUCache
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from storage.errors import BlobCorrupted, BlobNotFound, CodecError, StoreURIError
+from storage.outage import Outage
 from storage.records import IndexRecord, check_hash
 from storage.signing import KeyRing
 
@@ -104,7 +106,8 @@ class L4Index:
         self._hits = 0
         self._misses: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
-        self._records: OrderedDict[tuple[str, str], IndexRecord] = OrderedDict()
+        # Records are immutable and named by their hash, so a cached decode never goes stale.
+        self._records: LRUCache[tuple[str, str], IndexRecord] = LRUCache(_RECORD_CACHE_SIZE)
 
     def publish(self, interface_hash: str, source_hash: str, data: bytes) -> IndexRecord:
         """Store `data` and a signed record for it under both hashes; return the record.
@@ -171,6 +174,19 @@ class L4Index:
         iface = check_hash("interface_hash", interface_hash)
         return self._candidates(f"iface/{iface}", "interface_hash", iface, None)[0]
 
+    @property
+    def outage(self) -> Outage | None:
+        """Why the store is down (URI, first cause, latch period), or None while it answers.
+
+        While it is down every call that needs it raises `StoreDown` at once; a caller that
+        finds nothing can say "missing because L4 (<uri>) is down: <cause>".
+        """
+        return getattr(self.store, "outage", None)
+
+    def close(self) -> None:
+        """Close the store; later calls raise `StoreClosed`. Idempotent."""
+        self.store.close()
+
     def stats(self) -> IndexStats:
         """A snapshot of the lookup, hit, miss and rejection counters."""
         with self._lock:
@@ -219,8 +235,6 @@ class L4Index:
             record = IndexRecord.decode(self.store.get_record(group, record_id))
             with self._lock:
                 self._records[key] = record
-                if len(self._records) > _RECORD_CACHE_SIZE:
-                    self._records.popitem(last=False)
         return record
 
     def _verified_bytes(self, record: IndexRecord) -> bytes:

@@ -13,12 +13,13 @@ rename wins and every candidate holds the same bytes.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from typing import Any
 
-from storage.errors import BlobNotFound, StorageUnavailable, StoreURIError
+from storage.base import StoreBase
+from storage.errors import BlobNotFound, StorageUnavailable
+from storage.fsutil import atomic_write
 from storage.protocol import (
     as_bytes,
     blob_id_of,
@@ -27,39 +28,7 @@ from storage.protocol import (
     is_blob_id,
     verified,
 )
-
-
-def path_from_file_uri(uri: str) -> Path:
-    """Return the absolute path of a `file:///abs/path` URI, or raise `StoreURIError`."""
-    parts = urlsplit(uri)
-    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
-        raise StoreURIError(uri, "expected file:///absolute/path")
-    path = unquote(parts.path)
-    if not path.startswith("/") or parts.query or parts.fragment:
-        raise StoreURIError(uri, "expected file:///absolute/path without query or fragment")
-    return Path(path)
-
-
-def atomic_write(path: Path, data: bytes, *, fsync: bool) -> None:
-    """Write `data` to `path` through a temporary file in the same directory and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(Path(tmp))
-        raise
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
+from storage.uris import parse_file_uri
 
 
 def read_verified(path: Path, blob_id: str, store: str) -> bytes:
@@ -73,7 +42,7 @@ def read_verified(path: Path, blob_id: str, store: str) -> bytes:
     return verified(blob_id, data, store)
 
 
-class LocalStore:
+class LocalStore(StoreBase):
     """A `BlobStore` and `RecordStore` in a local directory (the embedded default).
 
     Args:
@@ -93,11 +62,21 @@ class LocalStore:
         except OSError as e:
             raise StorageUnavailable(self.uri, f"cannot create {self.root}: {e}") from e
 
+    def _init_kwargs(self) -> dict[str, Any]:
+        return {"root": self.root, "fsync": self.fsync}
+
+    @property
+    def outage(self) -> None:
+        """Never latched down: a local directory that fails reports each failure itself."""
+        return None
+
     def blob_path(self, blob_id: str) -> Path:
         """The file that holds (or would hold) a blob."""
+        self._check_open()
         return self.blob_dir / check_blob_id(blob_id)
 
     def put(self, data: bytes) -> str:
+        self._check_open()
         data = as_bytes(data)
         blob_id = blob_id_of(data)
         self._write_once(self.blob_dir / blob_id, blob_id, data)
@@ -108,7 +87,6 @@ class LocalStore:
         try:
             if path.is_file() and blob_id_of(path.read_bytes()) == blob_id:
                 return
-            path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, data, fsync=self.fsync)
         except OSError as e:
             raise StorageUnavailable(self.uri, f"cannot write {path}: {e}") from e
@@ -128,6 +106,7 @@ class LocalStore:
             raise StorageUnavailable(self.uri, f"cannot delete {blob_id}: {e}") from e
 
     def iterate(self) -> Iterator[str]:
+        self._check_open()
         try:
             names = [entry.name for entry in os.scandir(self.blob_dir)]
         except OSError as e:
@@ -141,10 +120,12 @@ class LocalStore:
         return path.as_uri()
 
     def fetch_pointer(self, pointer: str, blob_id: str) -> bytes:
+        self._check_open()
         check_blob_id(blob_id)
-        return read_verified(path_from_file_uri(pointer), blob_id, pointer)
+        return read_verified(parse_file_uri(pointer), blob_id, pointer)
 
     def _group_dir(self, group: str) -> Path:
+        self._check_open()
         return self.record_dir / check_group(group)
 
     def put_record(self, group: str, data: bytes) -> str:
@@ -167,4 +148,5 @@ class LocalStore:
         return [name for name in names if is_blob_id(name)]
 
     def close(self) -> None:
-        """Nothing to release: every operation opens and closes its own files."""
+        """Refuse later calls (every operation opens and closes its own files)."""
+        self._closed = True

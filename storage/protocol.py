@@ -65,8 +65,11 @@ class BlobStore(Protocol):
     Attributes:
         uri: the URI the store was opened with (used in error messages and pointers).
 
-    Methods raise `StorageUnavailable` when the backend cannot be reached, and
-    `InvalidBlobId` for an id that is not 32 lowercase hex digits.
+    Methods raise `StorageUnavailable` when the backend cannot be reached, `StoreClosed` after
+    `close()`, and `InvalidBlobId` for an id that is not 32 lowercase hex digits.
+
+    A store pickles as its configuration (URI, options), never as its connections: the copy
+    (e.g. in a Ray worker) opens its own clients and sees the same blobs.
     """
 
     uri: str
@@ -129,7 +132,7 @@ class BlobStore(Protocol):
         ...
 
     def close(self) -> None:
-        """Release connections and files; the store is not used afterwards."""
+        """Release connections and files. Idempotent; every later call raises `StoreClosed`."""
         ...
 
 

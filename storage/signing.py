@@ -101,14 +101,19 @@ def load_key_list(path: str | os.PathLike[str]) -> list[str]:
     return entries
 
 
+def store_key_path(state_dir: str | os.PathLike[str], store_uri: str) -> Path:
+    """Where `store_key` keeps this machine's key for one store."""
+    return Path(state_dir) / "keys" / f"{xxhash.xxh3_64_hexdigest(store_uri.encode())}.pem"
+
+
 def store_key(state_dir: str | os.PathLike[str], store_uri: str) -> Ed25519PrivateKey:
     """Load, or create once, the signing key this machine uses for one store.
 
     The key lives at `<state_dir>/keys/<xxh3_64 of the store URI>.pem`; when several
     processes race to create it, one wins and the others load the winner's key.
     """
-    directory = Path(state_dir) / "keys"
-    path = directory / f"{xxhash.xxh3_64_hexdigest(store_uri.encode())}.pem"
+    path = store_key_path(state_dir, store_uri)
+    directory = path.parent
     if path.exists():
         return load_private_key(path)
     directory.mkdir(parents=True, exist_ok=True)

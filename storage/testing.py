@@ -20,7 +20,9 @@ suite never checks a backend only against itself::
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import pickle
 import threading
 from typing import Any
 
@@ -33,6 +35,7 @@ from storage.errors import (
     InvalidBlobId,
     InvalidRecordGroup,
     StorageError,
+    StoreClosed,
     StoreURIError,
 )
 
@@ -46,8 +49,35 @@ def xxh3_hex(data: bytes) -> str:
     return xxhash.xxh3_128(data).hexdigest()
 
 
+class FakeClock:
+    """A monotonic clock for tests: stands still until `advance` (picklable, unlike a lambda)."""
+
+    def __init__(self, start_s: float = 1000.0) -> None:
+        self.now_s = start_s
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by `seconds`."""
+        self.now_s += seconds
+
+
+def read_pickled(pickled: bytes, blob_id: str, group: str, record_id: str) -> tuple[bytes, bytes]:
+    """Unpickle a store and read one blob and one record through it (run in a child process)."""
+    store = pickle.loads(pickled)
+    try:
+        return store.get(blob_id), store.get_record(group, record_id)
+    finally:
+        store.close()
+
+
 class BlobStoreTests:
-    """Conformance tests every `BlobStore` + `RecordStore` backend passes."""
+    """Conformance tests every `BlobStore` + `RecordStore` backend passes.
+
+    A backend whose test double lives only in this process (moto's `mock_aws`) overrides
+    `read_in_another_process` to run `read_pickled` here instead.
+    """
 
     scheme: str = ""
 
@@ -70,6 +100,13 @@ class BlobStoreTests:
     def raw_corrupt_record(self, store: Any, group: str, record_id: str, data: bytes) -> None:
         """Replace a stored record's bytes with `data`, without the store."""
         raise NotImplementedError
+
+    def read_in_another_process(
+        self, pickled: bytes, blob_id: str, group: str, record_id: str
+    ) -> tuple[bytes, bytes]:
+        """`read_pickled` in a fresh interpreter (spawned, as a Ray worker would be)."""
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            return pool.apply(read_pickled, (pickled, blob_id, group, record_id))
 
     # -- blobs --------------------------------------------------------------------------
 
@@ -212,3 +249,49 @@ class BlobStoreTests:
             store.put_record(group, b"x")
         with pytest.raises(InvalidRecordGroup):
             store.list_records(group)
+
+    # -- crossing processes and closing --------------------------------------------------
+
+    def test_pickled_copy_shares_the_store(self, store: Any) -> None:
+        before = store.put(b"written before pickling")
+        record = store.put_record(GROUP, b"record before pickling")
+        clone = pickle.loads(pickle.dumps(store))
+        assert clone is not store
+        assert clone.uri == store.uri
+        assert clone.get(before) == b"written before pickling"
+        assert clone.get_record(GROUP, record) == b"record before pickling"
+        by_clone = clone.put(b"written by the copy")
+        assert self.raw_read(store, by_clone) == b"written by the copy"
+        assert store.get(by_clone) == b"written by the copy"
+        clone.close()
+        assert store.get(before) == b"written before pickling"  # closing a copy leaves this one
+
+    def test_pickled_copy_reads_in_another_process(self, store: Any) -> None:
+        blob_id = store.put(b"read me elsewhere")
+        record_id = store.put_record(GROUP, b"and this record")
+        got = self.read_in_another_process(pickle.dumps(store), blob_id, GROUP, record_id)
+        assert got == (b"read me elsewhere", b"and this record")
+
+    def test_close_is_idempotent_and_later_calls_raise(self, store: Any) -> None:
+        blob_id = store.put(b"kept after close")
+        record_id = store.put_record(GROUP, b"record kept after close")
+        store.close()
+        store.close()
+        calls = [
+            lambda: store.put(b"x"),
+            lambda: store.get(blob_id),
+            lambda: store.contains(blob_id),
+            lambda: store.delete(blob_id),
+            lambda: list(store.iterate()),
+            lambda: store.pointer(blob_id),
+            lambda: store.put_record(GROUP, b"y"),
+            lambda: store.get_record(GROUP, record_id),
+            lambda: store.list_records(GROUP),
+            lambda: pickle.dumps(store),
+        ]
+        for call in calls:
+            with pytest.raises(StoreClosed, match="closed") as info:
+                call()
+            assert isinstance(info.value, StorageError) and store.uri in str(info.value)
+        assert self.raw_read(store, blob_id) == b"kept after close"  # closing deletes nothing
+        assert self.raw_read_record(store, GROUP, record_id) == b"record kept after close"

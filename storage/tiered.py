@@ -18,8 +18,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from storage.base import StoreBase
 from storage.errors import BlobCorrupted, BlobNotFound, StorageUnavailable
 from storage.local import LocalStore
+from storage.outage import Outage
 from storage.protocol import check_blob_id, is_blob_id
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ class TierHealth:
     pending_uploads: int
 
 
-class TieredStore:
+class TieredStore(StoreBase):
     """A `BlobStore` and `RecordStore`: local LRU directory + remote store.
 
     Args:
@@ -55,6 +57,9 @@ class TieredStore:
     Several processes may share `cache_dir`; each bounds what it has seen, so the directory
     can briefly exceed `max_bytes` by what the others added. Recency survives a restart only
     as write order (files' mtimes): hits are not written to disk, to keep them fast.
+
+    A tiered store pickles when its remote does; the copy reopens the same `cache_dir` on the
+    machine that unpickles it (a cache, so another machine's copy starts from what is there).
     """
 
     def __init__(
@@ -81,6 +86,14 @@ class TieredStore:
         self._remote_ok = True
         self._load_lru()
 
+    def _init_kwargs(self) -> dict[str, Any]:
+        return {
+            "remote": self.remote,
+            "cache_dir": self.local.root,
+            "max_bytes": self.max_bytes,
+            "fsync": self.local.fsync,
+        }
+
     def _load_lru(self) -> None:
         entries = []
         for entry in os.scandir(self.local.blob_dir):
@@ -90,6 +103,11 @@ class TieredStore:
         for _, blob_id, size in sorted(entries):
             self._lru[blob_id] = size
             self._size += size
+
+    @property
+    def outage(self) -> Outage | None:
+        """The remote's outage, or None (local hits are served either way)."""
+        return getattr(self.remote, "outage", None)
 
     def health(self) -> TierHealth:
         """Counters and the remote's last known state."""
@@ -195,6 +213,7 @@ class TieredStore:
         Raises:
             StorageUnavailable: the remote is still down (what was sent stays sent).
         """
+        self._check_open()
         sent = 0
         for name in self.pending():
             if is_blob_id(name):
@@ -210,6 +229,7 @@ class TieredStore:
     # -- BlobStore ----------------------------------------------------------------------
 
     def put(self, data: bytes) -> str:
+        self._check_open()
         blob_id = self._cache(data)
         try:
             self._remote("put", self.remote.put, data)
@@ -219,6 +239,7 @@ class TieredStore:
         return blob_id
 
     def get(self, blob_id: str) -> bytes:
+        self._check_open()
         data = self._local_get(check_blob_id(blob_id))
         if data is None:
             data = self._remote("get", self.remote.get, blob_id)
@@ -228,11 +249,13 @@ class TieredStore:
         return data
 
     def contains(self, blob_id: str) -> bool:
+        self._check_open()
         if self.local.contains(blob_id):
             return True
         return self._remote("contains", self.remote.contains, blob_id)
 
     def delete(self, blob_id: str) -> None:
+        self._check_open()
         local = self.local.contains(blob_id)
         if local:
             self._forget(blob_id)
@@ -246,13 +269,16 @@ class TieredStore:
 
     def iterate(self) -> Iterator[str]:
         """The remote's blobs (the store of record) plus any pending local ones."""
+        self._check_open()
         ids = set(self._remote("iterate", lambda: list(self.remote.iterate())))
         return iter(ids | {name for name in self.pending() if is_blob_id(name)})
 
     def pointer(self, blob_id: str) -> str:
+        self._check_open()
         return self._remote("pointer", self.remote.pointer, blob_id)
 
     def fetch_pointer(self, pointer: str, blob_id: str) -> bytes:
+        self._check_open()
         data = self._local_get(check_blob_id(blob_id))
         if data is None:
             data = self._remote("fetch", self.remote.fetch_pointer, pointer, blob_id)
@@ -262,6 +288,7 @@ class TieredStore:
     # -- RecordStore --------------------------------------------------------------------
 
     def put_record(self, group: str, data: bytes) -> str:
+        self._check_open()
         record_id = self.local.put_record(group, data)
         try:
             self._remote("put_record", self.remote.put_record, group, data)
@@ -271,6 +298,7 @@ class TieredStore:
         return record_id
 
     def get_record(self, group: str, record_id: str) -> bytes:
+        self._check_open()
         try:
             return self.local.get_record(group, record_id)
         except (BlobNotFound, BlobCorrupted):
@@ -284,6 +312,7 @@ class TieredStore:
         When the remote is down this serves the local ones: the failure is counted in
         `health()` and logged, and the lookup proceeds with what is known here.
         """
+        self._check_open()
         local = set(self.local.list_records(group))
         try:
             remote = self._remote("list_records", self.remote.list_records, group)
@@ -292,8 +321,11 @@ class TieredStore:
         return sorted(local.union(remote))
 
     def close(self) -> None:
-        """Close the remote store."""
-        self.remote.close()
+        """Close the remote store and the local tier. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self.local.close()
+            self.remote.close()
 
 
 def _pending_record(name: str) -> tuple[str, str]:

@@ -10,6 +10,7 @@ from delegation.providers.registry import (
     ProviderRegistry,
     build_registry,
     proxies_from,
+    proxy_for,
     resolve_secrets,
 )
 from delegation.providers.sentiment import SentimentRules, SentimentRulesProvider, load_rules
@@ -30,5 +31,6 @@ __all__ = [
     "build_registry",
     "load_rules",
     "proxies_from",
+    "proxy_for",
     "resolve_secrets",
 ]

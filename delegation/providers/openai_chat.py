@@ -1,22 +1,23 @@
-"""`openai-chat`: any OpenAI-compatible chat-completions endpoint, over stdlib HTTP.
+"""`openai-chat`: any OpenAI-compatible chat-completions endpoint, over HTTP with httpx.
 
-`infer` POSTs `{base_url}/chat/completions`; `health` GETs `{base_url}/models` (free) and
-caches the answer for `health_ttl_s` on an injected clock. Errors are mapped at this edge:
-no key -> `ProviderUnavailable("<ENV> not set")` without any request; refused connection or
-DNS failure -> `ProviderUnavailable`; timeout -> `ProviderTimeout`; HTTP 4xx/5xx ->
-`ProviderError` with the status and an excerpt of the body.
+One `httpx.Client` per provider keeps its connections alive across calls (thread-safe, a
+bounded pool). `infer` POSTs `{base_url}/chat/completions`; `health` GETs
+`{base_url}/models` (free) and caches the answer for `health_ttl_s` on an injected clock.
+Errors are mapped at this edge: no key -> `ProviderUnavailable("<ENV> not set")` without
+any request; refused connection or DNS failure -> `ProviderUnavailable`; timeout ->
+`ProviderTimeout`; HTTP 4xx/5xx -> `ProviderError` with the status and an excerpt of the
+body.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import httpx
 
 from delegation.errors import (
     ProviderError,
@@ -41,7 +42,9 @@ class OpenAIChatProvider(BaseProvider):
         api_key_env: the variable the key comes from (for the "not set" reason); None means
             the endpoint needs no key.
         timeout_s: per-request timeout; health_ttl_s: how long a health answer is reused.
-        proxies: scheme -> proxy URL, resolved at the edge; {} connects directly.
+        proxy: the proxy URL for this endpoint, decided at the edge (`NO_PROXY` applied);
+            None connects directly.
+        max_connections: the connection pool's bound.
         clock: monotonic clock for the health cache; timer: for latency.
     """
 
@@ -59,7 +62,8 @@ class OpenAIChatProvider(BaseProvider):
         health_ttl_s: float = 30.0,
         cost_per_call: float = 0.0,
         capabilities: tuple[str, ...] = (),
-        proxies: Mapping[str, str] | None = None,
+        proxy: str | None = None,
+        max_connections: int = 32,
         clock: Callable[[], float] = time.monotonic,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -71,7 +75,10 @@ class OpenAIChatProvider(BaseProvider):
         self._api_key = api_key
         self._api_key_env = api_key_env
         self._clock = clock
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler(dict(proxies or {})))
+        self._client = httpx.Client(
+            proxy=proxy, trust_env=False, timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(max_connections=max_connections,
+                                max_keepalive_connections=max_connections))
         self._health: tuple[float, Health] | None = None
         self._health_lock = threading.Lock()
 
@@ -148,39 +155,36 @@ class OpenAIChatProvider(BaseProvider):
 
     def _send(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, bytes]:
         """Do one request; return (status, body) for 2xx, else raise the mapped error."""
-        request = urllib.request.Request(
-            self.base_url + path,
-            data=None if body is None else json.dumps(body).encode("utf-8"),
-            method=method,
-            headers=self._headers(body is not None),
-        )
+        content = None if body is None else json.dumps(body).encode("utf-8")
         try:
-            with self._opener.open(request, timeout=self.timeout_s) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as e:
-            payload = e.read()
-            raise ProviderError(
-                self.id, f"{method} {path} returned HTTP {e.code}", e.code, _excerpt(payload)
-            ) from None
-        except TimeoutError as e:
+            response = self._client.request(method, self.base_url + path, content=content,
+                                            headers=self._headers(body is not None))
+        except httpx.TimeoutException as e:
             raise ProviderTimeout(
                 self.id, f"no answer from {self.base_url} within {self.timeout_s:g} s"
             ) from e
-        except urllib.error.URLError as e:
-            raise self._unreachable(e.reason) from e
-        except OSError as e:
+        except httpx.ConnectError as e:
             raise self._unreachable(e) from e
-        except http.client.HTTPException as e:
-            raise ProviderError(self.id, f"{method} {path}: bad HTTP response: {e!r}") from e
+        except (httpx.RemoteProtocolError, httpx.DecodingError) as e:
+            raise ProviderError(self.id, f"{method} {path}: bad HTTP response: {e}") from e
+        except httpx.TransportError as e:  # proxy errors, resets, network unreachable
+            raise self._unreachable(e) from e
+        if response.status_code >= 400:
+            raise ProviderError(self.id, f"{method} {path} returned HTTP {response.status_code}",
+                                response.status_code, _excerpt(response.content))
+        return response.status_code, response.content
 
-    def _unreachable(self, reason: object) -> ProviderUnavailable:
-        if isinstance(reason, TimeoutError):
-            return ProviderTimeout(
-                self.id, f"no answer from {self.base_url} within {self.timeout_s:g} s"
-            )
-        if isinstance(reason, ConnectionRefusedError):
+    def _unreachable(self, error: httpx.TransportError) -> ProviderUnavailable:
+        cause = error.__cause__ or error.__context__
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, ConnectionRefusedError) or "refused" in str(error).lower():
             return ProviderUnavailable(self.id, f"connection refused by {self.base_url}")
-        return ProviderUnavailable(self.id, f"cannot reach {self.base_url}: {reason}")
+        return ProviderUnavailable(self.id, f"cannot reach {self.base_url}: {error}")
+
+    def close(self) -> None:
+        """Close the kept-alive connections."""
+        self._client.close()
 
     def _headers(self, has_body: bool) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "rtfs-delegation"}

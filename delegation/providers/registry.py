@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import proxy_bypass_environment
 
 from delegation.config import (
     DelegationConfig,
@@ -145,13 +147,27 @@ def resolve_secrets(config: DelegationConfig, environ: Mapping[str, str]) -> dic
 
 
 def proxies_from(environ: Mapping[str, str]) -> dict[str, str]:
-    """Return scheme -> proxy URL from `http_proxy` / `HTTPS_PROXY` style variables."""
+    """Return scheme -> proxy URL from `http_proxy` / `HTTPS_PROXY` style variables, and
+    "no" -> the `no_proxy` / `NO_PROXY` list when one is set."""
     proxies = {}
-    for scheme in ("http", "https"):
+    for scheme in ("http", "https", "no"):
         value = environ.get(f"{scheme}_proxy") or environ.get(f"{scheme.upper()}_PROXY")
         if value:
             proxies[scheme] = value
     return proxies
+
+
+def proxy_for(url: str, proxies: Mapping[str, str]) -> str | None:
+    """The proxy to reach `url` through, or None when none applies or `NO_PROXY` exempts
+    its host (matching as curl and urllib do: exact host, domain suffix, or `*`)."""
+    parts = urlsplit(url)
+    proxy = proxies.get(parts.scheme)
+    if proxy is None:
+        return None
+    host = parts.hostname or ""
+    if "no" in proxies and proxy_bypass_environment(host, {"no": proxies["no"]}):
+        return None
+    return proxy
 
 
 @dataclass(frozen=True)
@@ -224,7 +240,7 @@ def _remote(
         health_ttl_s=cfg.health_ttl_s,
         cost_per_call=cfg.cost_per_call,
         capabilities=cfg.capabilities,
-        proxies=proxies,
+        proxy=proxy_for(cfg.base_url, proxies),
         clock=clock,
         timer=timer,
     )
@@ -248,6 +264,7 @@ def _local(
         cfg.command,
         display=cfg.command_display,
         timeout_s=cfg.timeout_s,
+        max_output_bytes=cfg.max_output_bytes,
         search_path=runner_env.get("PATH"),
         env=runner_env,
         **common,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -32,6 +33,7 @@ class RecordedRequest:
     body: Any
     status: int = 0
     reply: str | None = None
+    connection: int = 0  # which TCP connection carried it (1, 2, ... in order of accept)
 
     @property
     def last_user_message(self) -> str | None:
@@ -66,6 +68,9 @@ class _State:
     delay_s: float = 0.0
     failure: _Failure | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
+    sockets: dict[int, Any] = field(default_factory=dict)  # open connections, by number
+    busy: set[int] = field(default_factory=set)  # connections answering a request now
+    connections: int = 0
 
 
 class ChatServer:
@@ -123,6 +128,14 @@ class ChatServer:
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
+        with state.lock:  # idle keep-alive connections end too (busy ones after answering)
+            open_sockets = [sock for number, sock in state.sockets.items()
+                            if number not in state.busy]
+        for sock in open_sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if self._thread is not None:
             self._thread.join(timeout=10)
 
@@ -164,6 +177,12 @@ class ChatServer:
         with self._state.lock:
             self._state.hold_until = n
             self._state.hold_released = False
+
+    @property
+    def connections(self) -> int:
+        """How many TCP connections clients have opened so far."""
+        with self._state.lock:
+            return self._state.connections
 
     @property
     def max_open(self) -> int:
@@ -282,9 +301,39 @@ def _error_json(message: str, code: str = "invalid_request_error") -> str:
 
 class _Handler(BaseHTTPRequestHandler):
     server_ref: ClassVar[ChatServer]
+    protocol_version = "HTTP/1.1"  # keep-alive, as real providers speak
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the default stderr log."""
+
+    def setup(self) -> None:
+        super().setup()
+        state = self.server_ref._state
+        with state.lock:
+            state.connections += 1
+            self.connection_number = state.connections
+            state.sockets[self.connection_number] = self.connection
+
+    def finish(self) -> None:
+        with self.server_ref._state.lock:
+            self.server_ref._state.sockets.pop(self.connection_number, None)
+        super().finish()
+
+    def parse_request(self) -> bool:
+        state = self.server_ref._state  # a request line arrived: this connection is busy
+        with state.lock:
+            state.busy.add(self.connection_number)
+        return super().parse_request()
+
+    def handle_one_request(self) -> None:
+        state = self.server_ref._state
+        try:
+            super().handle_one_request()
+        finally:
+            with state.lock:
+                state.busy.discard(self.connection_number)
+            if state.stopping.is_set():
+                self.close_connection = True
 
     def do_GET(self) -> None:
         chat = self.server_ref
@@ -297,7 +346,9 @@ class _Handler(BaseHTTPRequestHandler):
             status, text = 401, _error_json("Incorrect API key provided", "invalid_api_key")
         else:
             status, text = 200, chat._models_json()
-        chat._finish(chat._record(RecordedRequest("GET", self.path, headers, None)), status, None)
+        record = RecordedRequest("GET", self.path, headers, None,
+                                 connection=self.connection_number)
+        chat._finish(chat._record(record), status, None)
         self._send(status, text)
 
     def do_POST(self) -> None:
@@ -308,7 +359,8 @@ class _Handler(BaseHTTPRequestHandler):
             body: Any = json.loads(raw)
         except ValueError:
             body = None
-        index = chat._record(RecordedRequest("POST", self.path, headers, body))
+        index = chat._record(RecordedRequest("POST", self.path, headers, body,
+                                             connection=self.connection_number))
         status, text, reply = self._answer_post(chat, headers, body)
         chat._finish(index, status, reply)
         self._send(status, text)

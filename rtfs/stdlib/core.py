@@ -1,4 +1,4 @@
-"""Numbers, comparison, logic, type predicates, strings and output."""
+"""Numbers, comparison, logic, type predicates and output."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 import time
 from typing import Any
 
-from rtfs.errors import RtfsArithmeticError, RtfsTypeError, RtfsValueError
+from rtfs.errors import DivisionByZeroError, RtfsArithmeticError, RtfsTypeError, RtfsValueError
 from rtfs.printer import to_display, to_readable
 from rtfs.stdlib import builtin
 from rtfs.values import (
@@ -37,13 +37,25 @@ def expect_int(fn: str, value: Any) -> int:
 
 
 # -- arithmetic ---------------------------------------------------------------------------------
+# Mixing floats with integers too large for a float, or asking for the integer part of an
+# infinity or NaN, raises OverflowError/ValueError in Python: each is an RTFS arithmetic error.
+_NUMERIC_FAULTS = (OverflowError, ValueError)
+
+
+def _fault(fn: str, err: Exception) -> RtfsArithmeticError:
+    return RtfsArithmeticError(f"{fn}: {err}")
+
+
 @builtin("+")
 def add(*xs: Any) -> Any:
     if len(xs) == 2 and type(xs[0]) is int and type(xs[1]) is int:  # the common case, fast
         return xs[0] + xs[1]
     total = 0
-    for x in xs:
-        total += _number("+", x)
+    try:
+        for x in xs:
+            total += _number("+", x)
+    except _NUMERIC_FAULTS as err:
+        raise _fault("+", err) from err
     return total
 
 
@@ -54,16 +66,22 @@ def subtract(x: Any, *ys: Any) -> Any:
     result = _number("-", x)
     if not ys:
         return -result
-    for y in ys:
-        result -= _number("-", y)
+    try:
+        for y in ys:
+            result -= _number("-", y)
+    except _NUMERIC_FAULTS as err:
+        raise _fault("-", err) from err
     return result
 
 
 @builtin("*")
 def multiply(*xs: Any) -> Any:
     product = 1
-    for x in xs:
-        product *= _number("*", x)
+    try:
+        for x in xs:
+            product *= _number("*", x)
+    except _NUMERIC_FAULTS as err:
+        raise _fault("*", err) from err
     return product
 
 
@@ -73,13 +91,16 @@ def divide(x: Any, *ys: Any) -> Any:
     if not ys:
         x, ys = 1, (x,)
     result = _number("/", x)
-    for y in ys:
-        if _number("/", y) == 0:
-            raise RtfsArithmeticError("division by zero")
-        if type(result) is int and type(y) is int and result % y == 0:
-            result //= y
-        else:
-            result = result / y
+    try:
+        for y in ys:
+            if _number("/", y) == 0:
+                raise DivisionByZeroError("division by zero")
+            if type(result) is int and type(y) is int and result % y == 0:
+                result //= y
+            else:
+                result = result / y
+    except _NUMERIC_FAULTS as err:
+        raise _fault("/", err) from err
     return result
 
 
@@ -87,28 +108,37 @@ def divide(x: Any, *ys: Any) -> Any:
 def mod(x: Any, y: Any) -> Any:
     """Modulus with the sign of the divisor."""
     if _number("mod", y) == 0:
-        raise RtfsArithmeticError("division by zero")
-    return _number("mod", x) % y
+        raise DivisionByZeroError("division by zero")
+    try:
+        return _number("mod", x) % y
+    except _NUMERIC_FAULTS as err:
+        raise _fault("mod", err) from err
 
 
 @builtin("rem")
 def rem(x: Any, y: Any) -> Any:
     """Remainder with the sign of the dividend."""
     if _number("rem", y) == 0:
-        raise RtfsArithmeticError("division by zero")
+        raise DivisionByZeroError("division by zero")
     if type(x) is int and type(y) is int:
         return x - y * _trunc_div(x, y)
-    return math.fmod(_number("rem", x), y)
+    try:
+        return math.fmod(_number("rem", x), y)
+    except _NUMERIC_FAULTS as err:
+        raise _fault("rem", err) from err
 
 
 @builtin("quot")
 def quot(x: Any, y: Any) -> Any:
     """Division truncated toward zero."""
     if _number("quot", y) == 0:
-        raise RtfsArithmeticError("division by zero")
+        raise DivisionByZeroError("division by zero")
     if type(x) is int and type(y) is int:
         return _trunc_div(x, y)
-    return float(math.trunc(_number("quot", x) / y))
+    try:
+        return float(math.trunc(_number("quot", x) / y))
+    except _NUMERIC_FAULTS as err:
+        raise _fault("quot", err) from err
 
 
 def _trunc_div(x: int, y: int) -> int:
@@ -162,7 +192,10 @@ def factorial(n: Any) -> int:
 def sqrt(x: Any) -> float:
     if _number("sqrt", x) < 0:
         raise RtfsArithmeticError("square root of a negative number")
-    return math.sqrt(x)
+    try:
+        return math.sqrt(x)
+    except _NUMERIC_FAULTS as err:
+        raise _fault("sqrt", err) from err
 
 
 @builtin("pow")
@@ -173,26 +206,32 @@ def power(base: Any, exponent: Any) -> Any:
             raise RtfsValueError("pow exponent above 100000")
         return base**exponent
     try:
-        return float(base) ** _number("pow", exponent)
-    except (OverflowError, ZeroDivisionError) as err:
+        result = float(base) ** _number("pow", exponent)
+    except (OverflowError, ZeroDivisionError, ValueError) as err:
         raise RtfsArithmeticError(f"pow: {err}") from err
+    if type(result) is not float:  # a negative base to a fractional power: a complex number
+        raise RtfsArithmeticError(f"pow: {to_readable(base)} to the power "
+                                  f"{to_readable(exponent)} is not a real number")
+    return result
 
 
-@builtin("floor")
-def floor(x: Any) -> int:
-    return math.floor(_number("floor", x))
+def _integral(fn: str, rounding: Any) -> Any:
+    def to_integer(x: Any) -> int:
+        value = _number(fn, x)
+        try:
+            return int(rounding(value))
+        except _NUMERIC_FAULTS as err:
+            raise _fault(fn, err) from err
+
+    builtin(fn)(to_integer)
+    return to_integer
 
 
-@builtin("ceil")
-def ceil(x: Any) -> int:
-    return math.ceil(_number("ceil", x))
-
-
-@builtin("round")
-def round_(x: Any) -> int:
-    """Half away from zero."""
-    value = _number("round", x)
-    return int(math.floor(abs(value) + 0.5)) * (1 if value >= 0 else -1)
+floor = _integral("floor", math.floor)
+ceil = _integral("ceil", math.ceil)
+# half away from zero
+round_ = _integral("round", lambda v: v if type(v) is int else
+                   math.floor(abs(v) + 0.5) * (1 if v >= 0 else -1))
 
 
 @builtin("zero?")
@@ -231,6 +270,9 @@ def not_equal(x: Any, *ys: Any) -> bool:
     return not equal(x, *ys)
 
 
+builtin("!=")(not_equal)
+
+
 def _chain(name: str, holds: Any) -> None:
     def compare(x: Any, *ys: Any) -> bool:
         if len(ys) == 1 and type(x) is int and type(ys[0]) is int:
@@ -263,8 +305,14 @@ def identity(x: Any) -> Any:
 
 # -- type predicates --------------------------------------------------------------------------
 def _predicate(names: tuple[str, ...], test: Any) -> None:
+    """Register `test` as a one-argument predicate (a closure: a default argument would give it
+    a second, optional parameter, and `(int? 1 2)` would then call 2)."""
+
+    def predicate(x: Any) -> bool:
+        return test(x)
+
     for name in names:
-        builtin(name)(lambda x, _test=test: _test(x))
+        builtin(name)(predicate)
 
 
 _predicate(("int?", "integer?"), lambda x: type(x) is int)
@@ -291,115 +339,6 @@ def type_of(x: Any) -> Keyword:
     return Keyword(type_name(x))
 
 
-@builtin("keyword")
-def keyword(name: Any) -> Keyword:
-    if type(name) is Keyword:
-        return name
-    if type(name) not in (str, Symbol) or not str(getattr(name, "name", name)):
-        raise RtfsTypeError("keyword takes a non-empty string or symbol")
-    return Keyword(getattr(name, "name", name))
-
-
-@builtin("symbol")
-def symbol(name: Any) -> Symbol:
-    if type(name) is not str or not name:
-        raise RtfsTypeError("symbol takes a non-empty string")
-    return Symbol(name)
-
-
-@builtin("name")
-def name_of(x: Any) -> str:
-    if type(x) in (Keyword, Symbol):
-        return x.name
-    if type(x) is str:
-        return x
-    raise RtfsTypeError(f"name takes a keyword, symbol or string, got {type_name(x)}")
-
-
-# -- strings ----------------------------------------------------------------------------------
-def _string(fn: str, value: Any) -> str:
-    if type(value) is str:
-        return value
-    raise RtfsTypeError(f"{fn} expects a string, got {type_name(value)}")
-
-
-@builtin("str")
-def str_(*xs: Any) -> str:
-    return "".join(to_display(x) for x in xs)
-
-
-@builtin("pr-str")
-def pr_str(*xs: Any) -> str:
-    return " ".join(to_readable(x) for x in xs)
-
-
-@builtin("substring")
-def substring(s: Any, start: Any, end: Any = None) -> str:
-    text = _string("substring", s)
-    stop = len(text) if end is None else min(expect_int("substring", end), len(text))
-    if not 0 <= expect_int("substring", start) <= stop:
-        raise RtfsValueError(f"substring range {start}..{stop} outside 0..{len(text)}")
-    return text[start:stop]
-
-
-@builtin("string-length")
-def string_length(s: Any) -> int:
-    return len(_string("string-length", s))
-
-
-@builtin("string-contains")
-def string_contains(s: Any, part: Any) -> bool:
-    return _string("string-contains", part) in _string("string-contains", s)
-
-
-@builtin("upper-case")
-def upper_case(s: Any) -> str:
-    return _string("upper-case", s).upper()
-
-
-@builtin("lower-case")
-def lower_case(s: Any) -> str:
-    return _string("lower-case", s).lower()
-
-
-@builtin("trim")
-def trim(s: Any) -> str:
-    return _string("trim", s).strip()
-
-
-@builtin("starts-with?")
-def starts_with(s: Any, prefix: Any) -> bool:
-    return _string("starts-with?", s).startswith(_string("starts-with?", prefix))
-
-
-@builtin("ends-with?")
-def ends_with(s: Any, suffix: Any) -> bool:
-    return _string("ends-with?", s).endswith(_string("ends-with?", suffix))
-
-
-@builtin("split")
-def split(s: Any, separator: Any) -> tuple[str, ...]:
-    sep = _string("split", separator)
-    if not sep:
-        raise RtfsValueError("split needs a non-empty separator")
-    return tuple(_string("split", s).split(sep))
-
-
-@builtin("join")
-def join(separator: Any, items: Any = None) -> str:
-    if items is None:
-        separator, items = "", separator
-    from rtfs.stdlib.seqs import as_seq
-
-    return _string("join", separator).join(to_display(x) for x in as_seq("join", items))
-
-
-@builtin("string-replace")
-def string_replace(s: Any, old: Any, new: Any) -> str:
-    return _string("string-replace", s).replace(_string("string-replace", old),
-                                                _string("string-replace", new))
-
-
 # -- output and time --------------------------------------------------------------------------
 @builtin("println", pure=False, needs_vm=True)
 def println(ex: Any, *xs: Any) -> None:
@@ -411,8 +350,11 @@ def print_(ex: Any, *xs: Any) -> None:
     ex.vm.write(" ".join(to_display(x) for x in xs))
 
 
+_MAX_SLEEP_MS = 86_400_000  # a day
+
+
 @builtin("thread/sleep", pure=False)
 def sleep(ms: Any) -> None:
-    if _number("thread/sleep", ms) < 0:
-        raise RtfsValueError("thread/sleep takes a non-negative number of milliseconds")
+    if not 0 <= _number("thread/sleep", ms) <= _MAX_SLEEP_MS:  # NaN fails this too
+        raise RtfsValueError("thread/sleep takes a number of milliseconds from 0 to a day")
     time.sleep(ms / 1000)

@@ -6,17 +6,28 @@ one-character strings) and nil (as empty), and return vectors.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from rtfs.errors import RtfsIndexError, RtfsTypeError, RtfsValueError
 from rtfs.ops import get_or
-from rtfs.printer import to_readable
+from rtfs.printer import preview, to_readable
 from rtfs.stdlib import builtin, make_builtin
 from rtfs.stdlib.core import expect_int
-from rtfs.values import Keyword, Map, RList, Symbol, truthy, type_name
+from rtfs.values import (
+    Map,
+    RList,
+    make_set,
+    map_assoc,
+    map_dissoc,
+    map_key,
+    rtfs_equal,
+    set_items,
+    truthy,
+    type_name,
+    unbox,
+)
 
-_MAX_RANGE = 10_000_000
+MAX_RANGE = 10_000_000
 
 
 def as_seq(fn: str, coll: Any) -> tuple[Any, ...] | RList | str:
@@ -29,7 +40,7 @@ def as_seq(fn: str, coll: Any) -> tuple[Any, ...] | RList | str:
     if isinstance(coll, dict):
         return tuple(coll.items())
     if kind is frozenset:
-        return tuple(coll)
+        return tuple(set_items(coll))
     raise RtfsTypeError(f"{fn} expects a collection, got {type_name(coll)}")
 
 
@@ -66,7 +77,7 @@ def hash_map(*kvs: Any) -> Map:
 
 @builtin("set")
 def set_(coll: Any) -> frozenset:
-    return frozenset(as_seq("set", coll))
+    return make_set(as_seq("set", coll))
 
 
 @builtin("range")
@@ -77,10 +88,10 @@ def range_(a: Any, b: Any = None, step: Any = 1) -> tuple[int, ...]:
             raise RtfsTypeError(f"range expects integers, got {type_name(value)}")
     if step == 0:
         raise RtfsValueError("range step of 0")
-    result = range(start, stop, step)
-    if len(result) > _MAX_RANGE:
-        raise RtfsValueError(f"range of {len(result)} items exceeds {_MAX_RANGE}")
-    return tuple(result)
+    count = max(0, (stop - start + step - (1 if step > 0 else -1)) // step)
+    if count > MAX_RANGE:  # (len() of a huge range overflows a C integer)
+        raise RtfsValueError(f"range of more than {MAX_RANGE} items")
+    return tuple(range(start, stop, step))
 
 
 # -- access -----------------------------------------------------------------------------------
@@ -102,13 +113,13 @@ _ABSENT = object()
 
 
 @builtin("nth")
-def nth(coll: Any, index: Any, *default: Any) -> Any:
+def nth(coll: Any, index: Any, default: Any = _ABSENT) -> Any:
     seq = as_seq("nth", coll)
     if type(index) is int and 0 <= index < len(seq):
         return seq[index]
-    if default:
-        return default[0]
-    raise RtfsIndexError(f"nth index {to_readable(index)} outside 0..{len(seq) - 1}")
+    if default is not _ABSENT:
+        return default
+    raise RtfsIndexError(f"nth index {preview(index, 40)} outside 0..{len(seq) - 1}")
 
 
 @builtin("count")
@@ -140,9 +151,11 @@ def last(coll: Any) -> Any:
 
 @builtin("rest")
 def rest(coll: Any) -> Any:
-    """Everything after the first item; a string stays a string."""
+    """Everything after the first item; a string stays a string and a list a list."""
     seq = as_seq("rest", coll)
-    return seq[1:] if type(seq) is str else tuple(seq[1:])
+    if type(seq) is str or type(seq) is RList:
+        return type(seq)(seq[1:])
+    return tuple(seq[1:])
 
 
 @builtin("next")
@@ -158,7 +171,10 @@ def is_empty(coll: Any) -> bool:
 
 @builtin("contains?")
 def contains(coll: Any, key: Any) -> bool:
-    """Whether `key` is a key of a map, a member of a set, or an index of a vector."""
+    """Whether `key` is a key of a map, a member of a set, an index of a vector, or (for a
+    string in a string) a part of it."""
+    if type(coll) is str and type(key) is str:
+        return key in coll
     return get_or(coll, key, _ABSENT) is not _ABSENT
 
 
@@ -191,30 +207,32 @@ def _entry(fn: str, entry: Any) -> tuple[Any, Any]:
 # -- "modification" (always a new value) --------------------------------------------------------
 @builtin("conj")
 def conj(coll: Any, *xs: Any) -> Any:
+    """Add items at the end of a vector or list (as the specification has it for lists too:
+    (conj (1 2) 3) is (1 2 3)), to a set, or entries to a map; nil is an empty list."""
     if coll is None:
-        return RList(reversed(xs))
+        return RList(xs)
     if type(coll) is tuple:
         return coll + xs
     if type(coll) is RList:
-        return RList(tuple(reversed(xs)) + tuple(coll))
+        return RList(tuple(coll) + xs)
     if type(coll) is frozenset:
-        return coll | frozenset(xs)
+        return coll | make_set(xs)
     if isinstance(coll, Map):
-        result = Map(coll)
+        result = coll
         for x in xs:
-            if isinstance(x, Map):
-                result.update(x)
-            else:
-                k, v = _entry("conj", x)
-                result[k] = v
-        return result
+            pairs = x.items() if isinstance(x, Map) else [_entry("conj", x)]
+            result = map_assoc(result, pairs)
+        return result if xs else Map(coll)
     raise RtfsTypeError(f"conj expects a collection, got {type_name(coll)}")
 
 
 @builtin("cons")
 def cons(x: Any, coll: Any) -> Any:
+    """`x` in front of a collection: a list stays a list, anything else gives a vector."""
     if type(coll) is str and type(x) is str:
         return x + coll
+    if type(coll) is RList:
+        return RList((x, *coll))
     return (x, *as_seq("cons", coll))
 
 
@@ -227,23 +245,18 @@ def assoc(coll: Any, k: Any, v: Any, *kvs: Any) -> Any:
         items = list(coll)
         for index, value in pairs:
             if type(index) is not int or not 0 <= index <= len(items):
-                raise RtfsIndexError(f"assoc index {to_readable(index)} outside 0..{len(items)}")
+                raise RtfsIndexError(f"assoc index {preview(index, 30)} outside 0..{len(items)}")
             if index == len(items):
                 items.append(value)
             else:
                 items[index] = value
         return tuple(items)
-    result = Map(_map_arg("assoc", coll))
-    result.update(pairs)
-    return result
+    return map_assoc(_map_arg("assoc", coll), pairs)
 
 
 @builtin("dissoc")
 def dissoc(m: Any, *ks: Any) -> Map:
-    result = Map(_map_arg("dissoc", m))
-    for k in ks:
-        result.pop(k, None)
-    return result
+    return map_dissoc(_map_arg("dissoc", m), ks)
 
 
 @builtin("assoc-in")
@@ -275,7 +288,7 @@ def merge(*maps: Any) -> Any:
         return None
     result = Map()
     for m in maps:
-        result.update(_map_arg("merge", m))
+        result = map_assoc(result, _map_arg("merge", m).items())
     return result
 
 
@@ -305,7 +318,8 @@ def into(to: Any, source: Any) -> Any:
 def empty(coll: Any) -> Any:
     if isinstance(coll, Map):
         return Map()
-    return {tuple: (), RList: RList(), frozenset: frozenset(), str: ""}.get(type(coll))
+    empties: dict[type, Any] = {tuple: (), RList: RList(), frozenset: frozenset(), str: ""}
+    return empties.get(type(coll))
 
 
 # -- slicing and reordering -----------------------------------------------------------------------
@@ -319,7 +333,8 @@ def subvec(v: Any, start: Any, end: Any = None) -> tuple[Any, ...]:
     seq = as_seq("subvec", v)
     stop = len(seq) if end is None else expect_int("subvec", end)
     if not 0 <= expect_int("subvec", start) <= stop <= len(seq):
-        raise RtfsIndexError(f"subvec range {start}..{stop} outside 0..{len(seq)}")
+        raise RtfsIndexError(f"subvec range {preview(start, 30)}..{preview(stop, 30)} "
+                             f"outside 0..{len(seq)}")
     return tuple(seq[start:stop])
 
 
@@ -340,10 +355,10 @@ def reverse(coll: Any) -> tuple[Any, ...]:
 
 @builtin("distinct")
 def distinct(coll: Any) -> tuple[Any, ...]:
-    seen: set[tuple[type, Any]] = set()
+    seen: set[Any] = set()
     result = []
     for x in as_seq("distinct", coll):
-        marker = (type(x) is bool, x)
+        marker = map_key(x)  # distinct as RTFS `=` sees it: 1 and 1.0 alike, true apart
         if marker not in seen:
             seen.add(marker)
             result.append(x)
@@ -372,76 +387,6 @@ def partition(n: Any, step_or_coll: Any, coll: Any = _ABSENT) -> tuple[tuple[Any
         raise RtfsValueError("partition sizes must be positive")
     seq = as_seq("partition", coll)
     return tuple(tuple(seq[i:i + n]) for i in range(0, len(seq) - n + 1, step))
-
-
-def compare(a: Any, b: Any) -> int:
-    """Natural order: nil first; numbers, strings, keywords, symbols, booleans among their own
-    kind; vectors by length, then item by item."""
-    if a is None or b is None:
-        return (a is not None) - (b is not None)
-    ka, kb = _order_kind(a), _order_kind(b)
-    if ka != kb:
-        raise RtfsTypeError(f"cannot compare {type_name(a)} with {type_name(b)}")
-    if ka == "vector":
-        if len(a) != len(b):
-            return (len(a) > len(b)) - (len(a) < len(b))
-        for x, y in zip(a, b):
-            c = compare(x, y)
-            if c:
-                return c
-        return 0
-    if ka in ("keyword", "symbol"):
-        a, b = a.name, b.name
-    return (a > b) - (a < b)
-
-
-def _order_kind(x: Any) -> str:
-    kind = type(x)
-    if kind in (int, float):
-        return "number"
-    if kind is bool:
-        return "bool"
-    if kind is str:
-        return "string"
-    if kind is Keyword:
-        return "keyword"
-    if kind is Symbol:
-        return "symbol"
-    if kind in (tuple, RList):
-        return "vector"
-    raise RtfsTypeError(f"{type_name(x)} values have no natural order")
-
-
-builtin("compare")(lambda a, b: compare(a, b))
-
-
-def _comparator(ex: Any, fn: Any) -> Any:
-    """A sort key from an RTFS comparator: a boolean `less than` or a number like compare's."""
-
-    def cmp(a: Any, b: Any) -> int:
-        result = ex.call(fn, [a, b])
-        if type(result) is bool or result is None:
-            if truthy(result):
-                return -1
-            return 1 if truthy(ex.call(fn, [b, a])) else 0
-        return int(result)
-
-    return functools.cmp_to_key(cmp)
-
-
-@builtin("sort", needs_vm=True)
-def sort(ex: Any, comparator_or_coll: Any, coll: Any = _ABSENT) -> tuple[Any, ...]:
-    if coll is _ABSENT:
-        return tuple(sorted(as_seq("sort", comparator_or_coll), key=functools.cmp_to_key(compare)))
-    return tuple(sorted(as_seq("sort", coll), key=_comparator(ex, comparator_or_coll)))
-
-
-@builtin("sort-by", needs_vm=True)
-def sort_by(ex: Any, keyfn: Any, coll: Any) -> tuple[Any, ...]:
-    items = as_seq("sort-by", coll)
-    keyed = [(ex.call(keyfn, [x]), x) for x in items]
-    by_key = functools.cmp_to_key(lambda a, b: compare(a[0], b[0]))
-    return tuple(x for _, x in sorted(keyed, key=by_key))
 
 
 # -- higher-order -----------------------------------------------------------------------------
@@ -518,8 +463,8 @@ def every(ex: Any, pred: Any, coll: Any) -> bool:
 def group_by(ex: Any, f: Any, coll: Any) -> Map:
     groups: dict[Any, list[Any]] = {}
     for x in as_seq("group-by", coll):
-        groups.setdefault(ex.call(f, [x]), []).append(x)
-    return Map((k, tuple(v)) for k, v in groups.items())
+        groups.setdefault(map_key(ex.call(f, [x])), []).append(x)
+    return Map([(unbox(k), tuple(v)) for k, v in groups.items()])
 
 
 @builtin("partition-by", needs_vm=True)
@@ -528,7 +473,7 @@ def partition_by(ex: Any, f: Any, coll: Any) -> tuple[tuple[Any, ...], ...]:
     previous: Any = _ABSENT
     for x in as_seq("partition-by", coll):
         marker = ex.call(f, [x])
-        if previous is _ABSENT or marker != previous:
+        if previous is _ABSENT or not rtfs_equal(marker, previous):
             runs.append([])
         runs[-1].append(x)
         previous = marker
@@ -539,8 +484,9 @@ def partition_by(ex: Any, f: Any, coll: Any) -> tuple[tuple[Any, ...], ...]:
 def frequencies(coll: Any) -> Map:
     counts: dict[Any, int] = {}
     for x in as_seq("frequencies", coll):
-        counts[x] = counts.get(x, 0) + 1
-    return Map(counts)
+        key = map_key(x)
+        counts[key] = counts.get(key, 0) + 1
+    return Map([(unbox(k), n) for k, n in counts.items()])
 
 
 @builtin("comp")

@@ -106,3 +106,41 @@ def test_errors_are_one_line(tmp_path):
     assert failing.returncode == 1
     assert failing.stderr == (
         "delegation: bad.rtfs: UnboundSymbol: unbound symbol: undefined-fn (2:3)\n")
+
+
+def test_json_output_is_one_document_even_when_the_plan_prints(tmp_path):
+    plan = tmp_path / "p.rtfs"
+    plan.write_text('(println "hello from the plan")\n(defn f [x] (* 2 x))\n(f 21)\n')
+    result = delegation("run", "p.rtfs", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)  # exactly one document: nothing else on stdout
+    assert document["value"] == "42"
+    assert "hello from the plan" in result.stderr
+
+
+def test_read_only_commands_write_nothing(tmp_path):
+    (tmp_path / "delegation.toml").write_text(
+        '[delegation.static_routes]\n"+" = "local-pure"\n')
+    before = sorted(p for p in tmp_path.rglob("*"))
+    for args in (("decide", "+", "summarize", "--config", "delegation.toml"),
+                 ("config", "check", "delegation.toml")):
+        result = delegation(*args, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    assert sorted(p for p in tmp_path.rglob("*")) == before  # .state/ was never created
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[delegation]\na = " + "[" * 3000 + "]" * 3000 + "\n", "nested too deeply"),
+    ("[delegation.local_models.s]\nkind = 'sentiment-rules'\nrules = 'none.rules'\n",
+     "none.rules"),
+    ("[delegation.l4]\ntrusted_keys = ['k.pub']\n", "delegation.l4.trusted_keys[0]"),
+    ("[delegation.remote_providers.p]\nkind = 'openai-chat'\nbase_url = 'http://x'\n"
+     "model = 'm'\ntimeout_s = 1e308\n", "timeout_s: must be <="),
+])
+def test_config_check_catches_what_run_would_reject(tmp_path, text, words):
+    (tmp_path / "k.pub").write_bytes(b"\xff\xfe\x00 binary")
+    (tmp_path / "bad.toml").write_text(text)
+    result = delegation("config", "check", "bad.toml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert words in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -100,3 +100,47 @@ def test_runner_gets_only_the_given_environment(
     dump = runner(tmp_path, "import json, os; print(json.dumps(dict(os.environ)))\n")
     seen = json.loads(CommandProvider("d", [str(dump)], env={"A": "1"}).infer("").text)
     assert seen["A"] == "1" and "RTFS_TEST_SENTINEL" not in seen
+
+
+def test_an_answer_is_not_held_back_by_a_child_that_keeps_the_pipes(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    leaky = runner(tmp_path, f"""
+import os, subprocess, sys
+same_group = subprocess.Popen(["sleep", "60"])  # inherits stdout and stderr
+escaped = subprocess.Popen(["sleep", "60"], start_new_session=True)  # its own session
+open({str(pids)!r}, "w").write(f"{{same_group.pid}} {{escaped.pid}}")
+print("the answer")
+""")
+    provider = CommandProvider("leaky", [str(leaky)], timeout_s=30, env={"PATH": os.defpath})
+    try:
+        # before: communicate() waited for the children to close the pipes, i.e. the timeout
+        assert provider.infer("x").text == "the answer"
+        same_group, escaped = map(int, pids.read_text().split())
+        assert not _alive(same_group), "a child in the runner's group outlived the call"
+    finally:
+        for pid in map(int, pids.read_text().split()):
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+
+
+def test_output_is_bounded_and_the_runner_killed(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    flood = runner(tmp_path, f"""
+import os, sys
+open({str(pids)!r}, "w").write(str(os.getpid()))
+block = b"x" * 65536
+while True:
+    sys.stdout.buffer.write(block)
+""")
+    provider = CommandProvider("flood", [str(flood)], timeout_s=30, max_output_bytes=1 << 20)
+    with pytest.raises(ProviderError, match="wrote more than 1048576 bytes"):
+        provider.infer("x")
+    assert not _alive(int(pids.read_text()))
+
+
+def test_a_large_prompt_and_answer_pass_through_without_deadlock(tmp_path: Path) -> None:
+    echo = runner(tmp_path, "import sys; sys.stdout.write(sys.stdin.read())\n")
+    prompt = "word " * 400_000  # 2 MB: more than a pipe holds, both ways
+    assert CommandProvider("echo", [str(echo)]).infer(prompt).text == prompt.rstrip("\n")

@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from delegation.config import (
     DEFAULT_TOML,
@@ -20,6 +21,7 @@ from delegation.config import (
 )
 from delegation.errors import ConfigError
 from delegation.targets import LOCAL_PURE, LocalModel, RemoteModel
+from storage.signing import public_key_hex, save_private_key
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "delegation.toml"
 
@@ -133,7 +135,12 @@ def test_an_empty_file_is_all_defaults() -> None:
     assert config.security.allowed_remote_providers == frozenset()
 
 
-def test_optional_keys_and_defaults() -> None:
+def test_optional_keys_and_defaults(tmp_path: Path) -> None:
+    node, peer, other = (Ed25519PrivateKey.generate() for _ in range(3))
+    (tmp_path / "keys").mkdir()
+    save_private_key(node, tmp_path / "keys" / "node.key")
+    (tmp_path / "keys" / "peer.pub").write_text(
+        f"# the fleet's publishers\n{public_key_hex(peer)}\n\n{public_key_hex(other)}\n")
     config = parse_config(
         f"""
 [delegation]
@@ -148,9 +155,9 @@ command = "llama-run"
 [delegation.l4]
 store = "s3://bucket/prefix"
 signing_key = "keys/node.key"
-trusted_keys = ["0123abcd0123abcd", "keys/peer.pub"]
+trusted_keys = ["{public_key_hex(node)}", "keys/peer.pub"]
 """,
-        base_dir="/cfg",
+        base_dir=tmp_path,
     )
     assert (config.policy_version, config.l1_max_entries, config.cache_ttl_s) == ("7", 50, 0.0)
     assert config.security.allowed_remote_providers == {"openai"}  # all declared by default
@@ -159,12 +166,32 @@ trusted_keys = ["0123abcd0123abcd", "keys/peer.pub"]
     assert config.local_models["summarizer"].max_sentences == 3
     assert config.local_models["runner"].command == ("llama-run",)  # a bare name: PATH lookup
     assert config.l4.store_uri == "s3://bucket/prefix" and config.l4.store_path is None
-    assert config.l4.signing_key == Path("/cfg/keys/node.key")
+    assert config.l4.signing_key == tmp_path / "keys" / "node.key"
     assert config.l4.trusted_keys == (
-        KeyRef("0123abcd0123abcd"),
-        KeyRef("keys/peer.pub", Path("/cfg/keys/peer.pub")),
+        KeyRef(public_key_hex(node), None, (public_key_hex(node),)),
+        KeyRef("keys/peer.pub", tmp_path / "keys" / "peer.pub",
+               (public_key_hex(peer), public_key_hex(other))),
     )
-    assert config.state_dir == Path("/cfg/.rtfs-state")
+    assert config.state_dir == tmp_path / ".rtfs-state"
+
+
+@pytest.mark.parametrize("setup, key, words", [
+    ("trusted_keys = ['keys/missing.pub']", "trusted_keys[0]", "cannot read"),
+    ("trusted_keys = ['keys/binary.pub']", "trusted_keys[0]", "not a key list"),
+    ("trusted_keys = ['keys/bad.pub']", "trusted_keys[0]", "expected 64 hex"),
+    ("trusted_keys = ['0123abcd0123abcd0123abcd0123abcd']", "trusted_keys", "trusted key"),
+    ("signing_key = 'keys/bad.pub'", "signing_key", "bad.pub"),
+])
+def test_key_problems_are_config_errors_naming_the_key(tmp_path: Path, setup: str, key: str,
+                                                       words: str) -> None:
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "binary.pub").write_bytes(b"\xff\xfe\x00\x81 not text")
+    (tmp_path / "keys" / "bad.pub").write_text("not-a-key\n")
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"[delegation.l4]\n{setup}\n", source="d.toml", base_dir=tmp_path)
+    message = str(info.value)
+    assert message.startswith("d.toml:2: delegation.l4.") and key in message, message
+    assert words in message, message
 
 
 def test_config_is_frozen() -> None:
@@ -364,7 +391,7 @@ ERRORS = [
         '[delegation.l4]\nstore = "ftp://host/x"\n',
         2,
         "delegation.l4.store",
-        "a store URI starts with one of file://, memory://, s3://, ipfs://",
+        "a store URI starts with one of file://, ipfs://, memory://, s3://",
     ),
     ('[delegation.l4]\nstore = "file://"\n', 2, "delegation.l4.store", "needs a directory"),
     (

@@ -22,6 +22,7 @@ from delegation.metadata import DelegationMetadata
 from delegation.providers.base import Health
 from delegation.providers.registry import CapabilityRegistry
 from delegation.targets import LOCAL_PURE, L4CacheHit, LocalModel, RemoteModel
+from delegation.testing import FakeClock
 from rtfs.values import DelegationHint, HintKind, Keyword, Map
 
 CONFIG = """
@@ -248,16 +249,9 @@ def test_provider_outside_the_allow_list_is_never_chosen(engine):
 
 
 # -- circuit breaker ----------------------------------------------------------------------------
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
 
 def test_circuit_opens_after_failures_and_half_opens_after_the_timeout():
-    clock = Clock()
+    clock = FakeClock()
     breaker = CircuitBreaker(failure_threshold=2, reset_timeout_s=10, timer=clock)
     breaker.record_failure()
     assert breaker.state is CircuitState.CLOSED and breaker.allow()
@@ -282,7 +276,7 @@ def test_health_monitor_reports_an_open_circuit_before_asking_the_provider():
             Registry.asked += 1
             return type("P", (), {"health": lambda self: Health(True, "fine")})()
 
-    clock = Clock()
+    clock = FakeClock()
     monitor = HealthMonitor(Registry(), failure_threshold=1, reset_timeout_s=5, timer=clock)
     target = RemoteModel("big")
     assert monitor(target).ok and Registry.asked == 1

@@ -25,30 +25,17 @@ from delegation.l1 import (
 from delegation.targets import LOCAL_PURE, L4CacheHit, LocalModel, RemoteModel
 from delegation.testing import FakeClock, PlanStoreTests
 
-
-class Clock:
-    """A settable clock shared by the cache (monotonic) and the plans (wall)."""
-
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.now += seconds
+Clock = FakeClock  # the one fake clock (delegation.testing), short name for signatures
 
 
 @pytest.fixture
-def timer() -> Clock:
-    return Clock(100.0)
+def timer() -> FakeClock:
+    return FakeClock(100.0)
 
 
 @pytest.fixture
-def wall() -> Clock:
-    return Clock(1_700_000_000.0)
+def wall() -> FakeClock:
+    return FakeClock(1_700_000_000.0)
 
 
 def plan(
@@ -210,7 +197,7 @@ def test_load_restores_remaining_wall_clock_ttl(tmp_path: Path, timer: Clock, wa
     first.save(tmp_path / "plans")
 
     wall.advance(400)  # the process was down for 400 s
-    restarted = L1PlanCache(3600, 100, timer=Clock(5.0), wall_clock=wall)
+    restarted = L1PlanCache(3600, 100, timer=FakeClock(5.0), wall_clock=wall)
     second_timer = restarted._timer  # type: ignore[attr-defined]
     assert restarted.load(tmp_path / "plans") == LoadReport(restored=2, expired=1)
     assert restarted.get("f", "gone") is None
@@ -229,7 +216,7 @@ def test_load_uses_the_current_ttl_and_clamps_future_timestamps(
     cache.put("f", "future", plan(created_at=wall.now + 10_000))  # clock moved back
     cache.put("f", "hour", plan(created_at=wall.now - 1000))
     cache.save(tmp_path / "plans")
-    shorter = make(Clock(0.0), wall, ttl_s=600)  # the config's TTL was lowered since
+    shorter = make(FakeClock(0.0), wall, ttl_s=600)  # the config's TTL was lowered since
     assert shorter.load(tmp_path / "plans") == LoadReport(restored=1, expired=1)
     assert shorter.get("f", "future") is not None and shorter.get("f", "hour") is None
 
@@ -302,7 +289,7 @@ def test_unencodable_metadata_fails_save_clearly(tmp_path: Path, timer: Clock, w
 
 
 def test_threaded_stress_keeps_every_invariant(tmp_path: Path) -> None:
-    timer, wall = Clock(0.0), Clock(1_700_000_000.0)
+    timer, wall = FakeClock(0.0), FakeClock(1_700_000_000.0)
     cache = L1PlanCache(ttl_s=5.0, max_entries=64, timer=timer, wall_clock=wall)
     agents = [f"fn{i}" for i in range(12)]
     tasks = [task_key(i, 0xABCDEF) for i in range(12)]

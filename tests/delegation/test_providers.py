@@ -9,11 +9,17 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import pytest
 
 from delegation.config import load_config, parse_config
-from delegation.errors import ConfigError, UnknownCapability, UnknownProvider
+from delegation.errors import (
+    ConfigError,
+    ProviderUnavailable,
+    UnknownCapability,
+    UnknownProvider,
+)
 from delegation.providers import (
     CapabilityRegistry,
     CommandProvider,
@@ -25,11 +31,13 @@ from delegation.providers import (
     SentimentRulesProvider,
     build_registry,
     proxies_from,
+    proxy_for,
     resolve_secrets,
 )
 from delegation.providers.sentiment import parse_rules
 from delegation.targets import LOCAL_PURE, LocalModel, RemoteModel
 from delegation.testing import ChatServer, ModelProviderTests
+from storage.testservers import free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "delegation.toml"
 
@@ -270,3 +278,50 @@ command = ["{runner}"]
     env = {"OPENAI_API_KEY": "sk-secret", "PATH": os.defpath, "MODEL_HOME": "/models"}
     seen = json.loads(build_registry(config, env).infer(LocalModel("dump"), "").text)
     assert seen.get("MODEL_HOME") == "/models" and "OPENAI_API_KEY" not in seen
+
+
+def _chat_config(base_url: str) -> Any:
+    return parse_config(f"""
+[delegation.remote_providers.openai]
+kind = "openai-chat"
+base_url = "{base_url}"
+model = "test-model"
+api_key_env = "MY_KEY"
+timeout_s = 5
+""")
+
+
+def test_calls_reuse_one_kept_alive_connection(chat_server: ChatServer) -> None:
+    registry = build_registry(_chat_config(chat_server.base_url), {"MY_KEY": "test-key"})
+    for i in range(5):
+        assert registry.infer(RemoteModel("openai"), f"q{i}").text.endswith(f"q{i}")
+    assert {r.connection for r in chat_server.completions()} == {1}
+    assert chat_server.connections == 1
+
+
+@pytest.mark.parametrize("no_proxy, reaches", [
+    ("127.0.0.1", True), ("localhost,127.0.0.1", True), ("*", True), ("example.com", False),
+    (None, False),
+])
+def test_no_proxy_decides_whether_the_proxy_is_used(chat_server: ChatServer, no_proxy: str | None,
+                                                    reaches: bool) -> None:
+    """The proxy is a closed port: going through it fails, going around it reaches the
+    server."""
+    env = {"MY_KEY": "test-key", "http_proxy": f"http://127.0.0.1:{free_port()}"}
+    if no_proxy is not None:
+        env["NO_PROXY"] = no_proxy
+    registry = build_registry(_chat_config(chat_server.base_url), env)
+    if reaches:
+        assert registry.infer(RemoteModel("openai"), "hi").text.endswith("hi")
+    else:
+        with pytest.raises(ProviderUnavailable):
+            registry.infer(RemoteModel("openai"), "hi")
+        assert chat_server.completions() == []
+
+
+def test_proxy_for_matches_hosts_as_curl_does() -> None:
+    proxies = {"https": "http://p:3128", "no": ".internal.example, api.local"}
+    assert proxy_for("https://api.openai.com/v1", proxies) == "http://p:3128"
+    assert proxy_for("https://models.internal.example/v1", proxies) is None
+    assert proxy_for("https://api.local:8443/v1", proxies) is None
+    assert proxy_for("http://api.openai.com/v1", proxies) is None  # no http proxy set

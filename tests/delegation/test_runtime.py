@@ -11,8 +11,8 @@ from delegation.config import default_config, parse_config
 from delegation.errors import CallUnavailable, SecurityViolation
 from delegation.health import CircuitState
 from delegation.runtime import Runtime
-from rtfs.errors import HostError, UnboundSymbolError
 from delegation.targets import RemoteModel
+from rtfs.errors import HostError, UnboundSymbolError
 from rtfs.values import Keyword
 
 ENV = {"CHAT_KEY": "test-key"}
@@ -125,8 +125,9 @@ def test_stopped_server_sends_the_call_to_the_route_fallback(tmp_path, chat_serv
     first = rt.run(f'(summarize "{DOC}")')
     assert first.value == chat_server.reply_for("test-model", DOC)
     chat_server.stop()  # the health check is still cached as fine: the call itself fails
-    second = rt.run(f'(summarize "{DOC}")')
-    assert second.value in DOC  # the local extractive summary: one sentence of the text
+    other = DOC + " Fallbacks keep plans running."  # DOC's answer is in L2 now
+    second = rt.run(f'(summarize "{other}")')
+    assert second.value in other  # the local extractive summary: one sentence of the text
     [call] = second.calls
     assert (call.target, call.layer) == ("LocalModel(summarizer)", "fallback")
     assert call.attempts and "RemoteModel(chat)" in call.attempts[0]
@@ -241,12 +242,15 @@ def test_a_half_open_circuit_lets_exactly_one_trial_call_reach_the_provider(tmp_
     """Production path: many concurrent calls when the reset timeout has passed; one goes
     to the recovering provider, the rest run on the route's fallback."""
     import threading
+    from dataclasses import replace
 
+    from delegation.l2.config import L2Config
     from delegation.testing import FakeClock
 
     clock = FakeClock(100.0)
-    rt = Runtime(make_config(tmp_path, chat_server.base_url), environ=ENV, out=io.StringIO(),
-                 monotonic=clock)
+    # L2 off: the same document again would be answered from L2 and never reach the breaker
+    config = replace(make_config(tmp_path, chat_server.base_url), l2=L2Config(enabled=False))
+    rt = Runtime(config, environ=ENV, out=io.StringIO(), monotonic=clock)
     rt.route_call("summarize", (DOC,))  # healthy (the health check is cached for 60 s)
     chat_server.fail_with(500)
     for _ in range(3):  # three failures open the circuit; each call ran on the fallback
@@ -267,6 +271,53 @@ def test_a_half_open_circuit_lets_exactly_one_trial_call_reach_the_provider(tmp_
     assert len(chat_server.completions()) - failing_requests == 1
     assert len(results) == 6
     assert rt.health.breaker(RemoteModel("chat")).state is CircuitState.CLOSED
+
+
+@pytest.mark.parametrize("name", ["l1-plans.msgpack", "outcomes.msgpack"])
+@pytest.mark.parametrize("content", [b"\x00garbage", b"", b"\x93\x01\xa3bad\x90"])
+def test_a_corrupt_state_file_is_set_aside_and_the_run_goes_on(tmp_path, chat_server,
+                                                               name, content):
+    config = make_config(tmp_path, chat_server.base_url)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    (config.state_dir / name).write_bytes(content)
+    warnings: list[str] = []
+    rt = Runtime(config, environ=ENV, out=io.StringIO(), warn=warnings.append)
+    assert rt.run("(+ 1 2)").value == 3
+    [warning] = warnings
+    assert name in warning and "moved to" in warning
+    aside = [p for p in config.state_dir.iterdir() if p.name.startswith(f"{name}.corrupt-")]
+    assert len(aside) == 1 and aside[0].read_bytes() == content
+    Runtime(config, environ=ENV, out=io.StringIO(), warn=warnings.append).run("(+ 1 2)")
+    assert len(warnings) == 1  # the next run starts cleanly from what this one saved
+
+
+def test_state_that_cannot_be_saved_is_a_warning_not_a_failure(tmp_path, chat_server):
+    config = make_config(tmp_path, chat_server.base_url)
+    config.state_dir.parent.mkdir(parents=True, exist_ok=True)
+    config.state_dir.write_text("a file where the state directory should be")
+    warnings: list[str] = []
+    rt = Runtime(config, environ=ENV, out=io.StringIO(), warn=warnings.append)
+    assert rt.run("(+ 1 2)").value == 3
+    assert any("not saved" in w for w in warnings)
+
+
+def test_a_name_not_yet_published_is_asked_again_after_the_ttl(tmp_path, chat_server):
+    from delegation.codelib import CodeLibrary
+    from delegation.testing import FakeClock
+    from storage import open_l4
+
+    clock = FakeClock(0.0)
+    config = make_config(tmp_path, chat_server.base_url)
+    index = open_l4(config.l4.store_uri, state_dir=config.state_dir)  # the same node's key
+    caller = Runtime(config, environ=ENV,
+                     library=CodeLibrary(index, missing_ttl_s=30, timer=clock))
+    with pytest.raises(UnboundSymbolError):
+        caller.run("(later 1)")
+    runtime(tmp_path, chat_server).run("(defn later [x] (* 10 x))")  # another node publishes
+    with pytest.raises(UnboundSymbolError):  # "not published" is still remembered
+        caller.run("(later 2)")
+    clock.advance(31)
+    assert caller.run("(later 3)").value == 30
 
 
 def test_run_prefetches_every_name_of_the_program_before_its_first_call(tmp_path):

@@ -91,7 +91,7 @@ def test_definitions_persist_across_programs_in_one_vm():
     ("((fn [x] x) 1 2)", ArityError, "takes 1 argument(s), got 2", (1, 1)),
     ("(do\n  (inc 1 2))", ArityError, "inc takes 1", (2, 3)),
     ('(+ 1 "a")', RtfsTypeError, "+ expects numbers", (1, 1)),
-    ("(1 2)", RtfsTypeError, "not a function", (1, 1)),
+    ("(1 (+ 1 1))", RtfsTypeError, "not a function", (1, 1)),
     ("(match 5 1 :one)", MatchError, "no match clause accepts 5", (1, 1)),
     ("(throw :boom)", UserError, "thrown: :boom", (1, 1)),
     ("(defn f [x x] x)", RtfsSyntaxError, "appears twice", (1, 9)),

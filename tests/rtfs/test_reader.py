@@ -88,7 +88,7 @@ def test_anonymous_function_shorthand():
     ('"abc', "unterminated string", (1, 1)),
     ('"a\\q"', "unknown escape", (1, 3)),
     ("1.2.3", "invalid number", (1, 1)),
-    (":", "invalid keyword", (1, 1)),
+    (":a:b", "invalid keyword", (1, 1)), ("::a", "invalid keyword", (1, 1)),
     ("{:a}", "even number", (1, 1)),
     ("\n  ^:delegation :remote 5", "needs a string id", (2, 3)),
     ("#| open", "unterminated block comment", (1, 1)),
@@ -107,6 +107,18 @@ def test_nesting_is_bounded():
 
 def test_read_each_recovers_after_errors():
     items = list(read_each(') (+ 1 2) (f "\\q" (g)) 3 (h'))
-    kinds = [type(i).__name__ for i in items]
+    kinds = ["Seq" if isinstance(i, Seq) else type(i).__name__ for i in items]
     assert kinds == ["RtfsSyntaxError", "Seq", "RtfsSyntaxError", "Atom", "RtfsSyntaxError"]
     assert items[3].value == 3
+
+
+def test_top_level_forms_read_again_only_when_their_items_are_asked_for():
+    text = "^{:m 1} (f\n  [x 'y])\n#_ skipped\n'(q r)"
+    forms = read(text)
+    assert [type(f).__name__ for f in forms] == ["LazySeq", "LazySeq"]
+    call, quoted = forms
+    assert (call.line, call.col, call.meta) == (1, 9, Map({Keyword("m"): 1}))
+    assert [(i.line, i.col) for i in call.items] == [(1, 10), (2, 3)]
+    assert call.items[1].items[1].items[0].value is Symbol("quote")
+    assert form_to_value(quoted) == RList((Symbol("quote"), RList((Symbol("q"), Symbol("r")))))
+    assert call.items is call.items  # read again once, then kept

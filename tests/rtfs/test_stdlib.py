@@ -38,8 +38,8 @@ from tests.rtfs.conftest import evaluate, show
     ("(nth [1] 5 :d)", ":d"), ("(count nil)", "0"), ("(count #{1 2})", "2"),
     ("(first nil)", "nil"), ("(second [1 2])", "2"), ("(last [])", "nil"),
     ("(rest nil)", "[]"), ("(next [1])", "nil"), ("(conj nil 1)", "(1)"),
-    ("(conj '(2 3) 1)", "(1 2 3)"), ("(conj #{1} 2 1)", "#{1 2}"),
-    ("(conj {:a 1} {:b 2})", "{:a 1 :b 2}"), ("(cons 0 '(1))", "[0 1]"),
+    ("(conj '(2 3) 1)", "(2 3 1)"), ("(conj #{1} 2 1)", "#{1 2}"),
+    ("(conj {:a 1} {:b 2})", "{:a 1 :b 2}"), ("(cons 0 '(1))", "(0 1)"),
     ("(assoc [1 2] 2 3)", "[1 2 3]"), ("(assoc nil :a 1)", "{:a 1}"),
     ("(assoc-in {} [:a :b] 1)", "{:a {:b 1}}"), ("(update-in {:a {:n 1}} [:a :n] + 10)",
      "{:a {:n 11}}"), ("(update [1 2] 1 * 5)", "[1 10]"), ("(merge nil {:a 1} nil)", "{:a 1}"),
@@ -86,14 +86,14 @@ def test_builtin(text, expected):
     ("(subvec [1 2] 1 5)", RtfsIndexError, "subvec range"),
     ('(substring "abc" 2 1)', RtfsValueError, "substring range"),
     ("(range 0 1 0)", RtfsValueError, "step of 0"),
-    ("(range 100000000)", RtfsValueError, "exceeds"),
+    ("(range 100000000)", RtfsValueError, "more than 10000000 items"),
     ("(hash-map :a)", RtfsValueError, "key/value pairs"),
     ("(count 5)", RtfsTypeError, "count expects a collection"),
     ("(first 5)", RtfsTypeError, "first expects a collection"),
     ("(sort [1 :a])", RtfsTypeError, "cannot compare"),
     ("(keys [1])", RtfsTypeError, "keys expects a map"),
     ("(factorial -1)", RtfsValueError, "negative"),
-    ("(thread/sleep -1)", RtfsValueError, "non-negative"),
+    ("(thread/sleep -1)", RtfsValueError, "from 0 to a day"),
 ])
 def test_builtin_errors(text, error, message):
     with pytest.raises(error, match=re.escape(message)):

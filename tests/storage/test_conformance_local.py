@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pickle
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from storage import LocalStore, MemoryStore, TieredStore
+from storage.memory import open_memory
 from storage.testing import BlobStoreTests
 
 
@@ -16,7 +19,7 @@ class TestMemoryStore(BlobStoreTests):
 
     @pytest.fixture
     def store(self) -> Any:
-        return MemoryStore("conformance")
+        return open_memory(f"conformance-{uuid.uuid4().hex}")
 
     def raw_read(self, store: MemoryStore, blob_id: str) -> bytes | None:
         return store.blobs.get(blob_id)
@@ -29,6 +32,21 @@ class TestMemoryStore(BlobStoreTests):
 
     def raw_corrupt_record(self, store: MemoryStore, group: str, rid: str, data: bytes) -> None:
         store.records[group][rid] = data
+
+    def test_unnamed_store_pickles_as_a_copy(self) -> None:
+        store = MemoryStore()
+        kept = store.put(b"copied")
+        clone = pickle.loads(pickle.dumps(store))
+        assert clone.get(kept) == b"copied"
+        added = clone.put(b"only in the copy")
+        assert not store.contains(added)
+
+    def test_handles_on_a_named_store_close_separately(self) -> None:
+        name = f"handles-{uuid.uuid4().hex}"
+        first, second = open_memory(name), open_memory(name)
+        blob_id = first.put(b"shared")
+        first.close()
+        assert second.get(blob_id) == b"shared"
 
 
 class TestLocalStore(BlobStoreTests):

@@ -14,7 +14,7 @@ from moto import mock_aws
 
 from storage import open_store
 from storage.s3 import S3Store
-from storage.testing import BlobStoreTests
+from storage.testing import BlobStoreTests, read_pickled
 from storage.testservers import MotoServer
 
 
@@ -48,7 +48,7 @@ class TestS3StoreOverHTTP(S3GroundTruth):
     @pytest.fixture
     def store(self, moto_server: MotoServer, bucket: str) -> Iterator[Any]:
         self.raw = moto_server.client()
-        store = open_store(f"s3://{bucket}/some/prefix", client=moto_server.client())
+        store = open_store(f"s3://{bucket}/some/prefix", **moto_server.client_args())
         yield store
         store.close()
 
@@ -64,4 +64,12 @@ class TestS3StoreMockAWS(S3GroundTruth):
         with mock_aws():
             self.raw = boto3.client("s3", region_name="us-east-1")
             self.raw.create_bucket(Bucket="mock-bucket")
-            yield S3Store("mock-bucket", client=boto3.client("s3", region_name="us-east-1"))
+            store = S3Store("mock-bucket", region_name="us-east-1")
+            yield store
+            store.close()
+
+    def read_in_another_process(
+        self, pickled: bytes, blob_id: str, group: str, record_id: str
+    ) -> tuple[bytes, bytes]:
+        """`mock_aws` lives in this process only: unpickle and read here instead."""
+        return read_pickled(pickled, blob_id, group, record_id)

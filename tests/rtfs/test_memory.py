@@ -1,0 +1,132 @@
+"""Memory stays linear in the input: measured as peak RSS of a fresh subprocess.
+
+Each measurement runs in its own process so that nothing else this test session allocated
+counts. The thresholds are the ones the hardening issue names: a program holding an 8 MiB
+string literal evaluates under 400 MB; reading a source peaks below 20 times its size. The
+only timed assertion is a generous sanity bound (a 50 MB file read in under 30 s; it takes a
+few seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+MIB = 1024 * 1024
+
+# The child reports its peak resident set (VmHWM) before reading, after reading, and the
+# seconds the read took; the file is loaded inside the measured span.
+_READ_CHILD = textwrap.dedent("""
+    import json, sys, time
+    from rtfs.reader import read
+
+    def peak_kib():
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+
+    before = peak_kib()
+    start = time.monotonic()
+    with open(sys.argv[1], encoding="utf-8") as source:
+        forms = read(source.read())
+    print(json.dumps({"before_kib": before, "after_kib": peak_kib(), "forms": len(forms),
+                      "seconds": time.monotonic() - start}))
+""")
+
+# Runs a command as a child and reports that child's peak RSS (RUSAGE_CHILDREN of a process
+# that has no other children).
+_PEAK_OF_CHILD = textwrap.dedent("""
+    import json, resource, subprocess, sys
+    result = subprocess.run(sys.argv[1:], check=False, capture_output=True, text=True)
+    print(json.dumps({"status": result.returncode, "stdout": result.stdout,
+                      "stderr": result.stderr,
+                      "peak_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
+""")
+
+
+def measure_read(path: Path) -> dict:
+    result = subprocess.run([sys.executable, "-c", _READ_CHILD, str(path)], check=False,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def repeat_to(unit: str, size: int) -> str:
+    return unit * (size // len(unit) + 1)
+
+
+def realistic_code(size: int) -> str:
+    """Plans as people write them: definitions, lets, maps, calls, comments, indentation."""
+    unit = textwrap.dedent("""
+        ;; Score each document and keep the ones worth summarising.
+        (defn score-document [doc weights]
+          (let [{:keys [title body tags] :or {tags []}} doc
+                words (count (split body " "))
+                bonus (reduce + 0 (map (fn [t] (get weights t 0)) tags))]
+            {:title title :words words :score (+ (* 0.5 words) bonus)}))
+
+        (def weights {:urgent 10 :customer 5 :internal -2})
+        (let [docs [{:title "Outage report" :body "the api was down for ten minutes"
+                     :tags [:urgent :customer]}
+                    {:title "Lunch" :body "pizza on friday" :tags [:internal]}]]
+          (->> docs
+               (map #(score-document % weights))
+               (filter (fn [d] (> (:score d) 3)))
+               (sort-by :score)))
+        """)
+    return repeat_to(unit, size)
+
+
+SHAPES = {
+    "string literal": lambda n: '(def s "' + repeat_to("plain text, then some more ", n) + '")',
+    "string with escapes": lambda n: '(def s "' + repeat_to('line\\n\\t\\"quoted\\" \\\\ ', n)
+                                     + '")',
+    "unicode string": lambda n: '(def s "' + repeat_to("héllo wörld ∑ 😀 ", n) + '")',
+    "realistic code": realistic_code,
+    "vector of numbers": lambda n: "[" + repeat_to("1 22 333 4444 -5 6.5 ", n) + "]",
+    "map of keywords to strings": lambda n: "{" + "".join(
+        f':key-{i} "value {i}" ' for i in range(n // 22)) + "}",
+    "nested data": lambda n: "[" + repeat_to('{:id 1 :tags [:a :b] :pos [1.5 2.5]} ', n) + "]",
+    "comments and blank lines": lambda n: repeat_to(";; a comment line\n\n#| block |#\n", n)
+                                          + "42",
+    "generated definitions": lambda n: "".join(f"(defn f{i} [a b] (+ a (* b {i})))\n"
+                                               for i in range(n // 36)),
+    "calls with maps": lambda n: repeat_to('(send {:to "ops" :level :warn :n 3})\n', n),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_reading_peaks_below_20_times_the_source(tmp_path, shape):
+    source = tmp_path / "source.rtfs"
+    source.write_text(SHAPES[shape](4 * MIB), encoding="utf-8")
+    size_kib = source.stat().st_size / 1024
+    report = measure_read(source)
+    assert report["forms"] >= 1
+    growth = report["after_kib"] - report["before_kib"]
+    assert growth < 20 * size_kib, (shape, growth / size_kib)
+
+
+def test_a_50_mb_file_reads_in_under_30_seconds(tmp_path):
+    source = tmp_path / "big.rtfs"
+    source.write_text(SHAPES["string with escapes"](50 * 1000 * 1000) + "\n"
+                      + realistic_code(100_000), encoding="utf-8")
+    report = measure_read(source)
+    assert report["seconds"] < 30, report  # a sanity bound: this takes a few seconds
+    assert report["after_kib"] - report["before_kib"] < 20 * source.stat().st_size / 1024
+
+
+def test_a_program_holding_an_8_mib_string_evaluates_under_400_mb(tmp_path):
+    program = tmp_path / "big-string.rtfs"
+    program.write_text('(def s "' + "x" * (8 * MIB) + '")\n(count s)\n', encoding="utf-8")
+    command = [sys.executable, "-m", "rtfs", "eval", str(program)]
+    result = subprocess.run([sys.executable, "-c", _PEAK_OF_CHILD, *command],
+                            check=False, capture_output=True, text=True, timeout=600)
+    report = json.loads(result.stdout)
+    assert (report["status"], report["stdout"]) == (0, f"{8 * MIB}\n"), report["stderr"]
+    assert report["peak_kib"] < 400 * 1024, report["peak_kib"]
