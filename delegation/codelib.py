@@ -24,8 +24,8 @@ from cachetools import LRUCache, TTLCache
 from rtfs.bytecode import FORMAT_VERSION, Code
 from rtfs.canonical import packb
 from rtfs.encoding import decode, encode
-from rtfs.errors import BytecodeError
-from storage import IndexRecord, L4Index, StorageUnavailable
+from rtfs.errors import BytecodeError, RtfsError
+from storage import IndexRecord, L4Index, StorageError, StorageUnavailable
 
 T = TypeVar("T")
 LOCAL_SCHEMES = frozenset({"file", "memory"})
@@ -58,6 +58,16 @@ class PublishedFunction:
     @property
     def label(self) -> str:
         return f"{self.record.blob_id[:12]} (key {self.record.key_id[:8]})"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What `load_or_compile` gives: the function's verified code from L4 (`from_l4`), or the
+    top-level code the compiler made for the definition."""
+
+    code: Code
+    from_l4: bool
+    note: str = ""
 
 
 class CodeLibrary:
@@ -135,6 +145,19 @@ class CodeLibrary:
         record = self._guard(lambda: self.index.publish(code.interface_hash_hex(), source, data))
         self._guard(lambda: self.index.publish(name_key(code.name, self.namespace), source, data))
         return record
+
+    def load_or_compile(self, source_hash: str, compile: Callable[[], Code]) -> Loaded:
+        """One trip for a definition: the verified bytecode L4 holds for `source_hash`, else
+        what `compile()` makes (published later by the caller, once it knows every name the
+        function goes by). L4 is a cache: a store that fails, or bytes that do not verify,
+        are a miss, with the reason in `note`."""
+        try:
+            cached = self.by_source(source_hash)
+        except (StorageError, RtfsError) as err:
+            return Loaded(compile(), False, f"(L4 lookup failed: {err})")
+        if cached is not None:
+            return Loaded(cached, True)
+        return Loaded(compile(), False)
 
     def by_source(self, source_hash: str) -> Code | None:
         """The compiled function with this source hash, if a trusted node published it."""

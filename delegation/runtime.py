@@ -45,9 +45,11 @@ from delegation.providers import build_registry
 from delegation.providers.registry import ProviderRegistry
 from delegation.router import DelegationRouter
 from delegation.trace import CallRecord
-from rtfs import hashing
-from rtfs.compiler import compile_program
-from rtfs.errors import RtfsError, UnboundSymbolError
+from rtfs.bytecode import Code
+from rtfs.compiler import compile_top_level_form
+from rtfs.errors import UnboundSymbolError
+from rtfs.hashing import ProgramHashes, program_source_hashes
+from rtfs.macros import MacroTable
 from rtfs.reader import Atom, Form, Seq, read
 from rtfs.router import CallKind, RoutedCall
 from rtfs.values import Closure, Keyword, Map, Symbol, own_names
@@ -277,8 +279,12 @@ class Runtime:
             # One batch ahead of the first call: a shared plan store fetches the plans of every
             # name the program mentions, so no decision waits on a round trip.
             self.plans.prefetch(sorted(names_in(forms)))
-            for form in forms:
-                values.append(self._run_form(form))
+            # Every form is read and hashed first: a definition's source hash covers the
+            # functions it calls even when they are defined later (forward references).
+            hashes = program_source_hashes(forms, resolve=self.vm.source_hash_of)
+            macros = MacroTable()
+            for index in range(len(hashes.forms)):
+                values.append(self._run_form(hashes, index, macros))
         finally:
             self._publish_pending()
             self.last_calls = self.router.take_records()
@@ -289,25 +295,27 @@ class Runtime:
     def run_file(self, path: str | Path) -> RunResult:
         return self.run(Path(path).read_text(encoding="utf-8"))
 
-    def _run_form(self, form: Form) -> Any:
+    def _run_form(self, hashes: ProgramHashes, index: int, macros: MacroTable) -> Any:
+        """Run top-level form `index`; a `defn` is loaded from L4 by its source hash when a
+        trusted node published it (no compiling), else compiled here and published later."""
+        form = hashes.forms[index]
         name = _defn_name(form)
-        lookup_note = ""
-        if name is not None and self.library is not None:
-            source_hash = hashing.defn_source_hash(form, name, self.vm.source_hash_of).hex()
-            try:
-                cached = self.library.by_source(source_hash)
-            except (StorageError, RtfsError) as err:
-                cached, lookup_note = None, f"(L4 lookup failed: {err})"
-            if cached is not None:
-                self.last_functions.append(FunctionRecord(name, source_hash, "l4",
-                                                          "loaded verified bytecode"))
-                closure = Closure(cached, (), name)
-                self.vm.define(name, closure)
-                return closure
-        code = compile_program([form], resolve_source=self.vm.source_hash_of)
-        value = self.vm.run(code)
-        if name is not None:
-            self._pending.append((name, code.children()[0], lookup_note))
+        source_hash = hashes.defined_by(index, name) if name is not None else None
+
+        def compile_form() -> Code:
+            return compile_top_level_form(hashes, index, macros=macros)
+
+        if name is None or source_hash is None or self.library is None:
+            return self.vm.run(compile_form())
+        loaded = self.library.load_or_compile(source_hash.hex(), compile_form)
+        if loaded.from_l4:
+            self.last_functions.append(FunctionRecord(name, source_hash.hex(), "l4",
+                                                      "loaded verified bytecode"))
+            closure = Closure(loaded.code, (), name)
+            self.vm.define(name, closure)
+            return closure
+        value = self.vm.run(loaded.code)
+        self._pending.append((name, loaded.code.children()[0], loaded.note))
         return value
 
     def _publish_pending(self) -> None:

@@ -320,6 +320,20 @@ def test_a_name_not_yet_published_is_asked_again_after_the_ttl(tmp_path, chat_se
     assert caller.run("(later 3)").value == 30
 
 
+def test_a_forward_reference_is_part_of_the_source_hash(tmp_path, chat_server):
+    """f calls g, defined after it: f's source hash covers g's (Merkle), so a node without
+    the source gets g with f, and a different g makes a different f."""
+    program = "(defn f [x] (g x))\n(defn g [x] (* 2 x))\n"
+    publisher = runtime(tmp_path, chat_server)
+    publisher.run(program)
+    caller = runtime(tmp_path, chat_server)
+    assert caller.run("(f 5)").value == 10  # g came by f's dependency, not by name
+    other = runtime(tmp_path, chat_server).run(program.replace("(* 2 x)", "(* 3 x)") + "(f 5)")
+    assert other.value == 15
+    origins = {f.name: f.origin for f in other.functions}
+    assert origins == {"f": "compiled+published", "g": "compiled+published"}
+
+
 def test_run_prefetches_every_name_of_the_program_before_its_first_call(tmp_path):
     from delegation.l1 import L1PlanCache
 
