@@ -47,7 +47,15 @@ def check_address(address: str, option: str = "--cluster") -> None:
 
 def connect(config: Any, address: str, *, environ: Mapping[str, str] | None = None
             ) -> SharedState:
-    """The fleet's shared state for one runtime, or local-only state and a warning."""
+    """The fleet's shared state for one runtime, or local-only state and a warning.
+
+    `environ` is the seam's argument; Ray reads the process environment itself, so the
+    settings it needs are put there (`cluster.raynode.prepare_environment`).
+
+    Raises:
+        UsageError: `address` is not `host:port` (bad input, exit 2); a fleet that cannot
+            be used never raises.
+    """
     cluster = ClusterConfig.from_sections(config.sections)
     from cluster import raynode
 

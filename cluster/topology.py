@@ -15,7 +15,7 @@ next one, and a shard restarted empty knows which agents it should get back from
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,10 +130,3 @@ class Placement:
     def holds(self, shard: str, agent: str) -> bool:
         """Whether `shard` is one of `agent`'s replicas."""
         return shard in self.replicas(agent)
-
-    def group(self, agents: Iterable[str]) -> dict[str, list[str]]:
-        """Agents by the first shard of their order (the primary)."""
-        out: dict[str, list[str]] = {}
-        for agent in agents:
-            out.setdefault(self.order(agent)[0], []).append(agent)
-        return out
