@@ -426,7 +426,7 @@ def names_in(forms: Sequence[Form]) -> set[str]:
         if isinstance(form, Seq):
             stack.extend(form.items)
         elif isinstance(form, Atom) and isinstance(form.value, (Symbol, Keyword)):
-            names.add(form.value.name)  # type: ignore[union-attr]  # _Interned sets it
+            names.add(form.value.name)
     return names
 
 
