@@ -13,6 +13,7 @@ import sys
 
 from cluster.config import ClusterConfig
 from cluster.errors import ClusterError
+from cluster.stats import ShardReport
 from delegation.errors import UsageError
 
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reports(address: str, cluster: ClusterConfig) -> list:  # type: ignore[type-arg]
+def _reports(address: str, cluster: ClusterConfig) -> list[ShardReport]:
     from cluster import raynode
 
     try:

@@ -158,6 +158,6 @@ def serve_metrics(collector: FleetCollector, host: str, port: int) -> tuple[Any,
     from prometheus_client import CollectorRegistry, start_http_server
 
     registry = CollectorRegistry()
-    registry.register(collector)  # type: ignore[arg-type]
+    registry.register(collector)
     server, _ = start_http_server(port, addr=host, registry=registry)
     return server, int(server.server_port)
