@@ -51,7 +51,7 @@ _session: list[RaySession] = []
 
 def non_loopback_listeners(pid: int) -> list[str]:
     """Listening TCP sockets of process `pid` and its descendants not bound to loopback."""
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 
     try:
         root = psutil.Process(pid)

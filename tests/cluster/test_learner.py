@@ -20,7 +20,7 @@ def fleet() -> LocalFleet:
     return LocalFleet(FakeClock(1000.0))
 
 
-def node(fleet: LocalFleet, writer: str):  # type: ignore[no-untyped-def]
+def node(fleet: LocalFleet, writer: str):
     learner = SharedLearner(writer, clock=fleet.wall, min_calls=2)
     return learner, fleet.store(learner=learner, writer=writer)
 

@@ -60,7 +60,7 @@ def test_the_collector_exposes_the_fleet_and_asks_it_at_most_once_per_refresh() 
 
     collector = FleetCollector(fetch, refresh_s=2.0, timer=clock)
     registry = CollectorRegistry()
-    registry.register(collector)  # type: ignore[arg-type]
+    registry.register(collector)
     text = generate_latest(registry).decode()
     for line in ('rtfs_decisions_total{layer="l1-cache",target="LocalPure"} 4.0',
                  'rtfs_call_latency_seconds_count{target="LocalPure"} 4.0',

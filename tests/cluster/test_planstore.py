@@ -23,7 +23,7 @@ def plan(model: str = "m") -> DelegationPlan:
                     clock=lambda: 1_700_000_000.0)
 
 
-def wait_for(condition, what: str, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+def wait_for(condition, what: str, timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:

@@ -43,7 +43,7 @@ def expected(symbol: str) -> LocalModel:
     return TARGETS[int(symbol.rsplit("-", 1)[1]) % 2]
 
 
-def seeded_store(fleet: Fleet, tmp_path, **options: object) -> ShardedPlanStore:  # type: ignore[no-untyped-def]
+def seeded_store(fleet: Fleet, tmp_path, **options: object) -> ShardedPlanStore:
     """A store holding a plan per symbol for the task a runtime computes for `(symbol "x")`,
     flushed to the fleet."""
     config = default_config(tmp_path, state_dir=tmp_path / "state")
@@ -120,7 +120,7 @@ def wait_restarted(handle: object, timeout_s: float = 90.0) -> dict:
 
 
 def test_a_sigkilled_shard_costs_no_answer_and_comes_back_with_its_entries(
-        fleet: Fleet, tmp_path) -> None:  # type: ignore[no-untyped-def]
+        fleet: Fleet, tmp_path) -> None:
     seeded_store(fleet, tmp_path).close()
     victim = "rtfs-shard-1"
     handle = fleet.shards[victim]
@@ -149,7 +149,7 @@ def test_a_sigkilled_shard_costs_no_answer_and_comes_back_with_its_entries(
 
 
 def test_a_shard_stopped_for_good_is_gone_around_and_reported_down(
-        fleet: Fleet, tmp_path) -> None:  # type: ignore[no-untyped-def]
+        fleet: Fleet, tmp_path) -> None:
     seeded_store(fleet, tmp_path).close()
     victim = "rtfs-shard-2"
     load = Load(fleet, tmp_path)

@@ -139,7 +139,7 @@ class GarbageTransport:
     def __init__(self, reply: bytes) -> None:
         self.reply = reply
 
-    def call_many(self, requests, timeout_s):  # type: ignore[no-untyped-def]
+    def call_many(self, requests, timeout_s):
         return {name: self.reply for name in requests}
 
     def close(self) -> None:
