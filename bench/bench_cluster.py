@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
 import signal
 import statistics
 import sys
@@ -40,8 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 BATCH = 20  # calls per sample for the sub-microsecond paths
 
 
+RAY_HOME = Path(tempfile.mkdtemp(prefix="rtfs-bench-ray-"))  # Ray's session files, the token
+
+
 def _environment() -> None:
-    home = Path(tempfile.mkdtemp(prefix="rtfs-bench-ray-"))
+    home = RAY_HOME
     os.environ.setdefault("RAY_TMPDIR", str(home))
     if "RAY_AUTH_TOKEN" not in os.environ and "RAY_AUTH_TOKEN_PATH" not in os.environ:
         (home / "auth_token").write_text(secrets.token_hex(32))
@@ -286,6 +290,8 @@ def main() -> None:
     finally:
         fleet.stop()
         ray.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(RAY_HOME, ignore_errors=True)
     print(f"cluster layer, {args.shards} shards, replication 2, one noisy 2-core machine\n")
     table.print()
 

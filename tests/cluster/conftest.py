@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,3 +123,4 @@ def ray_session() -> RaySession:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutdown_ray()
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)  # Ray's session logs and the token
