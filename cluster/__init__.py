@@ -1,5 +1,17 @@
-"""Ray layer of the RTFS delegation cluster (cache-shard actors, arbiters, federation).
+"""Ray layer of the RTFS delegation cluster: fleet-shared cache state on sharded actors.
 
-Only this package imports Ray. It is not built yet: the embedded engine in `delegation`
-runs without it. See DESIGN.md, "Cluster (Ray)".
+Only this package imports Ray, and only where it runs (`actors`, `raynode` and the commands);
+`extension.register` adds `delegation serve`, `delegation cache stats`, the
+`[delegation.cluster]` table and the `run --cluster` connector without importing it.
+
+- `shard.CacheShard`: one partition of the shared caches (plain class; `wire` is its format).
+- `topology`: rendezvous placement of agents on shards, replicas on distinct nodes.
+- `client.ShardClient`: batched, breaker-guarded access to the shards through a transport.
+- `planstore.ShardedPlanStore`: the `PlanStore` facade with its near-cache; `learner.
+  SharedLearner`: outcomes learned by the fleet together.
+- `directory.ClusterDirectory`: the fleet's topology, restart counts and metrics reports.
+- `actors`: the plain classes as Ray actors, Ray's errors as ours (`errors`).
+- `connect`, `serve`, `cachecmd`, `metrics`, `config`, `stats`: the edge.
+
+See DESIGN.md ("Cluster") and the README ("The fleet on one machine").
 """

@@ -7,8 +7,48 @@ when they run.
 
 from __future__ import annotations
 
-from delegation.extensions import Extensions
+import argparse
+from typing import Any
+
+from cluster.config import CONFIG_SECTION
+from delegation.extensions import Command, Extensions, SharedState
 
 
 def register(ext: Extensions) -> None:
     """Add the cluster's commands, provider kinds and config table to `ext`."""
+    ext.add_config_section(CONFIG_SECTION)
+    ext.add_command(Command("serve", "run a fleet's cache shards (a Ray head by default)",
+                            _configure_serve, _run_serve))
+    ext.add_command(Command("cache", "the fleet's shared caches", _configure_cache,
+                            _run_cache))
+    ext.set_cluster_connector(_connect)
+
+
+def _configure_serve(parser: argparse.ArgumentParser) -> None:
+    from cluster import serve
+
+    serve.configure(parser)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from cluster import serve
+
+    return serve.run(args)
+
+
+def _configure_cache(parser: argparse.ArgumentParser) -> None:
+    from cluster import cachecmd
+
+    cachecmd.configure(parser)
+
+
+def _run_cache(args: argparse.Namespace) -> int:
+    from cluster import cachecmd
+
+    return cachecmd.run(args)
+
+
+def _connect(config: Any, address: str, *, environ: Any = None) -> SharedState:
+    from cluster import connect
+
+    return connect.connect(config, address, environ=environ)

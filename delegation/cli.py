@@ -91,6 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             value = runtime.run(source).value
         except (RtfsError, DelegationError, StorageError) as err:
             error, value = f"{program}: {_one_line(err)}", None
+        shared.report(runtime)
     finally:
         shared.close()
     calls, functions = runtime.last_calls, runtime.last_functions

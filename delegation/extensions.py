@@ -69,7 +69,9 @@ class SharedState:
     """What a connection to a fleet gives a runtime (`delegation run --cluster ADDR`).
 
     `plans` (a `PlanStore`), `learner` and `library` replace the runtime's local ones when
-    not None; `warnings` are printed once (one line each); `close` flushes and disconnects.
+    not None; `warnings` are printed once (one line each); `report(runtime)` is called once
+    after the run (the fleet's metrics: decisions, cache tiers, breakers); `close` flushes
+    and disconnects.
     """
 
     plans: Any = None
@@ -77,6 +79,7 @@ class SharedState:
     library: Any = None
     warnings: list[str] = field(default_factory=list)
     close: Callable[[], None] = lambda: None
+    report: Callable[[Any], None] = lambda runtime: None
 
 
 ClusterConnector = Callable[..., SharedState]

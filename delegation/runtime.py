@@ -52,7 +52,7 @@ from rtfs.hashing import ProgramHashes, program_source_hashes
 from rtfs.macros import MacroTable
 from rtfs.reader import Atom, Form, Seq, read
 from rtfs.router import CallKind, RoutedCall
-from rtfs.values import Closure, Map, Symbol, own_names
+from rtfs.values import Closure, Keyword, Map, Symbol, own_names
 from rtfs.vm import VM
 from storage import (
     BackendNotInstalled,
@@ -275,9 +275,13 @@ class Runtime:
         self._pending = []
         values = []
         try:
+            forms = read(source)
+            # One batch ahead of the first call: a shared plan store fetches the plans of every
+            # name the program mentions, so no decision waits on a round trip.
+            self.plans.prefetch(sorted(names_in(forms)))
             # Every form is read and hashed first: a definition's source hash covers the
             # functions it calls even when they are defined later (forward references).
-            hashes = program_source_hashes(read(source), resolve=self.vm.source_hash_of)
+            hashes = program_source_hashes(forms, resolve=self.vm.source_hash_of)
             macros = MacroTable()
             for index in range(len(hashes.forms)):
                 values.append(self._run_form(hashes, index, macros))
@@ -410,6 +414,20 @@ class Runtime:
                 self._save_l2(cache)
         except (PlanCacheError, CacheStateError, OSError) as err:  # a cache: the answer stands
             self.warn(f"state not saved: {err}")
+
+
+def names_in(forms: Sequence[Form]) -> set[str]:
+    """Every symbol and keyword name the forms mention: the agents a run may route (a
+    superset; a name that is never called costs one key in the prefetch batch)."""
+    names: set[str] = set()
+    stack: list[Form] = list(forms)
+    while stack:
+        form = stack.pop()
+        if isinstance(form, Seq):
+            stack.extend(form.items)
+        elif isinstance(form, Atom) and isinstance(form.value, (Symbol, Keyword)):
+            names.add(form.value.name)
+    return names
 
 
 def _defn_name(form: Form) -> str | None:

@@ -120,3 +120,29 @@ def test_registering_a_name_twice_is_an_error() -> None:
     register_good(ext)
     with pytest.raises(ValueError, match="twice"):
         register_good(ext)
+
+
+def test_run_with_cluster_uses_the_shared_state_and_reports_after_the_run(
+        monkeypatch: pytest.MonkeyPatch, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from delegation.extensions import SharedState
+    from delegation.l1 import L1PlanCache
+
+    events: list[object] = []
+    plans = L1PlanCache()
+
+    def connect(config, address, *, environ):  # type: ignore[no-untyped-def]
+        events.append(("connect", address))
+        return SharedState(plans=plans, warnings=["fleet says hi"],
+                           report=lambda runtime: events.append(("report", runtime.plans)),
+                           close=lambda: events.append(("close", None)))
+
+    ext = Extensions()
+    ext.set_cluster_connector(connect)
+    monkeypatch.setattr(cli, "discover", lambda: ext)
+    program = tmp_path / "p.rtfs"
+    program.write_text("(+ 1 2)")
+    assert cli.main(["run", str(program), "--cluster", "127.0.0.1:1",
+                     "--state-dir", str(tmp_path / "state")]) == 0
+    assert events == [("connect", "127.0.0.1:1"), ("report", plans), ("close", None)]
+    out, err = capsys.readouterr()
+    assert out.strip() == "3" and "warning: fleet says hi" in err

@@ -332,3 +332,24 @@ def test_a_forward_reference_is_part_of_the_source_hash(tmp_path, chat_server):
     assert other.value == 15
     origins = {f.name: f.origin for f in other.functions}
     assert origins == {"f": "compiled+published", "g": "compiled+published"}
+
+
+def test_run_prefetches_every_name_of_the_program_before_its_first_call(tmp_path):
+    from delegation.l1 import L1PlanCache
+
+    events: list[tuple[str, object]] = []
+
+    class RecordingStore(L1PlanCache):
+        def prefetch(self, agents):
+            events.append(("prefetch", sorted(agents)))
+
+        def get(self, agent, task):
+            events.append(("get", agent))
+            return super().get(agent, task)
+
+    config = default_config(tmp_path, state_dir=tmp_path / "state")
+    runtime = Runtime(config, plans=RecordingStore())
+    runtime.run('(defn twice [x] (* 2 x)) (sentiment "a fine day") (call :tone "bad")')
+    assert events[0][0] == "prefetch"
+    assert {"twice", "sentiment", "tone", "x"} <= set(events[0][1])
+    assert ("get", "tone") in events[1:]  # the capability call consults L1 after the prefetch

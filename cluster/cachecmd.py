@@ -1,0 +1,65 @@
+"""`delegation cache stats --cluster ADDR [--config F] [--json]`: one row per cache shard.
+
+With `--json`, stdout holds exactly one JSON object, `{"shards": [{"name", "entries",
+"hits", "misses", "evictions", "expirations", "restarts", "down"}, ...]}`; Ray's own
+messages go to stderr. A fleet that cannot be reached is one line on stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from cluster.config import ClusterConfig
+from cluster.errors import ClusterError
+from cluster.stats import ShardReport
+from delegation.errors import UsageError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="cache_command", required=True)
+    stats = sub.add_parser("stats", help="entries, hits, misses, restarts per cache shard")
+    stats.add_argument("--cluster", metavar="ADDR",
+                       help="the fleet (default: [delegation.cluster] address)")
+    stats.add_argument("--config", metavar="F")
+    stats.add_argument("--json", action="store_true", help="one JSON object on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cluster.connect import check_address
+    from cluster.serve import load
+
+    cluster = ClusterConfig.from_sections(load(args.config).sections)
+    address = args.cluster or cluster.address
+    if not address:
+        raise UsageError("cache stats needs --cluster ADDR (or [delegation.cluster] address)")
+    check_address(address)
+    try:
+        reports = _reports(address, cluster)
+    except ClusterError as err:
+        print(f"delegation: cache stats: {err}", file=sys.stderr)
+        return 1
+    from cluster.stats import as_json, as_table
+
+    if args.json:
+        print(json.dumps(as_json(reports)))
+    else:
+        print(as_table(reports))
+    return 0
+
+
+def _reports(address: str, cluster: ClusterConfig) -> list[ShardReport]:
+    from cluster import raynode
+
+    try:
+        raynode.connect(address, cluster.namespace)
+        from cluster.actors import DIRECTORY_NAME, open_fleet, ray_get
+        from cluster.stats import fleet_report
+
+        fleet = open_fleet(address, cluster.namespace, timeout_s=cluster.timeout_s * 2)
+        restarts = ray_get(fleet.directory.restarts.remote(), timeout_s=cluster.timeout_s * 2,
+                           name=DIRECTORY_NAME)
+        return fleet_report(fleet.client(timeout_s=cluster.timeout_s), restarts)
+    finally:
+        raynode.disconnect()

@@ -1,0 +1,103 @@
+"""`delegation run FILE --cluster ADDR`: a runtime on the fleet's shared caches.
+
+`connect(config, address, environ=...)` joins the fleet and returns the shared state the
+runtime is built with: the sharded plan store (near-cache in front of the shards) and the
+shared learner; compiled code is shared through the configured L4 store (S3 or IPFS for a
+fleet, each node signing with its own key). It never raises for a fleet it cannot use: the
+run then proceeds on local caches, and one warning line says why.
+
+The runtime's Ray driver is set to outlive the head (see `cluster.raynode`): if the head dies
+mid-run, shard calls fail within their timeout, the near-cache keeps serving what it knew,
+and the run completes on local caches.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from cluster.config import ClusterConfig
+from cluster.errors import ClusterError
+from cluster.learner import SharedLearner
+from cluster.planstore import ShardedPlanStore
+from delegation.errors import UsageError
+from delegation.extensions import SharedState
+
+REPORT_TIMEOUT_S = 5.0
+
+
+def writer_id() -> str:
+    """A writer id for this runtime: host, process and a random part."""
+    return f"{socket.gethostname()[:24]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def check_address(address: str, option: str = "--cluster") -> None:
+    """Raise `UsageError` (exit 2) unless `address` is `host:port` or `auto`."""
+    from cluster.raynode import split_address
+
+    if address != "auto":
+        try:
+            split_address(address)
+        except ValueError as err:
+            raise UsageError(f"{option} {err}") from None
+
+
+def connect(config: Any, address: str, *, environ: Mapping[str, str] | None = None
+            ) -> SharedState:
+    """The fleet's shared state for one runtime, or local-only state and a warning.
+
+    `environ` is the seam's argument; Ray reads the process environment itself, so the
+    settings it needs are put there (`cluster.raynode.prepare_environment`).
+
+    Raises:
+        UsageError: `address` is not `host:port` (bad input, exit 2); a fleet that cannot
+            be used never raises.
+    """
+    cluster = ClusterConfig.from_sections(config.sections)
+    from cluster import raynode
+
+    check_address(address)
+    try:
+        raynode.connect(address, cluster.namespace, outlive_head=True)
+        from cluster.actors import open_fleet
+
+        fleet = open_fleet(address, cluster.namespace, timeout_s=cluster.timeout_s * 2)
+    except ClusterError as err:
+        raynode.disconnect()
+        return SharedState(warnings=[f"{err}; running on local caches only"])
+    return _shared(config, cluster, fleet)
+
+
+def _shared(config: Any, cluster: ClusterConfig, fleet: Any) -> SharedState:
+    from cluster import raynode
+    from cluster.actors import DIRECTORY_NAME, ray_get
+    from cluster.metrics import run_counters
+
+    writer = writer_id()
+    learner = SharedLearner(writer)
+    store = ShardedPlanStore(
+        fleet.client(timeout_s=cluster.timeout_s), ttl_s=config.cache_ttl_s,
+        near_ttl_s=cluster.near_cache_ttl_s, flush_interval_s=cluster.flush_interval_s,
+        flush_rows=cluster.flush_rows, max_agents=config.l1_max_entries, writer=writer,
+        learner=learner)
+    warnings = []
+    if config.enable_l4_cache and config.l4.store_uri.startswith("memory:"):
+        warnings.append("[delegation.l4] store is memory://: compiled code is not shared "
+                        "with the fleet")
+
+    def report(runtime: Any) -> None:
+        try:
+            ray_get(fleet.directory.report.remote(writer, run_counters(runtime, store)),
+                    timeout_s=REPORT_TIMEOUT_S, name=DIRECTORY_NAME)
+        except ClusterError:
+            pass  # metrics are best effort: the run's answer does not depend on them
+
+    def close() -> None:
+        store.close()
+        raynode.disconnect()
+
+    return SharedState(plans=store, learner=learner, library=None, warnings=warnings,
+                       close=close, report=report)
