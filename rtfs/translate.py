@@ -1,12 +1,13 @@
 """Verified bytecode -> Python source, for the fast path (rtfs.fast).
 
 The source is a function of the code's structure only: its opcodes, operands, stack heights,
-the shape of its control flow, the number of its call sites' arguments, and, for a handful of
-call sites of arithmetic builtins, which of a fixed set of inline templates applies. No text
-of the code's constants, names or metadata is ever spliced in: every constant, name, call
-site and helper reaches the generated function as a value bound to a mangled identifier
-(`k3` is constant 3, `n1` name 1, `S2` the resolution of global call site 2, `rt_*` a
-runtime helper), and the generated module runs with no builtins at all.
+the shape of its control flow, the number of its call sites' arguments, whether a constant
+is an integer, and, for a handful of call sites of arithmetic builtins, which of a fixed set
+of inline templates applies. No text of the code's constants, names or metadata is ever
+spliced in: every constant, name, call site and helper reaches the generated function as a
+value bound to a mangled identifier (`k3` is constant 3, `n1` name 1, `S2` the resolution of
+global call site 2, `rt_*` a runtime helper), and the generated module runs with no builtins
+at all.
 
 Shape of the output:
 
@@ -16,16 +17,17 @@ Shape of the output:
             try:
                 <basic blocks>
             except Exception as e_:
-                <the error, positioned at the instruction `pc` that raised it>
+                <the error, positioned at the instruction whose line raised it>
         return __fn
 
 Stack slots become variables named by height (`s0`, `s1`, ...), which verified code keeps
 consistent wherever paths meet. Jumps only go forward, so basic blocks are emitted in order
 (rtfs.flow), each guarded by `if nxt == <its pc>:` when some path may skip it, or nested in
 a Python `if`/`else` for the if/else shapes. A try block becomes a Python `try` around
-exactly its instructions. Code the translator does not cover (an opcode
-it does not know and the VM has no generic handler for, a try block that is not contiguous,
-Python's nesting limits) raises `Untranslatable`, and the VM loop runs it.
+exactly its instructions. An op with no native translation runs on the VM's own handler
+(so ops added later are covered). Code the translator does not cover (an opcode it does not
+know and the VM has no handler for, a try block that is not contiguous, Python's nesting
+limits) raises `Untranslatable`, and the VM loop runs it.
 """
 
 from __future__ import annotations
