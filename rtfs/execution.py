@@ -204,7 +204,7 @@ class Execution:
             outer = deadlines.swap(execution)
             try:
                 results[i] = execution.call_direct(thunks[i], [])
-            except BaseException as err:  # re-raised below, in binding order
+            except BaseException as err:  # noqa: BLE001 - re-raised below, in binding order
                 errors[i] = err
             finally:
                 deadlines.swap(outer)
