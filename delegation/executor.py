@@ -14,6 +14,7 @@ from typing import Any
 from delegation.codelib import CodeLibrary
 from delegation.convert import prompt_of, to_rtfs
 from delegation.errors import StorageFailure
+from delegation.providers.base import call_deadline
 from delegation.targets import ExecTarget, L4CacheHit, LocalModel, LocalPure, RemoteModel
 from rtfs.router import RoutedCall
 from rtfs.values import Closure
@@ -34,7 +35,8 @@ class Executor:
             return call.run_local(), 0.0
         if isinstance(target, (LocalModel, RemoteModel)):
             prompt, params = prompt_of(call.args)
-            result = self.registry.get(target).infer(prompt, **params)
+            with call_deadline(call.deadline):  # providers wait at most what the run has left
+                result = self.registry.get(target).infer(prompt, **params)
             value = result.value if result.value is not None else result.text
             return to_rtfs(value), result.cost
         if isinstance(target, L4CacheHit):

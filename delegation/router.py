@@ -35,6 +35,7 @@ from delegation.learning import Learner
 from delegation.planstore import PlanStore
 from delegation.targets import LOCAL_PURE, ExecTarget, LocalPure
 from delegation.trace import MAX_RECORDS, CallRecord
+from rtfs.errors import DeadlineExceeded
 from rtfs.router import CallKind, Claim, RoutedCall
 from storage import StorageError
 
@@ -133,6 +134,9 @@ class DelegationRouter:
         for target, layer in zip(targets, (decision.layer, Layer.FALLBACK)):
             # The engine already applied the security context; checking again right before
             # anything leaves this node keeps the privacy rule true whatever engine is used.
+            if call.deadline is not None and call.deadline.expired():
+                raise DeadlineExceeded(f"{call.name}: the deadline passed before {target} "
+                                       "could be tried", call.line, call.col)
             problem = security_problem(self.config.security, ctx, target, layer)
             if problem is not None:
                 record.attempts.append(f"{target}: skipped, {problem}")

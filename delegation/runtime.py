@@ -47,7 +47,8 @@ from delegation.router import DelegationRouter
 from delegation.trace import CallRecord
 from rtfs.bytecode import Code
 from rtfs.compiler import compile_top_level_form
-from rtfs.errors import UnboundSymbolError
+from rtfs.deadline import Deadline
+from rtfs.errors import DeadlineExceeded, UnboundSymbolError
 from rtfs.hashing import ProgramHashes, program_source_hashes
 from rtfs.macros import MacroTable
 from rtfs.reader import Atom, Form, Seq, read
@@ -175,6 +176,7 @@ class Runtime:
         self.last_calls: list[CallRecord] = []
         self.last_functions: list[FunctionRecord] = []
         self._pending: list[tuple[str, Any, str]] = []
+        self._deadline: Deadline | float | None = None
 
     def warn(self, message: str) -> None:
         """Report something that costs speed, never the answer (one line)."""
@@ -268,9 +270,15 @@ class Runtime:
         return existing if existing.is_file() else Ed25519PrivateKey.generate()
 
     # -- running ---------------------------------------------------------------------------------
-    def run(self, source: str) -> RunResult:
+    def run(self, source: str, *, deadline: Deadline | float | None = None) -> RunResult:
         """Run an RTFS program; raises the first RTFS error (the trace so far is kept in
-        `last_calls`). Plans and outcomes are saved afterwards either way."""
+        `last_calls`). Plans and outcomes are saved afterwards either way.
+
+        `deadline` (a `rtfs.deadline.Deadline`, or seconds on the VM's clock) stops the run
+        with `DeadlineExceeded`: the VM checks it cooperatively, routed calls carry it and
+        providers wait at most what is left of it.
+        """
+        self._deadline = deadline
         self.last_calls, self.last_functions = [], []
         self._pending = []
         values = []
@@ -306,7 +314,7 @@ class Runtime:
             return compile_top_level_form(hashes, index, macros=macros)
 
         if name is None or source_hash is None or self.library is None:
-            return self.vm.run(compile_form())
+            return self.vm.run(compile_form(), deadline=self._deadline)
         loaded = self.library.load_or_compile(source_hash.hex(), compile_form)
         if loaded.from_l4:
             self.last_functions.append(FunctionRecord(name, source_hash.hex(), "l4",
@@ -314,7 +322,7 @@ class Runtime:
             closure = Closure(loaded.code, (), name)
             self.vm.define(name, closure)
             return closure
-        value = self.vm.run(loaded.code)
+        value = self.vm.run(loaded.code, deadline=self._deadline)
         self._pending.append((name, loaded.code.children()[0], loaded.note))
         return value
 
@@ -374,11 +382,13 @@ class Runtime:
         ctx = self.contexts.context(symbol, args, metadata, hint, has_source=callee is not None)
         return self.engine.decide(ctx)
 
-    def route_call(self, symbol: str, args: Sequence[Any] = (), metadata: Any = None) -> Any:
+    def route_call(self, symbol: str, args: Sequence[Any] = (), metadata: Any = None, *,
+                   deadline: Deadline | None = None) -> Any:
         """Route one call of `symbol` as if a plan had written `(symbol args...)`.
 
         The callee is whatever this runtime's VM binds to `symbol` (a local run calls it);
         the decision, execution, fallback and recording are those of any routed call.
+        `deadline` bounds it: a local run stops at it, a provider waits at most what is left.
 
         Raises:
             RtfsError / DelegationError: as the call would inside a plan.
@@ -391,10 +401,13 @@ class Runtime:
         def run_local() -> Any:
             if callee is None:
                 raise UnboundSymbolError(f"unbound symbol: {symbol}")
-            return self.vm.call(callee, list(call_args), route=False)
+            return self.vm.call(callee, list(call_args), route=False, deadline=deadline)
 
+        if deadline is not None and deadline.expired():
+            raise DeadlineExceeded(f"{symbol}: the deadline passed before the call started")
         return self.router.route(RoutedCall(symbol, CallKind.FUNCTION, callee, hint, meta,
-                                            call_args, run_local))
+                                            call_args, run_local, names=own_names(callee),
+                                            deadline=deadline))
 
     def save(self) -> None:
         """Persist what this runtime owns: L1 plans (flushed either way) and outcomes."""

@@ -8,8 +8,10 @@ ModelProviderTests` checks every implementation.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -124,3 +126,28 @@ class BaseProvider:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.id!r})"
+
+
+# A routed call's deadline, for the provider that serves it: set by the executor around
+# `infer`, read by providers that wait on I/O, so a call never waits past its run's deadline
+# (a context variable: each thread and task sees its own).
+_call_deadline: contextvars.ContextVar[Any] = contextvars.ContextVar("call_deadline",
+                                                                      default=None)
+
+
+@contextlib.contextmanager
+def call_deadline(deadline: Any) -> Iterator[None]:
+    """Run the enclosed provider call under `deadline` (an `rtfs.deadline.Deadline` or None)."""
+    token = _call_deadline.set(deadline)
+    try:
+        yield
+    finally:
+        _call_deadline.reset(token)
+
+
+def effective_timeout(timeout_s: float) -> float:
+    """`timeout_s`, cut to what is left of the current call's deadline (never below 1 ms)."""
+    deadline = _call_deadline.get()
+    if deadline is None:
+        return timeout_s
+    return max(0.001, min(timeout_s, deadline.remaining_s()))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from delegation.errors import ProviderError, ProviderTimeout, ProviderUnavailable
-from delegation.providers.base import BaseProvider, Health, ModelResult
+from delegation.providers.base import BaseProvider, Health, ModelResult, effective_timeout
 
 STDERR_EXCERPT_CHARS = 300
 DEFAULT_MAX_OUTPUT_BYTES = 16 << 20
@@ -119,7 +119,7 @@ class CommandProvider(BaseProvider):
                 self.id, f"cannot start {self.display}: {e.strerror or e}"
             ) from e
         try:
-            out, err = _exchange(proc, data, time.monotonic() + self.timeout_s,
+            out, err = _exchange(proc, data, time.monotonic() + effective_timeout(self.timeout_s),
                                  self.max_output_bytes)
         except TimeoutError:
             raise ProviderTimeout(

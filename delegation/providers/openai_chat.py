@@ -25,7 +25,7 @@ from delegation.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from delegation.providers.base import BaseProvider, Health, ModelResult
+from delegation.providers.base import BaseProvider, Health, ModelResult, effective_timeout
 
 BODY_EXCERPT_CHARS = 300
 _PARAMS = ("system", "temperature", "max_tokens")
@@ -158,7 +158,8 @@ class OpenAIChatProvider(BaseProvider):
         content = None if body is None else json.dumps(body).encode("utf-8")
         try:
             response = self._client.request(method, self.base_url + path, content=content,
-                                            headers=self._headers(body is not None))
+                                            headers=self._headers(body is not None),
+                                            timeout=effective_timeout(self.timeout_s))
         except httpx.TimeoutException as e:
             raise ProviderTimeout(
                 self.id, f"no answer from {self.base_url} within {self.timeout_s:g} s"

@@ -353,3 +353,31 @@ def test_run_prefetches_every_name_of_the_program_before_its_first_call(tmp_path
     assert events[0][0] == "prefetch"
     assert {"twice", "sentiment", "tone", "x"} <= set(events[0][1])
     assert ("get", "tone") in events[1:]  # the capability call consults L1 after the prefetch
+
+
+def test_a_run_stops_at_its_deadline(tmp_path, chat_server):
+    """The issue's runaway step: minutes without a deadline, stopped at 0.2 s with one."""
+    from rtfs.deadline import Deadline
+    from rtfs.errors import DeadlineExceeded
+
+    rt = runtime(tmp_path, chat_server)
+    runaway = "(reduce + (map (fn [i] (reduce + (range 10000000))) (range 1000)))"
+    with pytest.raises(DeadlineExceeded):
+        rt.run(runaway, deadline=Deadline.after(0.2))
+    assert rt.run("(+ 1 2)").value == 3  # the runtime is usable afterwards
+
+
+def test_a_routed_call_waits_on_a_provider_no_longer_than_its_deadline(tmp_path, chat_server):
+    import time as clock
+
+    from rtfs.deadline import Deadline
+    from rtfs.errors import DeadlineExceeded
+
+    rt = runtime(tmp_path, chat_server)
+    rt.route_call("ai-ask", ("warm",))  # health checked and cached
+    chat_server.set_delay(30)  # the provider's own timeout is 5 s
+    started = clock.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        rt.route_call("summarize", (DOC,), deadline=Deadline.after(0.3))
+    # neither the 30 s answer nor the 5 s provider timeout was waited for (a sanity bound)
+    assert clock.monotonic() - started < 4
