@@ -31,7 +31,7 @@ from delegation.l3.context import context_from_table
 from delegation.routes import PatternSet, Route, RouteTable, compile_glob, is_glob
 from delegation.schema import read_options
 from delegation.targets import LOCAL_PURE, ExecTarget, resolve_target_name
-from delegation.tomllines import TableReader
+from delegation.tomllines import KeyPath, TableReader
 from storage import KeyRing, SigningKeyError, StoreURIError, validate_uri
 from storage.registry import schemes as store_schemes
 from storage.signing import load_key_list, load_private_key
@@ -267,7 +267,7 @@ class Builder:
 
     def _command(
         self, table: dict[str, object], path: tuple[str, ...], kind: LocalModelKind
-    ) -> dict[str, object]:
+    ) -> dict[str, Any]:
         if kind is not LocalModelKind.COMMAND:
             return {}
         value = table.get("command")
@@ -397,7 +397,7 @@ class Builder:
         32-hex key id) or a key list file (one per line)."""
         refs = []
         for i, value in enumerate(self.r.string_list(table, path, key, ())):
-            where = path + (key, i)
+            where: KeyPath = (*path, key, i)
             if _KEY_ID.fullmatch(value):
                 refs.append(KeyRef(value, None, (value,)))
                 continue

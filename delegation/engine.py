@@ -28,7 +28,7 @@ from cachetools import LRUCache
 from delegation.config import DelegationConfig, SecurityConfig
 from delegation.context import CallContext
 from delegation.errors import DelegationError
-from delegation.l1 import L1PlanCache
+from delegation.planstore import PlanStore
 from delegation.l3.cache import ContextualCache
 from delegation.metadata import Complexity
 from delegation.providers.base import Health
@@ -117,7 +117,7 @@ class StaticDelegationEngine:
             open); L3 explores only among usable targets.
     """
 
-    def __init__(self, config: DelegationConfig, *, plans: L1PlanCache | None = None,
+    def __init__(self, config: DelegationConfig, *, plans: PlanStore | None = None,
                  capabilities: Any = None, l4: L4Directory | None = None,
                  learner: Learner | None = None, l3: ContextualCache | None = None,
                  usable: Callable[[ExecTarget], bool] | None = None) -> None:

@@ -44,7 +44,9 @@ class Executor:
         raise TypeError(f"unknown target {target!r}")
 
     def _run_published(self, call: RoutedCall) -> Any:
-        found = self.library.find_by_name(call.name) if self.library is not None else None
+        if self.library is None:
+            raise StorageFailure(call.name, "L4 is off on this node")
+        found = self.library.find_by_name(call.name)
         if found is None:
             raise StorageFailure(call.name, "no trusted version is published in L4")
         code = self.library.decode(found.record.blob_id, found.data)
