@@ -58,14 +58,15 @@ def _environment() -> None:
 
 _environment()
 
-import ray  # after the environment Ray reads at import
+# (imported after the environment Ray reads at import)
+import ray  # noqa: E402
 
-from cluster.actors import Fleet, ray_get, start_fleet
-from cluster.planstore import ShardedPlanStore
-from delegation.config import default_config
-from delegation.l1 import L1PlanCache, new_plan
-from delegation.runtime import Runtime
-from delegation.targets import LocalModel
+from cluster.actors import Fleet, ray_get, start_fleet  # noqa: E402
+from cluster.planstore import ShardedPlanStore  # noqa: E402
+from delegation.config import default_config  # noqa: E402
+from delegation.l1 import L1PlanCache, new_plan  # noqa: E402
+from delegation.runtime import Runtime  # noqa: E402
+from delegation.targets import LocalModel  # noqa: E402
 
 
 class Echo:

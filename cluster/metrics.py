@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from cluster.directory import GAUGE
 from cluster.stats import ShardReport
 
 SEP = "\x1f"
-from cluster.directory import GAUGE
 
 
 def key(name: str, **labels: str) -> str:

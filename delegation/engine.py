@@ -28,9 +28,9 @@ from cachetools import LRUCache
 from delegation.config import DelegationConfig, SecurityConfig
 from delegation.context import CallContext
 from delegation.errors import DelegationError
-from delegation.planstore import PlanStore
 from delegation.l3.cache import ContextualCache
 from delegation.metadata import Complexity
+from delegation.planstore import PlanStore
 from delegation.providers.base import Health
 from delegation.targets import (
     LOCAL_PURE,
@@ -353,6 +353,8 @@ class SecurityAwareDelegationEngine:
         decision = self.inner.decide(ctx)
         problem = security_problem(self.security, ctx, decision.target, decision.layer)
         if problem is None:
+            if decision.fallback is None:
+                return decision
             withheld = security_problem(self.security, ctx, decision.fallback, Layer.FALLBACK)
             if withheld is None:
                 return decision

@@ -35,8 +35,12 @@ class Executor:
             return call.run_local(), 0.0
         if isinstance(target, (LocalModel, RemoteModel)):
             prompt, params = prompt_of(call.args)
-            with call_deadline(call.deadline):  # providers wait at most what the run has left
-                result = self.registry.get(target).infer(prompt, **params)
+            provider = self.registry.get(target)
+            if call.deadline is None:
+                result = provider.infer(prompt, **params)
+            else:
+                with call_deadline(call.deadline):  # providers wait at most what is left
+                    result = provider.infer(prompt, **params)
             value = result.value if result.value is not None else result.text
             return to_rtfs(value), result.cost
         if isinstance(target, L4CacheHit):

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from enum import StrEnum
+from typing import Any
 
 from delegation.errors import UnknownProvider
 from delegation.providers.base import Health
@@ -70,6 +71,8 @@ class CircuitBreaker:
             return False
 
     def record_success(self) -> None:
+        if self._failures == 0 and self._opened_at is None:
+            return  # closed and clean: nothing to change (the common case, lock-free)
         with self._lock:
             self._failures, self._opened_at, self._trial_started = 0, None, None
 
@@ -95,6 +98,7 @@ class HealthMonitor:
         self._make = lambda: CircuitBreaker(failure_threshold=failure_threshold,
                                             reset_timeout_s=reset_timeout_s, timer=timer)
         self._breakers: dict[ExecTarget, CircuitBreaker] = {}
+        self._providers: dict[ExecTarget, Any] = {}  # the registry is fixed for a runtime
         self._lock = threading.Lock()
 
     def breaker(self, target: ExecTarget) -> CircuitBreaker:
@@ -113,10 +117,13 @@ class HealthMonitor:
             return Health(False, f"circuit open after {breaker.failures} consecutive failures")
         if state is CircuitState.HALF_OPEN and not breaker.allow():
             return Health(False, "circuit half-open: its one trial call is running")
-        try:
-            provider = self.registry.get(target)  # type: ignore[attr-defined]
-        except UnknownProvider as err:
-            return Health(False, str(err))
+        provider = self._providers.get(target)
+        if provider is None:
+            try:
+                provider = self.registry.get(target)  # type: ignore[attr-defined]
+            except UnknownProvider as err:
+                return Health(False, str(err))
+            self._providers[target] = provider
         return provider.health()
 
     def circuit_ok(self, target: ExecTarget) -> bool:

@@ -33,7 +33,7 @@ from delegation.l2.serving import Consult, ModelResults
 from delegation.l3.cache import ContextualCache
 from delegation.learning import Learner
 from delegation.planstore import PlanStore
-from delegation.targets import LOCAL_PURE, ExecTarget, LocalPure
+from delegation.targets import ExecTarget, LocalPure
 from delegation.trace import MAX_RECORDS, CallRecord
 from rtfs.errors import DeadlineExceeded
 from rtfs.router import CallKind, Claim, RoutedCall
@@ -146,7 +146,7 @@ class DelegationRouter:
                 assert consult.found is not None
                 return consult.found.value  # the call did not run: nothing to observe
             started = self.timer()
-            if call.callee is None and call.kind is CallKind.FUNCTION and target == LOCAL_PURE:
+            if call.callee is None and call.kind is CallKind.FUNCTION and type(target) is LocalPure:
                 self._missing(call)
             try:
                 value, cost = self.executor.run(target, call)
@@ -166,7 +166,7 @@ class DelegationRouter:
                 if "stored" in note and record.l2 in ("-", "miss"):
                     record.l2 = "stored"
             record.cost += cost
-            if target != decision.target:
+            if target is not decision.target and target != decision.target:
                 record.target, record.layer = str(target), str(Layer.FALLBACK)
                 record.reason += f"; {decision.target} failed, ran on route fallback"
             return value

@@ -215,6 +215,11 @@ class PatternSet:
     def __init__(self, patterns: Iterable[str] = ()) -> None:
         self._patterns = tuple(patterns)
         self._table: PatternTable[str] = PatternTable((p, p) for p in self._patterns)
+        # asked for every routed call's names: answers memoized, bounded
+        self._member = functools.lru_cache(maxsize=4096)(self._matches)
+
+    def _matches(self, name: str) -> bool:
+        return self._table.match(name) is not None
 
     @property
     def patterns(self) -> tuple[str, ...]:
@@ -226,7 +231,7 @@ class PatternSet:
         return self._table.match(name)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self._table.match(name) is not None
+        return bool(self._patterns) and isinstance(name, str) and bool(self._member(name))
 
     def __len__(self) -> int:
         return len(self._patterns)

@@ -39,7 +39,7 @@ class Claim(IntEnum):
     ONCE = 2
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per call; frozen init costs ~10x. Read-only.
 class RoutedCall:
     """One call the router decides on.
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from delegation.errors import ProviderInputError
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per call; frozen init costs ~10x. Read-only.
 class ModelResult:
     """What one inference returned.
 
@@ -38,7 +38,7 @@ class ModelResult:
     provider_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per health check. Read-only.
 class Health:
     """Whether a provider can serve now; `reason` says why not (or what was checked)."""
 

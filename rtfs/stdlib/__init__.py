@@ -41,4 +41,4 @@ def make_builtin(name: str, fn: Callable[..., Any], *, needs_vm: bool = False,
     return Builtin(name, fn, 0, None, not wraps, needs_vm, wraps)
 
 
-from rtfs.stdlib import core, data, order, seqs, strings  # noqa: F401 (registers on import)
+from rtfs.stdlib import core, data, order, seqs, strings  # noqa: E402,F401 (registers on import)

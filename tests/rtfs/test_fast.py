@@ -212,7 +212,8 @@ def test_hinted_functions_are_routed_from_every_kind_of_call_site():
     router = Router()
     vm = fast_vm(router=router)
     vm.run(compile_program(read('(defn ^:delegation :remote "m" secret [x] (* x 2))')))
-    text = "[(secret 1) ((fn [f] (f 2)) secret) (map secret [3]) (reduce (fn [a x] (secret x)) 0 [4])]"
+    text = ("[(secret 1) ((fn [f] (f 2)) secret) (map secret [3])"
+            " (reduce (fn [a x] (secret x)) 0 [4])]")
     assert vm.run(compile_program(read(text))) == (2, 4, (6,), 8)
     assert [c.args for c in router.calls] == [(1,), (2,), (3,), (4,)]
     assert all(c.names == frozenset({"secret"}) for c in router.calls)

@@ -76,10 +76,13 @@ def test_l3_decides_per_context_and_l2_serves_repeats_across_runs(tmp_path: Path
 
 
 def test_a_fast_free_local_model_is_not_worth_loading_the_embedder_for(tmp_path: Path) -> None:
-    text = faq_models(tmp_path) + '[delegation.static_routes]\n"answer" = "local-fast"\n'
+    # an in-process extractive summarizer: well under local_min_latency_ms (100 ms) however
+    # loaded the machine is
+    text = ('[delegation.local_models.summarizer]\nkind = "extractive-summarizer"\n'
+            '[delegation.static_routes]\n"summarize" = "local-summarizer"\n')
     rt = runtime(tmp_path, text)
     for _ in range(3):
-        result = rt.run('(answer "How do I reset my password?")')
+        result = rt.run('(summarize "How do I reset my password? Use the form. It is quick.")')
         assert [c.l2 for c in result.calls] == ["-"]
     assert rt.l2.cache is None  # the embedding model was never loaded
 
