@@ -63,8 +63,9 @@ class EmbedderTests:
         raise NotImplementedError
 
     @pytest.fixture(scope="class")
-    def embedder(self) -> Embedder:
-        return self.make_embedder()
+    @classmethod
+    def embedder(cls) -> Embedder:
+        return cls().make_embedder()
 
     def test_satisfies_protocol(self, embedder: Embedder) -> None:
         assert isinstance(embedder, Embedder)
