@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, NamedTuple
 
+import xxhash
+
+from rtfs.canonical import packb, value_to_plain
 from rtfs.values import EMPTY_MAP, DelegationHint, Map
 
 FORMAT_VERSION = 1
@@ -209,8 +212,6 @@ class Code:
     def interface_hash(self) -> bytes:
         """xxh3_128 of what a caller knows (DESIGN.md, "Keys")."""
         if self._interface_hash is None:
-            from rtfs.hashing import interface_hash
-
             self._interface_hash = interface_hash(self)
         return self._interface_hash
 
@@ -249,3 +250,19 @@ def _describe(code: Code, op: Op, arg: int) -> str:
 
 def make_site(argc: int, name: str | None, meta: Map | None) -> Site:
     return Site(argc, name, meta if meta else EMPTY_MAP)
+
+
+def hint_plain(hint: DelegationHint | None) -> Any:
+    """A delegation hint as plain data (for hashes)."""
+    if hint is None:
+        return None
+    return [str(hint.kind), hint.target, [[k, value_to_plain(v)] for k, v in hint.extra]]
+
+
+def interface_hash(code: Code) -> bytes:
+    """xxh3_128 of canonical msgpack `[format, "interface", qualified name, params and their
+    types, rest, return type, hint]`: what a caller knows of a function (DESIGN.md, "Keys")."""
+    params = [[p.name, p.type] for p in code.params]
+    rest = [code.rest.name, code.rest.type] if code.rest is not None else None
+    return xxhash.xxh3_128_digest(packb([FORMAT_VERSION, "interface", code.qualname, params,
+                                         rest, code.return_type, hint_plain(code.hint)]))

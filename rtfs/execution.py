@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rtfs import deadline as deadlines
 from rtfs.bytecode import Code, Op
@@ -35,11 +35,36 @@ from rtfs.errors import (
 )
 from rtfs.faults import fault
 from rtfs.ops import ErrorValue
-from rtfs.router import CallKind, RoutedCall, unknown_capability
+from rtfs.router import CallKind, CallRouter, RoutedCall, unknown_capability
 from rtfs.values import EMPTY_MAP, UNSET, Builtin, Cell, Closure, Map, own_names
 
-if TYPE_CHECKING:
-    from rtfs.vm import VM
+
+class VM(Protocol):
+    """What an execution uses of its VM (`rtfs.vm.VM`; a protocol, so that this module, which
+    the VM imports, does not import it back)."""
+
+    @property
+    def globals(self) -> dict[str, Any]: ...
+
+    @property
+    def router(self) -> CallRouter: ...
+
+    @property
+    def max_depth(self) -> int: ...
+
+    @property
+    def fast_limit(self) -> int: ...
+
+    @property
+    def slow_ops(self) -> Any: ...
+
+    def define(self, name: str, value: Any) -> None: ...
+
+    def linked(self, code: Code, *, hot: bool = False) -> Any: ...
+
+    def relink_all(self) -> None: ...
+
+    def leaves_vm(self, code: Code) -> bool: ...
 
 # Plain ints for the dispatch loop (comparing IntEnum members is slower).
 LOAD_CONST, LOAD_LOCAL, STORE_LOCAL = int(Op.LOAD_CONST), int(Op.LOAD_LOCAL), int(Op.STORE_LOCAL)

@@ -27,10 +27,10 @@ from typing import Any
 
 import xxhash
 
-from rtfs.bytecode import COMPILER_VERSION, FORMAT_VERSION, Code
+from rtfs.bytecode import COMPILER_VERSION, FORMAT_VERSION, Code, hint_plain
 from rtfs.canonical import packb, value_to_plain
 from rtfs.reader import Atom, ConstSeq, Form, HintForm, Seq
-from rtfs.values import DelegationHint, Symbol
+from rtfs.values import Symbol
 
 
 @dataclass
@@ -87,19 +87,6 @@ def canonical_form(form: Form) -> Any:
     if isinstance(form, ConstSeq):  # literals read as one value
         return [3, form.kind, value_to_plain(form.value), meta]
     return [1, form.kind, [canonical_form(item) for item in form.items], meta]
-
-
-def hint_plain(hint: DelegationHint | None) -> Any:
-    if hint is None:
-        return None
-    return [str(hint.kind), hint.target, [[k, value_to_plain(v)] for k, v in hint.extra]]
-
-
-def interface_hash(code: Code) -> bytes:
-    params = [[p.name, p.type] for p in code.params]
-    rest = [code.rest.name, code.rest.type] if code.rest is not None else None
-    return xxh128(packb([FORMAT_VERSION, "interface", code.qualname, params, rest,
-                         code.return_type, hint_plain(code.hint)]))
 
 
 def _source_hash(form_plain: Any, deps: list[list[Any]]) -> bytes:
