@@ -50,17 +50,24 @@ def xxh3_hex(data: bytes) -> str:
 
 
 class FakeClock:
-    """A monotonic clock for tests: stands still until `advance` (picklable, unlike a lambda)."""
+    """The project's one fake clock for tests: stands still until `advance` (or until `now`
+    is set), picklable (unlike a lambda), so injected TTL, cooldown and breaker clocks never
+    need a test to sleep. `delegation.testing` re-exports it."""
 
-    def __init__(self, start_s: float = 1000.0) -> None:
-        self.now_s = start_s
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
 
     def __call__(self) -> float:
-        return self.now_s
+        return self.now
+
+    @property
+    def now_s(self) -> float:
+        """`now`, in the units the storage tests name."""
+        return self.now
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward by `seconds`."""
-        self.now_s += seconds
+        self.now += seconds
 
 
 def read_pickled(pickled: bytes, blob_id: str, group: str, record_id: str) -> tuple[bytes, bytes]:

@@ -18,20 +18,7 @@ from delegation.l2.embedder import Embedder
 from delegation.l2.errors import EmbedderInputError
 from delegation.l2.keys import BucketKey
 from delegation.l2.store import L2Entry, L2Store
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
+from storage.testing import FakeClock
 
 # --- embedders ---------------------------------------------------------------------------
 

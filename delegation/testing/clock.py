@@ -1,24 +1,14 @@
-"""Fake clocks for tests: `FakeClock` stands still until advanced; `FakeTimer` advances by
-a fixed step each time it is read (for latencies measured between two reads)."""
+"""Fake clocks for tests: `FakeClock` (the project's one, from `storage.testing`) stands still
+until advanced; `FakeTimer` advances by a fixed step each time it is read (for latencies
+measured between two reads)."""
 
 from __future__ import annotations
 
 import threading
 
+from storage.testing import FakeClock
 
-class FakeClock:
-    """A clock that reads `now` and moves only when told (`advance`); thread-safe."""
-
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.now += seconds
+__all__ = ["FakeClock", "FakeTimer"]
 
 
 class FakeTimer:

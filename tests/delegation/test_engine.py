@@ -251,7 +251,7 @@ def test_provider_outside_the_allow_list_is_never_chosen(engine):
 # -- circuit breaker ----------------------------------------------------------------------------
 
 def test_circuit_opens_after_failures_and_half_opens_after_the_timeout():
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     breaker = CircuitBreaker(failure_threshold=2, reset_timeout_s=10, timer=clock)
     breaker.record_failure()
     assert breaker.state is CircuitState.CLOSED and breaker.allow()
@@ -276,7 +276,7 @@ def test_health_monitor_reports_an_open_circuit_before_asking_the_provider():
             Registry.asked += 1
             return type("P", (), {"health": lambda self: Health(True, "fine")})()
 
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     monitor = HealthMonitor(Registry(), failure_threshold=1, reset_timeout_s=5, timer=clock)
     target = RemoteModel("big")
     assert monitor(target).ok and Registry.asked == 1

@@ -135,7 +135,7 @@ def test_bad_parameters_fail_before_any_request(chat_server: ChatServer) -> None
 
 
 def test_health_is_a_free_get_cached_on_the_injected_clock(chat_server: ChatServer) -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     client = provider(chat_server, clock=clock, health_ttl_s=30)
     assert client.health().ok and client.health().ok
     assert [(r.method, r.path) for r in chat_server.requests()] == [("GET", "/v1/models")]
