@@ -206,7 +206,7 @@ def test_the_new_ops_round_trip_through_handle() -> None:
     shard, _ = make(namespace_max={"l2": 2})
     rng = np.random.default_rng(10)
     a, b, c = unit(rng), unit(rng), unit(rng)
-    stamp = [30, "w", NOW + 60]
+    stamp = Stamp(30, "w", NOW + 60)
     results = serve(
         shard,
         ["put_evicted", "l2", [vec_entry(BUCKET, t, v).to_list() for t, v in (("a", a),
@@ -216,7 +216,7 @@ def test_the_new_ops_round_trip_through_handle() -> None:
         ["nearest", "l2", BUCKET, "zz", "m1", a.astype("<f4").tobytes(), 2],
         ["nearest", "l2", BUCKET, "c", "m1", a.astype("<f4").tobytes(), 2],
         ["keys", "l2"],
-        ["invalidate_scope", "l2", f"ns{SEP}", stamp],
+        ["invalidate_scope", "l2", f"ns{SEP}", stamp.to_list()],
     )
     assert all(status == OK for status, _ in results), results
     first, touched, second, near, exact, keys, scope = (v for _, v in results)
@@ -227,7 +227,7 @@ def test_the_new_ops_round_trip_through_handle() -> None:
     assert len(keys) == 2 and sorted(scope) == [[BUCKET, "a"], [BUCKET, "c"]]
     _, _, scopes = parse_dump(serve(shard, ["dump", "s0", Topology(
         "t", (ShardInfo("s0"),), 1).to_list()])[0][1])
-    assert scopes == [("l2", f"ns{SEP}", Stamp(*stamp))]
+    assert scopes == [("l2", f"ns{SEP}", stamp)]
 
 
 @pytest.mark.parametrize("op", [
