@@ -18,9 +18,9 @@ from delegation.errors import TargetError
 from delegation.l2.testing import FakeClock
 from delegation.l3 import ContextualCache, L3Config, make_context
 from delegation.l3.cache import Arm
-from delegation.targets import LocalModel
+from delegation.targets import ExecTarget, LocalModel
 from tests.cluster.support import LocalFleet
-from tests.delegation.l2.test_l3 import A, B, X, Y, World, drive
+from tests.delegation.l2.test_l3 import A, B, World, X, Y, drive
 
 FN = "lookup-order"
 
@@ -38,9 +38,11 @@ def fleet(clock: FakeClock) -> LocalFleet:
 class Node:
     """One runtime's shared L3 and the plan store it travels with."""
 
-    def __init__(self, fleet: LocalFleet, writer: str, **options: object) -> None:
+    def __init__(self, fleet: LocalFleet, writer: str, *, background: bool = False,
+                 flush_interval_s: float = 0.05) -> None:
         self.l3 = SharedContextualCache(writer, timer=fleet.clock, wall_clock=fleet.wall)
-        self.store: ShardedPlanStore = fleet.store(companions=[self.l3], **options)
+        self.store: ShardedPlanStore = fleet.store(companions=[self.l3], background=background,
+                                                   flush_interval_s=flush_interval_s)
 
     def sync(self) -> None:
         """Send what it learned, then fetch what the fleet knows (as a run start does)."""
@@ -49,7 +51,7 @@ class Node:
 
 
 def test_tables_round_trip_and_garbage_is_refused() -> None:
-    arms = {A: Arm(3.5, 2.0, 4), LocalModel("m"): Arm(1.0, 0.25, 1)}
+    arms: dict[ExecTarget, Arm] = {A: Arm(3.5, 2.0, 4), LocalModel("m"): Arm(1.0, 0.25, 1)}
     assert decode_table(encode_table(arms)) == arms
     for bad in (msgpack.packb([2, []]), msgpack.packb([1, [[A.to_tagged(), 1.0, 2.0, 1]]]),
                 msgpack.packb([1, [[A.to_tagged(), True, 0.0, 1]]]),
