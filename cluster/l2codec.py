@@ -13,6 +13,8 @@ its texts.
 
 from __future__ import annotations
 
+import functools
+
 import msgpack
 
 from cluster.vectors import pack_vector_value, unpack_vector_value
@@ -39,6 +41,7 @@ def function_scope(namespace: str, function: str) -> str:
     return namespace_scope(namespace) + _escape(function) + SCOPE_SEPARATOR
 
 
+@functools.lru_cache(maxsize=16_384)  # asked on every lookup; buckets repeat
 def bucket_agent(bucket: BucketKey) -> str:
     """The shards' agent name of a bucket (its placement key)."""
     return function_scope(bucket.namespace, bucket.function) + _escape(bucket.digest)
