@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cluster.config import ClusterConfig
 from cluster.connect import shared_state
+from cluster.metrics import key, run_counters
 from cluster.shard import CacheShard
 from cluster.topology import Placement, ShardInfo, Topology
 from cluster.wire import Entry
@@ -64,6 +65,8 @@ def test_a_second_node_is_served_and_decided_by_what_the_first_learned(tmp_path:
     state = tmp_path / "node-b"
     assert not (state / CONTEXTS_FILE).exists() and not (state / L2_ENTRIES_FILE).exists()
     assert second_state.l2_store.round_trips == 1  # the semantic lookup; the repeat is local
+    counters = run_counters(second)  # what the fleet's metrics get from this run
+    assert counters[key("cache_lookups", tier="l2", result="hit")] == 2
 
 
 def test_sensitive_answers_never_reach_the_shards(tmp_path: Path) -> None:
