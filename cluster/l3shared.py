@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import msgpack
@@ -81,9 +81,12 @@ class _Theirs:
 
 @dataclass
 class _Fleet:
-    """What the other writers learned in one (function, context)."""
+    """What the other writers learned in one (function, context): their tables, and their
+    faded sum as of `mine_then` (summed when tables arrive, not at each decision)."""
 
     writers: dict[str, _Theirs] = field(default_factory=dict)
+    total: dict[ExecTarget, Arm] = field(default_factory=dict)
+    mine_then: int = 0
 
 
 class SharedContextualCache(ContextualCache):
@@ -125,14 +128,8 @@ class SharedContextualCache(ContextualCache):
         fleet = self._fleet.get(key)
         if fleet is None:
             return arms
-        mine = self._mine.get(key, 0)
-        for theirs in fleet.writers.values():
-            fade = self.config.discount ** max(0, mine - theirs.mine_then)
-            for target, arm in theirs.arms.items():
-                total = arms.setdefault(target, Arm())
-                total.weight += arm.weight * fade
-                total.reward += arm.reward * fade
-                total.calls += arm.calls
+        fade = self.config.discount ** max(0, self._mine.get(key, 0) - fleet.mine_then)
+        _add_into(arms, fleet.total, fade)
         return arms
 
     def record(self, function: str, context: Context, target: ExecTarget, ok: bool,
@@ -196,11 +193,19 @@ class SharedContextualCache(ContextualCache):
             kept[writer] = (held if held is not None and not stamp.newer_than(held.stamp)
                             else _Theirs(arms, stamp, mine))
         fleet.writers = kept
+        fleet.total, fleet.mine_then = self._faded_sum(kept.values(), mine), mine
         self._fleet[key] = fleet
         self._fleet.move_to_end(key)
         while len(self._fleet) > self.config.max_entries:
             old, _ = self._fleet.popitem(last=False)
             self._mine.pop(old, None)
+
+    def _faded_sum(self, writers: Iterable[_Theirs], mine: int) -> dict[ExecTarget, Arm]:
+        """The writers' tables summed, each faded by this node's outcomes since it came."""
+        total: dict[ExecTarget, Arm] = {}
+        for theirs in writers:
+            _add_into(total, theirs.arms, self.config.discount ** max(0, mine - theirs.mine_then))
+        return total
 
     def wanted(self) -> list[str]:
         """Functions decided on whose fleet tables are older than `near_ttl_s`."""
@@ -220,3 +225,12 @@ class SharedContextualCache(ContextualCache):
             for key in [k for k in self._fleet if k[0] == function]:
                 del self._fleet[key]
         return super().invalidate_function(function)
+
+
+def _add_into(total: dict[ExecTarget, Arm], arms: dict[ExecTarget, Arm], fade: float) -> None:
+    """Add `arms`, their weights and rewards times `fade`, into `total`."""
+    for target, arm in arms.items():
+        into = total.setdefault(target, Arm())
+        into.weight += arm.weight * fade
+        into.reward += arm.reward * fade
+        into.calls += arm.calls
