@@ -17,7 +17,9 @@ then times, in alternation (fleet, local, bare call, fleet, ...), one call of ea
 Embedding is excluded (vectors are made before timing). Goals: one request per lookup, and
 the fleet's p50 within 1.3x of (bare call + local lookup): a round trip plus the search,
 nothing more. A repeated exact lookup is answered by the near-cache (no round trip); its row
-compares it with the local store's exact hit. Not a test: compare numbers within one run.
+compares it with the local store's exact hit. Last, an L3 decision weighing the tables of
+50 other nodes (merged when they arrive) against a local one: no round trip either way.
+Not a test: compare numbers within one run.
 """
 
 from __future__ import annotations
@@ -33,8 +35,13 @@ from bench_cluster import Echo, Table, alternate, pct, ray, timed, verdict
 
 from cluster.actors import Fleet, start_fleet
 from cluster.l2store import ShardedL2Store
+from cluster.l3shared import SharedContextualCache, encode_table
+from cluster.wire import Entry, Stamp
 from delegation.l2.keys import BucketKey
 from delegation.l2.store import L2Entry, LocalL2Store
+from delegation.l3 import ContextualCache, make_context
+from delegation.l3.cache import Arm
+from delegation.targets import LocalModel
 
 DIMENSION = 384
 MODEL = "bench-model"
@@ -119,6 +126,29 @@ def lookups(fleet: Fleet, table: Table, echo: object, entries: int, rounds: int)
     store.close()
 
 
+def l3_decisions(table: Table, rounds: int, writers: int = 50) -> None:
+    targets = [LocalModel("fast"), LocalModel("slow")]
+    context = make_context({"tenant": "acme"})
+    local, shared = ContextualCache(), SharedContextualCache("bench")
+    for cache in (local, shared):
+        for _ in range(20):
+            cache.record("route", context, targets[0], True, 0.05)
+            cache.record("route", context, targets[1], True, 1.0)
+    arms = {targets[0]: Arm(10.0, 9.0, 10), targets[1]: Arm(10.0, 5.0, 10)}
+    entries = [Entry("route", f"{context.fingerprint}/node-{w}",
+                     Stamp(1, f"node-{w}", time.time() + 3600), encode_table(arms))
+               for w in range(writers)]
+    shared.merge_agent("route", entries)
+    shared_s, local_s = alternate(
+        lambda: timed(lambda: shared.decide("route", context, targets), 20),
+        lambda: timed(lambda: local.decide("route", context, targets), 20), rounds)
+    s50, s99 = pct(shared_s)
+    l50, _ = pct(local_s)
+    table.add("L3 decide, local tables", f"p50 {l50 * 1e6:.1f} us", "yardstick")
+    table.add(f"L3 decide with {writers} other nodes' tables", f"p50 {s50 * 1e6:.1f} us, p99 "
+              f"{s99 * 1e6:.1f} us", f"{s50 / l50:.2f}x", "reported (no round trip)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -135,6 +165,7 @@ def main() -> None:
     try:
         for entries in args.entries:
             lookups(fleet, table, echo, entries, args.rounds)
+        l3_decisions(table, args.rounds)
     finally:
         fleet.stop()
         ray.shutdown()
