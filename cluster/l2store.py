@@ -5,8 +5,9 @@ one agent of the shards' `l2` namespace (`cluster.l2codec`), and its entries (ta
 key of their texts) live on the bucket's replica set. So a lookup is one request to one shard:
 `nearest` returns the exact entry, or the bucket's entries of the caller's model nearest to
 the query vector, vectors included; the cosine the cache compares with its threshold is
-recomputed here from the vector received. The shard's index may be approximate: it can lose a hit, never make
-one. A shard never compares vectors of different models (`cluster.vectors`).
+recomputed here from the vector received. The shard's index may be approximate: it can lose
+a hit, never make one. A shard never compares vectors of different models
+(`cluster.vectors`).
 
 **Near-cache.** Entries this store wrote, fetched or received as candidates are kept (at most
 `near_max_entries`, least recently used first). An exact lookup of one of them answers without
