@@ -4,11 +4,15 @@ Only this package imports Ray, and only where it runs (`actors`, `raynode` and t
 `extension.register` adds `delegation serve`, `delegation cache stats`, the
 `[delegation.cluster]` table and the `run --cluster` connector without importing it.
 
-- `shard.CacheShard`: one partition of the shared caches (plain class; `wire` is its format).
+- `shard.CacheShard`: one partition of the shared caches (plain class; `wire` is its format,
+  `shardops` its ops; `vectors` indexes the embeddings of its `l2` entries).
 - `topology`: rendezvous placement of agents on shards, replicas on distinct nodes.
 - `client.ShardClient`: batched, breaker-guarded access to the shards through a transport.
 - `planstore.ShardedPlanStore`: the `PlanStore` facade with its near-cache; `learner.
-  SharedLearner`: outcomes learned by the fleet together.
+  SharedLearner`: outcomes learned by the fleet together; `l3shared.SharedContextualCache`:
+  L3 tables learned together (both ride in the plan store's batches: `companions`).
+- `l2store.ShardedL2Store`: the `L2Store` facade (one request per lookup, near-cache,
+  write-behind through `behind.WriteBehind`; entries encoded by `l2codec`).
 - `directory.ClusterDirectory`: the fleet's topology, restart counts and metrics reports.
 - `actors`: the plain classes as Ray actors, Ray's errors as ours (`errors`).
 - `connect`, `serve`, `cachecmd`, `metrics`, `config`, `stats`: the edge.

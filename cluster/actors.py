@@ -43,6 +43,9 @@ DIRECTORY_NAME = "rtfs-directory"
 SHARD_PREFIX = "rtfs-shard-"
 ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0, "max_restarts": -1, "max_task_retries": 2}
 METRICS_EVERY_S = 1.0
+DEFAULT_L2_MAX_ENTRIES = 20_000
+"""L2 records per shard by default: each carries a vector (1.5 KiB at 384 dimensions) and is
+indexed; the cap keeps L2 traffic from evicting the small L1 plans and outcomes."""
 
 
 def shard_name(index: int) -> str:
@@ -115,11 +118,14 @@ class CacheShardActor:
         max_entries: the shard's capacity.
         timeout_s: bound on each call to the directory and the peers while rehydrating.
         clock: the shard's wall clock (default `time.time`).
+        namespace_max: capacity of single namespaces (`CacheShard`).
     """
 
     def __init__(self, name: str, namespace: str, max_entries: int = DEFAULT_MAX_ENTRIES,
-                 timeout_s: float = 5.0, clock: Callable[[], float] | None = None) -> None:
-        self.shard = CacheShard(name, max_entries=max_entries, clock=clock or time.time)
+                 timeout_s: float = 5.0, clock: Callable[[], float] | None = None,
+                 namespace_max: Mapping[str, int] | None = None) -> None:
+        self.shard = CacheShard(name, max_entries=max_entries, clock=clock or time.time,
+                                namespace_max=namespace_max)
         self.restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
         self.rehydrated, self.unanswered = 0, list[str]()
         self._metrics = _ShardMetrics(name)
@@ -258,11 +264,13 @@ def _alive_nodes() -> list[str]:
 
 def start_fleet(namespace: str, shards: int, replication: int, *,
                 max_entries: int = DEFAULT_MAX_ENTRIES, timeout_s: float = 60.0,
-                clock: Callable[[], float] | None = None) -> Fleet:
+                clock: Callable[[], float] | None = None,
+                namespace_max: Mapping[str, int] | None = None) -> Fleet:
     """Create `shards` cache shards spread over the nodes of the connected Ray cluster (shard
     `i` pinned to node `i mod nodes`), then the fleet's directory, whose topology labels each
     shard with its node (its failure domain: replicas go to distinct nodes first); wait
-    until every one answers.
+    until every one answers. `namespace_max` caps single namespaces in each shard (default:
+    `l2` at `DEFAULT_L2_MAX_ENTRIES`, or `max_entries` if lower).
 
     Raises:
         FleetExists: a fleet already runs in `namespace`.
@@ -278,6 +286,8 @@ def start_fleet(namespace: str, shards: int, replication: int, *,
     handles: dict[str, Any] = {}
     infos = []
     nodes = _alive_nodes()
+    caps = dict(namespace_max if namespace_max is not None
+                else {"l2": min(DEFAULT_L2_MAX_ENTRIES, max_entries)})
     for i in range(shards):
         name = shard_name(i)
         # Pinned (not soft: a soft affinity here often lands shards on one node), so Ray
@@ -287,7 +297,8 @@ def start_fleet(namespace: str, shards: int, replication: int, *,
                   else "DEFAULT")
         handles[name] = ray.remote(CacheShardActor).options(
             name=name, namespace=namespace, scheduling_strategy=spread,
-            **ACTOR_OPTIONS).remote(name, namespace, max_entries, min(timeout_s, 5.0), clock)
+            **ACTOR_OPTIONS).remote(name, namespace, max_entries, min(timeout_s, 5.0), clock,
+                                    caps)
         info = ray_get(handles[name].info.remote(), timeout_s=_left(deadline), name=name)
         infos.append(ShardInfo(name, info["node_id"]))
     topology = Topology(namespace, tuple(infos), replication)

@@ -211,9 +211,9 @@ def rehydrate(shard: CacheShard, client: ShardClient) -> tuple[int, list[str]]:
             status, value = reply[0]
             if status == FAILED:
                 raise ShardRequestError(peer, value)
-            records, floors = parse_dump(value)
+            records, floors, scopes = parse_dump(value)
         except ClusterError as err:
             missing.append(f"{peer}: {err}")
             continue
-        applied += shard.load(records, floors)
+        applied += shard.load(records, floors, scopes)
     return applied, missing

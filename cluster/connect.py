@@ -1,9 +1,10 @@
 """`delegation run FILE --cluster ADDR`: a runtime on the fleet's shared caches.
 
 `connect(config, address, environ=...)` joins the fleet and returns the shared state the
-runtime is built with: the sharded plan store (near-cache in front of the shards) and the
-shared learner; compiled code is shared through the configured L4 store (S3 or IPFS for a
-fleet, each node signing with its own key). It never raises for a fleet it cannot use: the
+runtime is built with (`shared_state`): the sharded plan store (near-cache in front of the
+shards), the shared learner and L3 tables (their entries travel in the plan store's batches),
+and the sharded L2 store; compiled code is shared through the configured L4 store (S3 or
+IPFS for a fleet, each node signing with its own key). It never raises for a fleet it cannot use: the
 run then proceeds on local caches, and one warning line says why.
 
 The runtime's Ray driver is set to outlive the head (see `cluster.raynode`): if the head dies
@@ -13,14 +14,18 @@ and the run completes on local caches.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from cluster.client import ShardClient
 from cluster.config import ClusterConfig
 from cluster.errors import ClusterError
+from cluster.l2store import ShardedL2Store
+from cluster.l3shared import SharedContextualCache
 from cluster.learner import SharedLearner
 from cluster.planstore import ShardedPlanStore
 from delegation.errors import UsageError
@@ -71,18 +76,47 @@ def connect(config: Any, address: str, *, environ: Mapping[str, str] | None = No
     return _shared(config, cluster, fleet)
 
 
+def shared_state(config: Any, cluster: ClusterConfig, client: ShardClient, *,
+                 writer: str | None = None) -> SharedState:
+    """A runtime's shared state over the fleet's shards: L1 plans (with the learner's outcomes
+    and the L3 tables in their batches), the learner, the L2 store and the L3 tables (None
+    when the config turns L2 or L3 off). `close` flushes and stops them, nothing more.
+
+    Args:
+        config: the node's `DelegationConfig` (TTLs and bounds of each tier).
+        cluster: `[delegation.cluster]` (near-cache TTL, write-behind).
+        client: the shards (one client: the tiers share its breakers).
+        writer: this runtime's writer id (default: host, process and a random part).
+    """
+    writer = writer or writer_id()
+    learner = SharedLearner(writer)
+    l3 = (SharedContextualCache(writer, config.l3, near_ttl_s=cluster.near_cache_ttl_s)
+          if config.l3.enabled else None)
+    plans = ShardedPlanStore(
+        client, ttl_s=config.cache_ttl_s, near_ttl_s=cluster.near_cache_ttl_s,
+        flush_interval_s=cluster.flush_interval_s, flush_rows=cluster.flush_rows,
+        max_agents=config.l1_max_entries, writer=writer, learner=learner,
+        companions=[l3] if l3 is not None else [])
+    l2 = (ShardedL2Store(client, ttl_s=config.l2.ttl_s, near_ttl_s=cluster.near_cache_ttl_s,
+                         flush_interval_s=cluster.flush_interval_s,
+                         flush_rows=cluster.flush_rows, writer=writer)
+          if config.l2.enabled else None)
+
+    def close() -> None:
+        plans.close()
+        if l2 is not None:
+            l2.close()
+
+    return SharedState(plans=plans, learner=learner, l2_store=l2, l3=l3, close=close)
+
+
 def _shared(config: Any, cluster: ClusterConfig, fleet: Any) -> SharedState:
     from cluster import raynode
     from cluster.actors import DIRECTORY_NAME, ray_get
     from cluster.metrics import run_counters
 
-    writer = writer_id()
-    learner = SharedLearner(writer)
-    store = ShardedPlanStore(
-        fleet.client(timeout_s=cluster.timeout_s), ttl_s=config.cache_ttl_s,
-        near_ttl_s=cluster.near_cache_ttl_s, flush_interval_s=cluster.flush_interval_s,
-        flush_rows=cluster.flush_rows, max_agents=config.l1_max_entries, writer=writer,
-        learner=learner)
+    state = shared_state(config, cluster, fleet.client(timeout_s=cluster.timeout_s))
+    store = state.plans
     warnings = []
     if config.enable_l4_cache and config.l4.store_uri.startswith("memory:"):
         warnings.append("[delegation.l4] store is memory://: compiled code is not shared "
@@ -90,14 +124,13 @@ def _shared(config: Any, cluster: ClusterConfig, fleet: Any) -> SharedState:
 
     def report(runtime: Any) -> None:
         try:
-            ray_get(fleet.directory.report.remote(writer, run_counters(runtime, store)),
+            ray_get(fleet.directory.report.remote(store.writer, run_counters(runtime, store)),
                     timeout_s=REPORT_TIMEOUT_S, name=DIRECTORY_NAME)
         except ClusterError:
             pass  # metrics are best effort: the run's answer does not depend on them
 
     def close() -> None:
-        store.close()
+        state.close()
         raynode.disconnect()
 
-    return SharedState(plans=store, learner=learner, library=None, warnings=warnings,
-                       close=close, report=report)
+    return dataclasses.replace(state, warnings=warnings, close=close, report=report)

@@ -124,6 +124,16 @@ class SharedLearner(Learner):
                 merged += 1
         return merged
 
+    namespace = "outcomes"  # as a `cluster.planstore.Companion`
+
+    def merge_agent(self, agent: str, entries: list[Entry]) -> int:
+        """The fleet's totals of `agent` (`apply_fleet`; a companion of the plan store)."""
+        return self.apply_fleet(entries)
+
+    def wanted(self) -> list[str]:
+        """Nothing to refresh: the outcomes come with each run's prefetch."""
+        return []
+
     def own(self, symbol: str) -> dict[ExecTarget, Any]:
         """What this runtime observed itself for `symbol`."""
         return self._mine.records(symbol)

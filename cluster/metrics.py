@@ -44,7 +44,8 @@ def _add(out: dict[str, float], flat: str, value: float) -> None:
 
 
 def run_counters(runtime: Any, plans: Any = None) -> dict[str, float]:
-    """What one run contributes: from its call records, plan store, L4 index and breakers."""
+    """What one run contributes: from its call records, plan store, L2 cache, L4 index and
+    breakers."""
     out: dict[str, float] = {}
     for record in runtime.last_calls:
         _add(out, key("decisions", layer=record.layer, target=record.target), 1)
@@ -55,6 +56,13 @@ def run_counters(runtime: Any, plans: Any = None) -> dict[str, float]:
     stats = store.stats()
     _add(out, key("cache_lookups", tier="l1", result="hit"), stats.hits)
     _add(out, key("cache_lookups", tier="l1", result="miss"), stats.misses)
+    l2 = getattr(runtime, "l2", None)
+    cache = l2.cache if l2 is not None else None
+    if cache is not None:  # built on the run's first model call where L2 pays
+        served = cache.stats()
+        _add(out, key("cache_lookups", tier="l2", result="hit"),
+             served.exact_hits + served.semantic_hits)
+        _add(out, key("cache_lookups", tier="l2", result="miss"), served.misses)
     library = getattr(runtime, "library", None)
     if library is not None:
         index = library.index.stats()

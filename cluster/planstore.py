@@ -20,6 +20,11 @@ so a task the view lacks is a known miss (a negative entry) as long as the view 
 
 Entries live `ttl_s` from their put, as wall-clock expiry (`wall_clock`) that every node reads
 on its own clock; the view converts it to the injected monotonic `timer`.
+
+Companions (`Companion`: the shared learner's outcomes, the shared L3 tables) keep other
+namespaces of the same agents: their entries travel in the same requests (prefetched with the
+plans, written behind with them), and the thread fetches the agents a companion wants
+refreshed.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,7 @@ from typing import Any
 import msgpack
 
 from cluster.client import ShardClient
+from cluster.companions import Companion
 from cluster.errors import ClusterError
 from cluster.learner import SharedLearner
 from cluster.wire import FAILED, Entry, Stamp, entries_from
@@ -90,6 +96,7 @@ class ShardedPlanStore:
         writer: this store's writer id (default: a random one).
         timer: monotonic clock; wall_clock: epoch clock (versions and expiry across nodes).
         learner: a `SharedLearner` whose outcomes travel in the same batches.
+        companions: more companions (after the learner) whose entries travel in them too.
         background: run the flush/refresh thread (tests of the bare logic turn it off).
     """
 
@@ -100,13 +107,15 @@ class ShardedPlanStore:
                  max_agents: int = 10_000, writer: str | None = None,
                  timer: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
-                 learner: SharedLearner | None = None, background: bool = True) -> None:
+                 learner: SharedLearner | None = None, companions: Sequence[Companion] = (),
+                 background: bool = True) -> None:
         self.client = client
         self.ttl_s, self.near_ttl_s = float(ttl_s), float(near_ttl_s)
         self.flush_interval_s, self.flush_rows = flush_interval_s, flush_rows
         self.max_pending, self.max_agents = max_pending, max_agents
         self.writer = writer or uuid.uuid4().hex[:16]
         self.learner = learner
+        self.companions: list[Companion] = [*([learner] if learner else []), *companions]
         self._timer, self._wall = timer, wall_clock
         self._lock = threading.Lock()
         self._views: OrderedDict[str, _View] = OrderedDict()
@@ -164,8 +173,8 @@ class ShardedPlanStore:
         return None, False
 
     def prefetch(self, agents: Iterable[str]) -> None:
-        """Fetch the views of `agents`, fresh or not: one request per shard (the learner's
-        outcomes of the same agents travel in it)."""
+        """Fetch the views of `agents`, fresh or not: one request per shard (the companions'
+        entries of the same agents travel in it)."""
         self._fetch(list(dict.fromkeys(agents)), wait=False, outcomes=True, force=True)
 
     def _fetch(self, agents: list[str], *, wait: bool, outcomes: bool = False,
@@ -216,8 +225,8 @@ class ShardedPlanStore:
 
     def _fetch_ops(self, agents: list[str], outcomes: bool) -> list[list[Any]]:
         ops: list[list[Any]] = [["agents", NAMESPACE, agents]]
-        if outcomes and self.learner is not None:
-            ops.append(["agents", "outcomes", agents])
+        if outcomes:
+            ops += [["agents", c.namespace, agents] for c in self.companions]
         return ops
 
     def _apply_fetch(self, agents: list[str], reply: Any, outcomes: bool) -> bool:
@@ -228,9 +237,8 @@ class ShardedPlanStore:
             if status == FAILED or len(per_agent) != len(agents):
                 return False
             fetched = [entries_from(rows) for rows in per_agent]
-            if rest and self.learner is not None and rest[0][0] != FAILED:
-                for rows in rest[0][1]:
-                    self.learner.apply_fleet(entries_from(rows))
+            if outcomes:
+                self._apply_companions(agents, rest)
         except (ClusterError, ValueError, TypeError):
             return False
         now = self._timer()
@@ -238,6 +246,13 @@ class ShardedPlanStore:
             for agent, entries in zip(agents, fetched, strict=True):
                 self._merge_view(agent, entries, now)
         return True
+
+    def _apply_companions(self, agents: list[str], results: list[Any]) -> None:
+        for companion, (status, per_agent) in zip(self.companions, results, strict=False):
+            if status == FAILED or len(per_agent) != len(agents):
+                continue
+            for agent, rows in zip(agents, per_agent, strict=True):
+                companion.merge_agent(agent, entries_from(rows))
 
     def _merge_view(self, agent: str, entries: list[Entry], now: float) -> None:
         view = self._view(agent)
@@ -340,13 +355,14 @@ class ShardedPlanStore:
             self.dropped_rows += overflow
 
     def flush(self) -> None:
-        """Send every pending write now (and the learner's); rows no shard took stay
+        """Send every pending write now (and the companions'); rows no shard took stay
         pending for the next flush. Never raises for a fleet that does not answer."""
         with self._flush_lock:
             with self._lock:
                 rows, self._pending = self._pending, []
-            if self.learner is not None:
-                rows += [_Pending("outcomes", e.agent, e) for e in self.learner.take_entries()]
+            for companion in self.companions:
+                rows += [_Pending(companion.namespace, e.agent, e)
+                         for e in companion.take_entries()]
             if rows:
                 self._send(rows)
 
@@ -417,6 +433,9 @@ class ShardedPlanStore:
                    if v.read and now < v.fresh_until <= soon and a not in self._inflight]
         if due:
             self._fetch(due, wait=False, force=True)
+        wanted = [agent for companion in self.companions for agent in companion.wanted()]
+        if wanted:
+            self._fetch(list(dict.fromkeys(wanted)), wait=False, outcomes=True, force=True)
 
     # --- the rest of the protocol ---------------------------------------------------------
 

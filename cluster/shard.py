@@ -11,8 +11,16 @@ a removed entry back.
 
 Entries expire at their `expires_at` (wall-clock epoch seconds set by the writer, read on
 the injected `clock`); the shard holds at most `max_entries` records and evicts the least
-recently used (an expired one first). `handle(request_bytes) -> reply_bytes` serves the wire
-format; the actor module calls nothing else on the hot path.
+recently used (an expired one first); a namespace may have a capacity of its own
+(`namespace_max`, e.g. `l2`, whose records are large), evicting that namespace's least
+recently used first. `handle(request_bytes) -> reply_bytes` serves the wire format; the actor
+module calls nothing else on the hot path.
+
+In a vector namespace (`cluster.vectors`: `l2`) the shard also indexes each value's embedding
+per (agent, model id), so `nearest` answers a semantic lookup inside one agent (an L2 bucket)
+in one request. An agent name is a path of scopes separated by `SCOPE_SEPARATOR`
+(`"ns\x1ffunction\x1fdigest"` for L2): `invalidate_scope` removes every agent under a
+scope and leaves a floor there, as `invalidate_agent` does for one agent.
 """
 
 from __future__ import annotations
@@ -20,25 +28,31 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import xxhash
+
 from cluster.errors import WireError
-from cluster.topology import Placement, Topology
+from cluster.shardops import HANDLERS, Dump, parse_dump
+from cluster.topology import Placement
+from cluster.vectors import VECTOR_NAMESPACES, VectorTable
 from cluster.wire import (
     FAILED,
+    NAMESPACES,
     OK,
+    SCOPE_SEPARATOR,
     Entry,
     Stamp,
     as_list,
-    as_namespace,
     as_str,
     decode_request,
     encode_reply,
-    entries_from,
-    stamp_from,
 )
+
+__all__ = ["CacheShard", "ShardStats", "parse_dump"]  # parse_dump: where callers found it
 
 DEFAULT_MAX_ENTRIES = 200_000
 PURGE_EVERY_S = 1.0  # a full shard scans for expired entries at most this often
@@ -78,19 +92,30 @@ class CacheShard:
         name: the shard's name (its actor name in a fleet).
         max_entries: capacity in records (values and tombstones).
         clock: wall clock, epoch seconds (entries expire at the `expires_at` writers set).
+        namespace_max: capacity of single namespaces, within `max_entries`.
     """
 
     def __init__(self, name: str, *, max_entries: int = DEFAULT_MAX_ENTRIES,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 namespace_max: Mapping[str, int] | None = None) -> None:
         if max_entries < 1:
             raise ValueError(f"max_entries must be >= 1, not {max_entries}")
+        for ns, cap in (namespace_max or {}).items():
+            if ns not in NAMESPACES or cap < 1:
+                raise ValueError(f"namespace_max: {ns!r} = {cap} (a namespace, >= 1)")
         self.name = name
         self.max_entries = max_entries
+        self.namespace_max = dict(namespace_max or {})
         self._clock = clock
         self._lock = threading.Lock()
         self._data: OrderedDict[Key, Entry] = OrderedDict()  # least recently used first
+        self._ns_order: dict[str, OrderedDict[Key, None]] = {
+            ns: OrderedDict() for ns in self.namespace_max}  # the same, per capped namespace
+        self._vectors = VectorTable()
+        self._evicted: list[Key] | None = None  # collects evictions while a put reports them
         self._tasks: dict[tuple[str, str], set[str]] = {}
         self._floors: dict[tuple[str, str], Stamp] = {}
+        self._scope_floors: dict[tuple[str, str], Stamp] = {}
         self._tombstones = 0
         self._hits = self._misses = self._evictions = self._expirations = 0
         self._next_purge = 0.0
@@ -131,21 +156,69 @@ class CacheShard:
         if entry.value is None:
             return None
         self._data.move_to_end(key)
+        order = self._ns_order.get(key[0])
+        if order is not None:
+            order.move_to_end(key)
         return entry
+
+    def nearest(self, ns: str, agent: str, task: str | None, model_id: str,
+                vector: np.ndarray, k: int) -> tuple[Entry | None, list[tuple[Entry, float]]]:
+        """One semantic lookup in one agent: the live value of `(agent, task)` if there is
+        one, else up to `k` live values of `agent` embedded by `model_id`, nearest to `vector`
+        first, with their cosines (a lookup: a hit if it finds anything)."""
+        now = self._clock()
+        with self._lock:
+            exact = self._live((ns, agent, task), now) if task is not None else None
+            found: list[tuple[Entry, float]] = []
+            if exact is None:
+                for near_task, cosine in self._vectors.nearest(ns, agent, model_id, vector, k):
+                    entry = self._live((ns, agent, near_task), now)
+                    if entry is not None:
+                        found.append((entry, cosine))
+            hit = exact is not None or bool(found)
+            self._hits += hit
+            self._misses += not hit
+            return exact, found
+
+    def touch(self, ns: str, keys: Iterable[tuple[str, str]]) -> int:
+        """Mark live values as just used (a replica learns what its peer served, so both
+        evict alike); how many were live. Not a lookup: hits and misses do not change."""
+        now = self._clock()
+        with self._lock:
+            return sum(self._live((ns, agent, task), now) is not None for agent, task in keys)
+
+    def key_hashes(self, ns: str) -> list[int]:
+        """xxh3_64 of `agent NUL task` of every live value in `ns` (a client counts the
+        distinct entries of a fleet whose replicas hold copies)."""
+        now = self._clock()
+        with self._lock:
+            return [xxhash.xxh3_64_intdigest(f"{k[1]}\x00{k[2]}".encode())
+                    for k, e in self._data.items()
+                    if k[0] == ns and e.value is not None and e.stamp.expires_at > now]
 
     # --- writes ---------------------------------------------------------------------------
 
-    def put_many(self, ns: str, entries: Iterable[Entry]) -> int:
-        """Apply writes (values or tombstones) newer than what is held; how many applied."""
+    def put_many(self, ns: str, entries: Iterable[Entry],
+                 evicted: list[tuple[str, str]] | None = None) -> int:
+        """Apply writes (values or tombstones) newer than what is held; how many applied.
+        `evicted` (if given) gets the `(agent, task)` of the values of `ns` evicted meanwhile."""
         now = self._clock()
         with self._lock:
-            return sum(self._apply(ns, entry, now) for entry in entries)
+            self._evicted = [] if evicted is not None else None
+            try:
+                return sum(self._apply(ns, entry, now) for entry in entries)
+            finally:
+                if evicted is not None and self._evicted is not None:
+                    evicted.extend((k[1], k[2]) for k in self._evicted if k[0] == ns)
+                self._evicted = None
 
     def _apply(self, ns: str, entry: Entry, now: float) -> bool:
         if entry.stamp.expires_at <= now:
             return False
         floor = self._floors.get((ns, entry.agent))
         if floor is not None and not entry.stamp.newer_than(floor):
+            return False
+        if self._scope_floors and self._under_scope_floor(ns, entry.agent, entry.stamp):
             return False
         key = (ns, entry.agent, entry.task)
         held = self._data.get(key)
@@ -156,21 +229,50 @@ class CacheShard:
         self._store(key, entry, now)
         return True
 
+    def _under_scope_floor(self, ns: str, agent: str, stamp: Stamp) -> bool:
+        end = agent.find(SCOPE_SEPARATOR)
+        while end >= 0:
+            floor = self._scope_floors.get((ns, agent[: end + 1]))
+            if floor is not None and not stamp.newer_than(floor):
+                return True
+            end = agent.find(SCOPE_SEPARATOR, end + 1)
+        return False
+
     def _store(self, key: Key, entry: Entry, now: float) -> None:
-        if len(self._data) >= self.max_entries and now >= self._next_purge:
+        full = len(self._data) >= self.max_entries
+        order = self._ns_order.get(key[0])
+        if order is not None:
+            full = full or len(order) >= self.namespace_max[key[0]]
+        if full and now >= self._next_purge:
             self._next_purge = now + PURGE_EVERY_S
             self._purge(now)
+        while order is not None and len(order) >= self.namespace_max[key[0]]:
+            self._evict(next(iter(order)))
         while len(self._data) >= self.max_entries:
-            oldest = next(iter(self._data))
-            self._evictions += self._data[oldest].value is not None
-            self._remove(oldest)
+            self._evict(next(iter(self._data)))
         self._data[key] = entry
+        if order is not None:
+            order[key] = None
         self._tasks.setdefault(key[:2], set()).add(key[2])
         self._tombstones += entry.value is None
+        if entry.value is not None and key[0] in VECTOR_NAMESPACES:
+            self._vectors.add(key, entry.value)
+
+    def _evict(self, key: Key) -> None:
+        if self._data[key].value is not None:
+            self._evictions += 1
+            if self._evicted is not None:
+                self._evicted.append(key)
+        self._remove(key)
 
     def _remove(self, key: Key) -> None:
         entry = self._data.pop(key)
         self._tombstones -= entry.value is None
+        order = self._ns_order.get(key[0])
+        if order is not None:
+            del order[key]
+        if key[0] in VECTOR_NAMESPACES:
+            self._vectors.remove(key)
         tasks = self._tasks[key[:2]]
         tasks.discard(key[2])
         if not tasks:
@@ -181,8 +283,9 @@ class CacheShard:
         for key in dead:
             self._expirations += self._data[key].value is not None
             self._remove(key)
-        for agent_key in [k for k, s in self._floors.items() if s.expires_at <= now]:
-            del self._floors[agent_key]
+        for floors in (self._floors, self._scope_floors):
+            for floor_key in [k for k, s in floors.items() if s.expires_at <= now]:
+                del floors[floor_key]
 
     def invalidate(self, ns: str, agent: str, task: str, stamp: Stamp) -> bool:
         """Leave a tombstone for `(agent, task)`; whether a live value was there."""
@@ -211,32 +314,64 @@ class CacheShard:
                     self._remove(key)
             return removed
 
+    def invalidate_scope(self, ns: str, scope: str, stamp: Stamp) -> list[tuple[str, str]]:
+        """Drop every value older than `stamp` of every agent whose name starts with `scope`
+        (a scope ends with `SCOPE_SEPARATOR`) and refuse older ones from now on (until
+        `stamp.expires_at`); the `(agent, task)` of the live values dropped."""
+        if not scope.endswith(SCOPE_SEPARATOR):
+            raise ValueError(f"a scope ends with {SCOPE_SEPARATOR!r}: {scope!r}")
+        now = self._clock()
+        with self._lock:
+            floor = self._scope_floors.get((ns, scope))
+            if floor is None or stamp.newer_than(floor):
+                self._scope_floors[(ns, scope)] = stamp
+            dropped = []
+            agents = [a for (n, a) in self._tasks if n == ns and a.startswith(scope)]
+            for agent in agents:
+                for task in sorted(self._tasks.get((ns, agent), ())):
+                    key = (ns, agent, task)
+                    held = self._data[key]
+                    if stamp.newer_than(held.stamp):
+                        if held.value is not None and held.stamp.expires_at > now:
+                            dropped.append((agent, task))
+                        self._remove(key)
+            return dropped
+
     def clear(self) -> int:
         """Drop every record and floor (an operator's reset); how many live values went."""
         with self._lock:
             values = len(self._data) - self._tombstones
             self._data.clear()
+            for order in self._ns_order.values():
+                order.clear()
+            self._vectors.clear()
             self._tasks.clear()
             self._floors.clear()
+            self._scope_floors.clear()
             self._tombstones = 0
             return values
 
     # --- replicas -------------------------------------------------------------------------
 
-    def dump_for(self, shard: str, placement: Placement) -> tuple[list[tuple[str, Entry]],
-                                                                   list[tuple[str, str, Stamp]]]:
-        """Every record (values, tombstones) and floor whose agent `shard` is a replica of."""
+    def dump_for(self, shard: str, placement: Placement) -> Dump:
+        """Every record (values, tombstones) and floor whose agent `shard` is a replica of,
+        and every scope floor (a scope spans agents of every shard)."""
         now = self._clock()
         with self._lock:
             entries = [(key[0], e) for key, e in self._data.items()
                        if e.stamp.expires_at > now and placement.holds(shard, e.agent)]
             floors = [(ns, agent, s) for (ns, agent), s in self._floors.items()
                       if s.expires_at > now and placement.holds(shard, agent)]
-        return entries, floors
+            scopes = [(ns, scope, s) for (ns, scope), s in self._scope_floors.items()
+                      if s.expires_at > now]
+        return entries, floors, scopes
 
     def load(self, entries: Iterable[tuple[str, Entry]],
-             floors: Iterable[tuple[str, str, Stamp]] = ()) -> int:
+             floors: Iterable[tuple[str, str, Stamp]] = (),
+             scope_floors: Iterable[tuple[str, str, Stamp]] = ()) -> int:
         """Merge records from a replica (last writer wins); how many were applied."""
+        for ns, scope, stamp in scope_floors:
+            self.invalidate_scope(ns, scope, stamp)
         for ns, agent, stamp in floors:
             self.invalidate_agent(ns, agent, stamp)
         now = self._clock()
@@ -270,88 +405,7 @@ class CacheShard:
 
     def _dispatch(self, op: list[Any]) -> Any:
         name, args = op[0], op[1:]
-        handler = _HANDLERS.get(name)
+        handler = HANDLERS.get(name)
         if handler is None:
             raise WireError("request", f"unknown op {name!r}")
         return handler(self, args)
-
-
-def _op_get(shard: CacheShard, args: list[Any]) -> Any:
-    ns, keys = as_list(args, "get", 2)
-    pairs = [tuple(as_str(p, "key") for p in as_list(k, "key", 2)) for k in as_list(keys, "keys")]
-    found = shard.get_many(as_namespace(ns), pairs)  # type: ignore[arg-type]
-    return [e.to_list() if e is not None else None for e in found]
-
-
-def _op_agents(shard: CacheShard, args: list[Any]) -> Any:
-    ns, agents = as_list(args, "agents", 2)
-    names = [as_str(a, "agent") for a in as_list(agents, "agents")]
-    return [[e.to_list() for e in live] for live in shard.get_agents(as_namespace(ns), names)]
-
-
-def _op_put(shard: CacheShard, args: list[Any]) -> Any:
-    ns, entries = as_list(args, "put", 2)
-    return shard.put_many(as_namespace(ns), entries_from(entries))
-
-
-def _op_invalidate(shard: CacheShard, args: list[Any]) -> Any:
-    ns, agent, task, stamp = as_list(args, "invalidate", 4)
-    return shard.invalidate(as_namespace(ns), as_str(agent, "agent"), as_str(task, "task"),
-                            stamp_from(stamp))
-
-
-def _op_invalidate_agent(shard: CacheShard, args: list[Any]) -> Any:
-    ns, agent, stamp = as_list(args, "invalidate_agent", 3)
-    return shard.invalidate_agent(as_namespace(ns), as_str(agent, "agent"), stamp_from(stamp))
-
-
-def _op_stats(shard: CacheShard, args: list[Any]) -> Any:
-    as_list(args, "stats", 0)
-    return shard.stats().to_list()
-
-
-def _op_dump(shard: CacheShard, args: list[Any]) -> Any:
-    target, topology = as_list(args, "dump", 2)
-    try:
-        placement = Placement(Topology.from_list(topology))
-    except (ValueError, TypeError) as err:
-        raise WireError("topology", str(err)) from None
-    entries, floors = shard.dump_for(as_str(target, "shard"), placement)
-    return [[[ns, e.to_list()] for ns, e in entries],
-            [[ns, agent, s.to_list()] for ns, agent, s in floors]]
-
-
-def _op_clear(shard: CacheShard, args: list[Any]) -> Any:
-    as_list(args, "clear", 0)
-    return shard.clear()
-
-
-def _op_ping(shard: CacheShard, args: list[Any]) -> Any:
-    return shard.name
-
-
-_HANDLERS: dict[str, Callable[[CacheShard, list[Any]], Any]] = {
-    "get": _op_get,
-    "agents": _op_agents,
-    "put": _op_put,
-    "invalidate": _op_invalidate,
-    "invalidate_agent": _op_invalidate_agent,
-    "stats": _op_stats,
-    "dump": _op_dump,
-    "ping": _op_ping,
-    "clear": _op_clear,
-}
-
-
-def parse_dump(value: Any) -> tuple[list[tuple[str, Entry]], list[tuple[str, str, Stamp]]]:
-    """The records and floors of a `dump` result; raises `WireError` if malformed."""
-    entries, floors = as_list(value, "dump", 2)
-    records = []
-    for item in as_list(entries, "dump entries"):
-        ns, entry = as_list(item, "dump entry", 2)
-        records.append((as_namespace(ns), entries_from([entry])[0]))
-    out_floors = []
-    for item in as_list(floors, "dump floors"):
-        ns, agent, stamp = as_list(item, "floor", 3)
-        out_floors.append((as_namespace(ns), as_str(agent, "agent"), stamp_from(stamp)))
-    return records, out_floors

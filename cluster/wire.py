@@ -14,10 +14,25 @@ Ops (`ns` is a namespace, one of `NAMESPACES`):
     ["invalidate_agent", ns, agent, stamp]     -> how many live values were removed
     ["stats"]                                  -> [name, entries, hits, misses, evictions,
                                                    expirations, tombstones]
-    ["dump", shard, topology]                  -> [[ns, entry], ...] + floors: what `shard`
-                                                   should hold (rehydration)
+    ["dump", shard, topology]                  -> [[ns, entry], ...] + floors + scope
+                                                   floors: what `shard` should hold
+                                                   (rehydration)
     ["ping"]                                   -> the shard's name
     ["clear"]                                  -> how many live values were dropped
+
+and, for the vector namespace `l2` (values as in `cluster.vectors`) and scoped agents:
+
+    ["nearest", ns, agent, task or nil, model_id, vector, k]
+                                               -> [entry or nil, [[entry, cosine], ...]]:
+                                                  the live value of (agent, task), else up
+                                                  to k of agent's values of model_id nearest
+                                                  to vector (float32 bytes)
+    ["put_evicted", ns, [entry, ...]]          -> [number applied, [[agent, task], ...]
+                                                  evicted from ns meanwhile]
+    ["touch", ns, [[agent, task], ...]]        -> how many were live (marked just used)
+    ["keys", ns]                               -> [xxh3_64 of "agent NUL task", ...] live
+    ["invalidate_scope", ns, scope, stamp]     -> [[agent, task], ...] live values removed
+                                                  from every agent starting with scope
 
 An entry is `[agent, task, version, writer, expires_at, value]`: `version` (int, writer's
 wall clock in ns) and `writer` order writes (last writer wins; ties by writer id);
@@ -45,6 +60,8 @@ NAMESPACES = ("l1", "outcomes", "l2", "l3")
 and contextual caches (accepted and stored like the others)."""
 
 OK, FAILED = 0, 1
+SCOPE_SEPARATOR = "\x1f"
+"""Separates the scopes of an agent's name (`invalidate_scope` removes a scope's agents)."""
 
 
 @dataclass(frozen=True, slots=True)

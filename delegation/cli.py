@@ -85,7 +85,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         # with --json, stdout holds exactly one JSON document: what the plan prints goes to
         # stderr
         runtime = Runtime(config, environ=os.environ, plans=shared.plans,
-                          learner=shared.learner, library=shared.library, warn=_warn,
+                          learner=shared.learner, library=shared.library,
+                          l2_store=shared.l2_store, l3=shared.l3, warn=_warn,
                           out=sys.stderr if args.json else None)
         try:
             value = runtime.run(source).value

@@ -68,15 +68,18 @@ class Command:
 class SharedState:
     """What a connection to a fleet gives a runtime (`delegation run --cluster ADDR`).
 
-    `plans` (a `PlanStore`), `learner` and `library` replace the runtime's local ones when
-    not None; `warnings` are printed once (one line each); `report(runtime)` is called once
-    after the run (the fleet's metrics: decisions, cache tiers, breakers); `close` flushes
-    and disconnects.
+    `plans` (a `PlanStore`), `learner`, `library`, `l2_store` (an `L2Store` the fleet shares:
+    `shared = True`, so sensitive answers never go there) and `l3` (a `ContextualCache` that
+    learns with the fleet) replace the runtime's local ones when not None; `warnings` are
+    printed once (one line each); `report(runtime)` is called once after the run (the fleet's
+    metrics: decisions, cache tiers, breakers); `close` flushes and disconnects.
     """
 
     plans: Any = None
     learner: Any = None
     library: Any = None
+    l2_store: Any = None
+    l3: Any = None
     warnings: list[str] = field(default_factory=list)
     close: Callable[[], None] = lambda: None
     report: Callable[[Any], None] = lambda runtime: None

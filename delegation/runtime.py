@@ -66,6 +66,7 @@ from storage.signing import store_key_path
 
 if TYPE_CHECKING:
     from delegation.l2.cache import SemanticCache
+    from delegation.l2.store import L2Store
 
 PLANS_FILE = "l1-plans.msgpack"
 OUTCOMES_FILE = "outcomes.msgpack"
@@ -109,6 +110,10 @@ class Runtime:
         registry: the providers to share (default: built from the config and `environ`).
         library: the L4 code library to share (default: opened from `l4_index` or the
             configured store; ignored when L4 is disabled).
+        l2_store: where L2 keeps its entries (default: an in-process store restored from
+            the state directory and saved back); ignored when L2 is disabled.
+        l3: the contextual cache to share (default: a local one, restored and saved like
+            the plans); ignored when L3 is disabled.
         warn: called with each warning line (a state file set aside, L4 down, ...); they
             are also kept in `warnings`.
         read_only: write nothing (no state saved, no store or key created): for commands
@@ -125,7 +130,8 @@ class Runtime:
                  timer: Callable[[], float] = time.perf_counter,
                  l4_index: Any = None, plans: PlanStore | None = None,
                  learner: Learner | None = None, registry: ProviderRegistry | None = None,
-                 library: CodeLibrary | None = None,
+                 library: CodeLibrary | None = None, l2_store: L2Store | None = None,
+                 l3: ContextualCache | None = None,
                  warn: Callable[[str], None] | None = None, read_only: bool = False) -> None:
         self.config = config or default_config()
         cfg = self.config
@@ -145,9 +151,12 @@ class Runtime:
             self.plans_restored = report.restored if report is not None else 0
         if self._owns_learner:
             self._restore(self.learner.load, cfg.state_dir / OUTCOMES_FILE)
-        self.l3 = ContextualCache(cfg.l3, timer=monotonic) if cfg.l3.enabled else None
-        if self.l3 is not None:
+        self._owns_l3 = l3 is None
+        self.l3 = (l3 if l3 is not None else ContextualCache(cfg.l3, timer=monotonic)
+                   ) if cfg.l3.enabled else None
+        if self.l3 is not None and self._owns_l3:
             self._restore(self.l3.load, cfg.state_dir / CONTEXTS_FILE)
+        self._l2_store = l2_store
         self.l2 = ModelResults(cfg, self.learner, self._make_l2_cache, warn=self.warn,
                                timer=timer) if cfg.l2.enabled else None
         self._monotonic, self._clock = monotonic, clock
@@ -212,10 +221,15 @@ class Runtime:
         except CacheStateError as err:
             self.warn(f"{err}; L2 uses the shipped default calibration this run")
             book = CalibrationBook()
-        store = LocalL2Store(self.config.l2.max_entries, self.config.l2.ttl_s,
-                             timer=self._monotonic, exact_max=self.config.l2.exact_index_max)
-        self._restore(lambda path: load_store(store, path, wall_clock=self._clock),
-                      self.config.state_dir / L2_ENTRIES_FILE)
+        store: L2Store
+        if self._l2_store is not None:
+            store = self._l2_store  # the caller's (a fleet's): restored and kept by it
+        else:
+            store = local = LocalL2Store(self.config.l2.max_entries, self.config.l2.ttl_s,
+                                         timer=self._monotonic,
+                                         exact_max=self.config.l2.exact_index_max)
+            self._restore(lambda path: load_store(local, path, wall_clock=self._clock),
+                          self.config.state_dir / L2_ENTRIES_FILE)
         return SemanticCache(self.config.l2, make_embedder(self.config.l2.model), store=store,
                              book=book, wall_clock=self._clock)
 
@@ -226,7 +240,7 @@ class Runtime:
 
         if cache.book.namespaces():
             cache.book.save()
-        if isinstance(cache.store, LocalL2Store):
+        if isinstance(cache.store, LocalL2Store) and self._l2_store is None:
             save_store(cache.store, self.config.state_dir / L2_ENTRIES_FILE)
 
     def _open_library(self, index: Any) -> CodeLibrary | None:
@@ -420,7 +434,7 @@ class Runtime:
                 self.plans.save(state / PLANS_FILE)
             if self._owns_learner:
                 self.learner.save(state / OUTCOMES_FILE)
-            if self.l3 is not None:
+            if self.l3 is not None and self._owns_l3:
                 self.l3.save(state / CONTEXTS_FILE)
             cache = self.l2.cache if self.l2 is not None else None
             if cache is not None:

@@ -126,28 +126,31 @@ class SemanticCache:
             return self._miss(ns, None, None, "sensitive call: never looked up in a shared tier")
         split = split_call(call)
         normalized = [normalize(t) for t in split.texts]
-        exact = self.store.get_exact(split.bucket, texts_key(normalized))
-        if exact is not None:
+        effective = self.book.effective(ns, self.embedder) if len(split.texts) == 1 else None
+        semantic = effective is not None and effective.threshold is not None
+        text = split.texts[0] if semantic else ""
+        found = self.store.find(split.bucket, texts_key(normalized), self.embedder.model_id,
+                                (lambda: self._embed(text)) if semantic else None,
+                                self.config.candidates)
+        if found.exact is not None:
             self._count("exact_hits")
-            return L2Lookup(True, exact.value, "exact", None, None, False, ns,
+            return L2Lookup(True, found.exact.value, "exact", None, None, False, ns,
                             "L2 exact hit (same input after normalisation)")
-        if len(split.texts) != 1:
+        if effective is None:
             why = "no free-text argument" if not split.texts else "several free-text arguments"
             return self._miss(ns, None, None, f"L2 miss ({why}: exact match only)")
-        effective = self.book.effective(ns, self.embedder)
         if effective.threshold is None:
             return self._miss(ns, None, None, f"L2 miss; semantic off: {_off(effective)}")
-        return self._semantic(split, effective)
+        return self._semantic(split, effective, found.nearest)
 
-    def _semantic(self, split: SplitCall, effective: Effective) -> L2Lookup:
+    def _semantic(self, split: SplitCall, effective: Effective,
+                  candidates: list[tuple[L2Entry, float]]) -> L2Lookup:
         ns, threshold = split.bucket.namespace, effective.threshold
         assert threshold is not None
         query_text = split.texts[0]
-        query = self._embed(query_text)
+        query = self._embed(query_text)  # memoized: the store's `find` embedded it already
         mine = features(query_text)
         best: tuple[float, str] | None = None
-        candidates = self.store.nearest(split.bucket, self.embedder.model_id, query,
-                                        self.config.candidates)
         for entry, _ in candidates:
             assert entry.vector is not None
             similarity = cosine(entry.vector, query)

@@ -2,9 +2,10 @@
 
 The store knows buckets, texts and vectors, not meaning: the `SemanticCache` in front of it
 embeds, guards and applies the calibrated threshold. A store is the part a fleet replaces:
-a sharded implementation (entries on the cluster's `l2` shards, one round trip per semantic
-lookup) implements the same protocol and runs the same conformance suite,
-`delegation.l2.testing.L2StoreTests`.
+a sharded implementation (entries on the cluster's `l2` shards) implements the same protocol
+and runs the same conformance suite, `delegation.l2.testing.L2StoreTests`. The cache asks a
+store once per lookup (`find`: the exact entry, else the nearest ones), so a store whose
+entries are a round trip away answers a lookup in one.
 
 `LocalL2Store` keeps entries in memory with a TTL on an injected monotonic timer and a bound
 on their number (least recently used first). Its vectors sit in one `AdaptiveIndex` per
@@ -54,6 +55,18 @@ class L2Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class L2Found:
+    """What `L2Store.find` found: the exact entry, or (without one) the nearest entries
+    with their exact cosines, most similar first."""
+
+    exact: L2Entry | None
+    nearest: list[tuple[L2Entry, float]]
+
+
+NOTHING_FOUND = L2Found(None, [])
+
+
+@dataclass(frozen=True, slots=True)
 class StoreStats:
     """Counters of a store since it was made, and its size."""
 
@@ -82,6 +95,14 @@ class L2Store(Protocol):
                 k: int) -> list[tuple[L2Entry, float]]:
         """Up to `k` live entries of `bucket` embedded by `model_id`, with their exact cosine
         to `vector`, most similar first (an approximate index may miss some)."""
+        ...
+
+    def find(self, bucket: BucketKey, texts_key: str, model_id: str,
+             query: Callable[[], np.ndarray] | None, k: int) -> L2Found:
+        """One lookup: the live entry with exactly these texts in `bucket`; without one, and
+        when `query` is given, `nearest(bucket, model_id, query(), k)`. `query` is called at
+        most once, and only when the store may need the vector (a store a round trip away
+        calls it before asking, so that one request answers both)."""
         ...
 
     def put(self, entry: L2Entry) -> None:
@@ -151,6 +172,13 @@ class LocalL2Store:
                 if entry is not None:
                     found.append((entry, cosine))
             return found
+
+    def find(self, bucket: BucketKey, texts_key: str, model_id: str,
+             query: Callable[[], np.ndarray] | None, k: int) -> L2Found:
+        exact = self.get_exact(bucket, texts_key)
+        if exact is not None or query is None:
+            return L2Found(exact, [])
+        return L2Found(None, self.nearest(bucket, model_id, query(), k))
 
     def _live(self, entry_id: int) -> L2Entry | None:
         entry, expires_at = self._entries[entry_id]

@@ -237,6 +237,30 @@ class L2StoreTests:
         stats = store.stats()
         assert (stats.entries, stats.puts) == (4, 4)
 
+    def test_find_answers_exact_first_then_nearest(self, store: L2Store) -> None:
+        rng = np.random.default_rng(8)
+        bucket = BucketKey("ns", "f", "d")
+        v = unit(rng, self.dimension)
+        store.put(self.entry(bucket, "stored text", "answer", v))
+        calls: list[int] = []
+
+        def query() -> np.ndarray:
+            calls.append(1)
+            return v
+
+        exact = store.find(bucket, "k:stored text", self.model, query, 4)
+        assert exact.exact is not None and exact.exact.value == "answer" and exact.nearest == []
+        near = store.find(bucket, "k:other text", self.model, query, 4)
+        assert near.exact is None
+        assert [(e.value, round(s, 5)) for e, s in near.nearest] == [("answer", 1.0)]
+        assert len(calls) <= 2  # at most once per find
+        assert store.find(bucket, "k:other text", "another-model", query, 4).nearest == []
+        exact_only = store.find(bucket, "k:other text", self.model, None, 4)
+        assert (exact_only.exact, exact_only.nearest) == (None, [])
+        other = store.find(BucketKey("ns", "f", "elsewhere"), "k:stored text", self.model,
+                           query, 4)
+        assert (other.exact, other.nearest) == (None, [])
+
     def test_many_vectors_still_find_exact_duplicates(self, clock: FakeClock) -> None:
         store = self.make_store(5000, 60.0, clock)
         rng = np.random.default_rng(7)

@@ -105,8 +105,7 @@ class ContextualCache:
             return L3Decision(None, fp, False, None, "L3: no target allowed")
         with self._lock:
             table = self._table((function, fp), create=False)
-            arms = {t: Arm(a.weight, a.reward, a.calls)
-                    for t, a in (table.arms.items() if table else ())}
+            arms = self._weighed((function, fp), table)
         for target in allowed:
             if target not in arms or arms[target].weight <= 0:
                 return L3Decision(target, fp, True, None,
@@ -155,6 +154,12 @@ class ContextualCache:
             arm.reward += reward
             arm.calls += 1
 
+    def _weighed(self, key: Key, table: Table | None) -> dict[ExecTarget, Arm]:
+        """(Under the lock.) The arms `decide` weighs for `key`: a copy of this cache's table
+        (a fleet's cache adds what the other nodes learned in the same context)."""
+        return {t: Arm(a.weight, a.reward, a.calls)
+                for t, a in (table.arms.items() if table else ())}
+
     def _table(self, key: Key, *, create: bool) -> Table | None:
         now = self._timer()
         table = self._tables.get(key)
@@ -174,11 +179,10 @@ class ContextualCache:
     # --- inspection and invalidation ----------------------------------------------------
 
     def arms(self, function: str, context: Context) -> dict[ExecTarget, Arm]:
-        """A copy of the table of `function` in `context` (empty when there is none)."""
+        """The arms `decide` weighs for `function` in `context` (empty when there are none)."""
+        key = (function, context.fingerprint)
         with self._lock:
-            table = self._tables.get((function, context.fingerprint))
-            return {t: Arm(a.weight, a.reward, a.calls)
-                    for t, a in (table.arms.items() if table else ())}
+            return self._weighed(key, self._tables.get(key))
 
     def invalidate_function(self, function: str) -> int:
         """Forget every context's table of `function`; return how many."""

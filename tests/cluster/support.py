@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from cluster.client import InProcessTransport, ShardClient
 from cluster.errors import ClusterError, ShardUnavailable
+from cluster.l2store import ShardedL2Store
 from cluster.learner import SharedLearner
 from cluster.planstore import ShardedPlanStore
 from cluster.shard import CacheShard
 from cluster.topology import ShardInfo, Topology
-from delegation.testing import FakeClock
 
 WALL = 1_700_000_000.0  # the wall clock of PlanStoreTests' plans
 
@@ -46,14 +46,15 @@ class ControlledTransport:
 class LocalFleet:
     """`n` in-process shards sharing one wall clock derived from a `FakeClock`."""
 
-    def __init__(self, clock: FakeClock, n: int = 3, replication: int = 2,
-                 wall_start: float = WALL) -> None:
+    def __init__(self, clock: Callable[[], float], n: int = 3, replication: int = 2,
+                 wall_start: float = WALL, namespace_max: Mapping[str, int] | None = None
+                 ) -> None:
         self.clock = clock
-        origin = clock.now
-        self.wall = lambda: wall_start + (clock.now - origin)
+        origin = clock()
+        self.wall = lambda: wall_start + (clock() - origin)
         self.topology = Topology("test", tuple(ShardInfo(f"s{i}") for i in range(n)),
                                  replication)
-        self.shards = {s.name: CacheShard(s.name, clock=self.wall)
+        self.shards = {s.name: CacheShard(s.name, clock=self.wall, namespace_max=namespace_max)
                        for s in self.topology.shards}
         self.transport = ControlledTransport(self.shards)
 
@@ -66,6 +67,13 @@ class LocalFleet:
         return ShardedPlanStore(self.client(), timer=self.clock, wall_clock=self.wall,
                                 learner=learner, background=background,
                                 **options)  # type: ignore[arg-type]
+
+    def l2_store(self, **options: object) -> ShardedL2Store:
+        """A sharded L2 store on these shards (no flush thread unless asked)."""
+        options.setdefault("ttl_s", 60.0)
+        options.setdefault("background", False)
+        return ShardedL2Store(self.client(), timer=self.clock, wall_clock=self.wall,
+                              **options)  # type: ignore[arg-type]
 
     def holders(self, ns: str, agent: str, task: str) -> list[str]:
         """The shards whose own table holds a live value for the key (read directly)."""

@@ -1,7 +1,8 @@
 """The fleet end to end: `delegation serve` as a subprocess, then `delegation run --cluster`
 processes with separate state directories and keys, sharing L4 in S3 (moto's server on
 127.0.0.1). The second node is decided by plans the first stored and loads the first's
-published code; `cache stats` and the metrics endpoint see the fleet."""
+published code, and is served by the first's model answers (L2) and decided by what it learned
+per context (L3); `cache stats` and the metrics endpoint see the fleet."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from storage.signing import public_key_hex, save_private_key
 from storage.testservers import MotoServer, free_port
 from tests.cluster.processes import ServeProcess, delegation
+from tests.delegation.l2.test_integration import faq_models
 
 NAMESPACE = "fleet-e2e"
 BUCKET = "fleet"
@@ -114,6 +116,30 @@ def test_the_second_node_starts_warm_from_the_first(two_runs: tuple[dict, dict])
     assert a_fn["origin"] == "compiled+published" and a_fn["detail"].startswith(f"s3://{BUCKET}/")
     assert (b_fn["name"], b_fn["origin"]) == ("word-count", "l4")  # signed by node A
     assert b_fn["source_hash"] == a_fn["source_hash"]
+
+
+def test_model_answers_and_context_tables_are_shared_by_the_fleet(fleet: Fleet) -> None:
+    program = fleet.home / "caches.rtfs"
+    program.write_text('[(call :answer "How do I reset my password?")'
+                       ' (call :answer "how can I reset my password")]')
+    config = fleet.home / "caches.toml"
+    config.write_text(faq_models(fleet.home) + '[delegation.context]\ntenant = "acme"\n'
+                      '[delegation.l2]\nlocal_min_latency_ms = 0\n'
+                      f'[delegation.cluster]\nnamespace = "{NAMESPACE}"\n')
+    runs = []
+    for state in ("caches-a", "caches-b"):
+        done = delegation("run", str(program), "--cluster", fleet.address, "--config",
+                          str(config), "--state-dir", str(fleet.home / state), "--json",
+                          env=fleet.env)
+        assert done.returncode == 0, done.stderr
+        runs.append(json.loads(done.stdout))
+    a, b = runs
+    assert [c["l2"] for c in a["calls"]] == ["stored", "stored"]
+    assert all("untried here" in c["reason"] for c in a["calls"])
+    assert [c["layer"] for c in b["calls"]] == ["l3-context", "l3-context"]
+    assert all("mean reward" in c["reason"] for c in b["calls"])  # node a's tables
+    assert [c["l2"] for c in b["calls"]] == ["semantic", "exact"]  # node a's answers
+    assert [c["detail"] for c in b["calls"]] == [a["calls"][1]["detail"]] * 2  # none ran
 
 
 def test_explain_shows_a_fleet_plan_as_an_l1_hit(fleet: Fleet, two_runs: tuple) -> None:

@@ -45,6 +45,9 @@ command = [{json.dumps(sys.executable)}, {json.dumps(str(home / "gate.py"))},
 timeout_s = 600
 capabilities = ["gate"]
 
+[delegation.l2]
+enabled = false  # the gate must run in the second run, not be served the first run's answer
+
 [delegation.cluster]
 namespace = "head-fault"
 """)

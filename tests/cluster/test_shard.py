@@ -111,12 +111,13 @@ def test_dump_for_a_shard_holds_exactly_the_agents_it_replicates() -> None:
     agents = [f"agent-{i}" for i in range(300)]
     shard.put_many("l1", [entry(a, "t", 1) for a in agents])
     shard.invalidate_agent("outcomes", "agent-7", Stamp(1, "w", NOW + 60))
-    records, floors = shard.dump_for("s2", placement)
+    records, floors, scopes = shard.dump_for("s2", placement)
     expected = {a for a in agents if "s2" in placement.replicas(a)}
     assert {e.agent for _, e in records} == expected
     assert 0 < len(expected) < len(agents)
     assert floors == ([("outcomes", "agent-7", Stamp(1, "w", NOW + 60))]
                       if "agent-7" in expected else [])
+    assert scopes == []
 
 
 def test_stats_round_trip() -> None:

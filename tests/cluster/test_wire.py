@@ -60,9 +60,9 @@ def test_every_op_round_trips_through_handle() -> None:
     assert [e.task for e in entries_from(agents[0])] == ["t"]
     assert (put, inv, inv_agent) == (1, True, 1)
     assert ShardStats.from_list(stats).tombstones == 1
-    records, floors = parse_dump(dump)  # s1 replicates every agent (2 shards, R = 2)
+    records, floors, scopes = parse_dump(dump)  # s1 replicates every agent (R = 2)
     assert {(e.agent, e.value) for _, e in records} == {("f", None)}
-    assert [(ns, agent) for ns, agent, _ in floors] == [("l1", "g")]
+    assert [(ns, agent) for ns, agent, _ in floors] == [("l1", "g")] and scopes == []
     assert (cleared, after) == (0, [None])  # g's value went with its floor; f's was a tombstone
 
 
