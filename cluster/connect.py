@@ -4,8 +4,8 @@
 runtime is built with (`shared_state`): the sharded plan store (near-cache in front of the
 shards), the shared learner and L3 tables (their entries travel in the plan store's batches),
 and the sharded L2 store; compiled code is shared through the configured L4 store (S3 or
-IPFS for a fleet, each node signing with its own key). It never raises for a fleet it cannot use: the
-run then proceeds on local caches, and one warning line says why.
+IPFS for a fleet, each node signing with its own key). It never raises for a fleet it cannot
+use: the run then proceeds on local caches, and one warning line says why.
 
 The runtime's Ray driver is set to outlive the head (see `cluster.raynode`): if the head dies
 mid-run, shard calls fail within their timeout, the near-cache keeps serving what it knew,
