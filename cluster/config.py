@@ -47,6 +47,9 @@ OPTIONS: Mapping[str, Option] = {
                         help="longest wait for one batch of shard calls"),
     "max_entries": Option(OptionType.INTEGER, default=200_000, minimum=1,
                           maximum=100_000_000, help="records per shard"),
+    "l2_max_entries": Option(OptionType.INTEGER, default=20_000, minimum=1,
+                             maximum=100_000_000,
+                             help="L2 answers per shard (each holds an embedding vector)"),
 }
 
 CONFIG_SECTION = ConfigSection(SECTION, OPTIONS, help="the Ray fleet (cluster/ package)")
@@ -65,6 +68,7 @@ class ClusterConfig:
     flush_rows: int = 1000
     timeout_s: float = 2.0
     max_entries: int = 200_000
+    l2_max_entries: int = 20_000
 
     @classmethod
     def from_sections(cls, sections: Mapping[str, Mapping[str, Any]]) -> ClusterConfig:

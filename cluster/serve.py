@@ -105,7 +105,9 @@ def _serve(args: argparse.Namespace, cluster: ClusterConfig, shards: int, replic
         from cluster.actors import start_fleet
 
         fleet = start_fleet(cluster.namespace, shards, replication,
-                            max_entries=cluster.max_entries)
+                            max_entries=cluster.max_entries,
+                            namespace_max={"l2": min(cluster.l2_max_entries,
+                                                     cluster.max_entries)})
         started.append(fleet.stop)
         if args.metrics_port is not None:
             server, port = _metrics(fleet, args.host, args.metrics_port, cluster.timeout_s)
