@@ -38,6 +38,7 @@ def test_the_table_is_read_with_defaults_filled_in() -> None:
     assert config == ClusterConfig(address="127.0.0.1:6379", namespace="team-a", shards=5,
                                    replication=3, near_cache_ttl_s=2.5)
     assert config.replication_for(5) == 3 and config.flush_interval_s == 0.05
+    assert config.l2_max_entries == 20_000
     default = ClusterConfig.from_sections(parse_config("", extensions=extension()).sections)
     assert default == ClusterConfig() and default.replication_for(1) == 1
     assert default.replication_for(4) == 2
@@ -52,6 +53,7 @@ def test_the_table_is_read_with_defaults_filled_in() -> None:
      "string"),
     (TABLE + "flush_interval_s = 0\n", "delegation.cluster.flush_interval_s", "> 0"),
     (TABLE + "shardz = 2\n", "delegation.cluster", "shardz"),
+    (TABLE + "l2_max_entries = 0\n", "delegation.cluster.l2_max_entries", ">= 1"),
 ])
 def test_a_bad_value_names_file_key_and_line(text: str, key: str, words: str) -> None:
     with pytest.raises(ConfigError) as caught:
