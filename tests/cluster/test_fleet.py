@@ -124,7 +124,7 @@ def test_model_answers_and_context_tables_are_shared_by_the_fleet(fleet: Fleet) 
                        ' (call :answer "how can I reset my password")]')
     config = fleet.home / "caches.toml"
     config.write_text(faq_models(fleet.home) + '[delegation.context]\ntenant = "acme"\n'
-                      '[delegation.l2]\nlocal_min_latency_ms = 0\n'
+                      '[delegation.l2]\nlocal_min_latency_ms = 0\nshadow_rate = 0\n'
                       f'[delegation.cluster]\nnamespace = "{NAMESPACE}"\n')
     runs = []
     for state in ("caches-a", "caches-b"):

@@ -22,7 +22,8 @@ from delegation.runtime import CONTEXTS_FILE, L2_ENTRIES_FILE, Runtime
 from tests.cluster.support import LocalFleet
 from tests.delegation.l2.test_integration import ENV, faq_models
 
-CACHES = '[delegation.context]\ntenant = "acme"\n[delegation.l2]\nlocal_min_latency_ms = 0\n'
+CACHES = ('[delegation.context]\ntenant = "acme"\n'
+          '[delegation.l2]\nlocal_min_latency_ms = 0\nshadow_rate = 0\n')
 PROGRAM = ('[(call :answer "How do I reset my password?")'
            ' (call :answer "how can I reset my password")]')
 

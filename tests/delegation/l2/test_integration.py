@@ -52,7 +52,7 @@ def test_l3_decides_per_context_and_l2_serves_repeats_across_runs(tmp_path: Path
     # both models are cached, even the fast one (the default caches only local calls slower
     # than 100 ms: see the next test)
     text = (faq_models(tmp_path) + '[delegation.context]\ntenant = "acme"\n'
-            '[delegation.l2]\nlocal_min_latency_ms = 0\n')
+            '[delegation.l2]\nlocal_min_latency_ms = 0\nshadow_rate = 0\n')
     program = ('[(call :answer "How do I reset my password?")'
                ' (call :answer "how can I reset my password")]')
     first = runtime(tmp_path, text).run(program)
