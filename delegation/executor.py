@@ -1,7 +1,8 @@
 """`Executor`: runs a decided call on its target.
 
 `LocalPure` in the VM (the call's own `run_local`), `LocalModel`/`RemoteModel` through the
-provider registry (arguments as a prompt, a trailing map as parameters), `L4CacheHit` by
+provider registry (arguments as a prompt, a trailing map as parameters; a provider that is a
+`delegation.federation.CallForwarder`, a peer arbiter, gets the call itself), `L4CacheHit` by
 loading verified published bytecode and binding the functions it was compiled against by
 source hash.
 """
@@ -34,9 +35,15 @@ class Executor:
         if isinstance(target, LocalPure):
             return call.run_local(), 0.0
         if isinstance(target, (LocalModel, RemoteModel)):
+            provider = self.registry.get(target)
+            forward = getattr(provider, "forward", None)  # a peer: RTFS values, no prompt
+            if forward is not None:
+                with call_deadline(call.deadline):
+                    value, cost = forward(call)
+                return value, cost
             prompt, params = prompt_of(call.args)
             with call_deadline(call.deadline):  # providers wait at most what the run has left
-                result = self.registry.get(target).infer(prompt, **params)
+                result = provider.infer(prompt, **params)
             value = result.value if result.value is not None else result.text
             return to_rtfs(value), result.cost
         if isinstance(target, L4CacheHit):
