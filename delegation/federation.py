@@ -158,10 +158,11 @@ class FederatingEngine:
         if hops.left <= 0:
             return replace(decision, reason=f"{decision.reason}; not federated: hop limit "
                                             f"reached (visited {', '.join(sorted(hops.visited))})")
-        usable, skipped = self._usable(ctx, self.federation.choose(ctx.symbol, hops))
+        choices = self.federation.choose(ctx.symbol, hops)
+        usable, skipped = self._usable(ctx, choices)
         if not usable:
-            note = f"; not federated: {skipped}" if skipped else ""
-            return replace(decision, reason=decision.reason + note) if note else decision
+            why = skipped if choices else f"no peer advertises {ctx.symbol}"
+            return replace(decision, reason=f"{decision.reason}; not federated: {why}")
         best = usable[0]
         fallback = usable[1].target if len(usable) > 1 else None
         return Decision(best.target, Layer.FEDERATION, f"{why_here}; federated to {best.why}",
