@@ -1,8 +1,9 @@
 """`delegation run FILE --cluster ADDR`: a runtime on the fleet's shared caches.
 
 `connect(config, address, environ=...)` joins the fleet and returns the shared state the
-runtime is built with: the sharded plan store (near-cache in front of the shards) and the
-shared learner; compiled code is shared through the configured L4 store (S3 or IPFS for a
+runtime is built with: the sharded plan store (near-cache in front of the shards), the
+shared learner and the federation (calls unavailable here go to the fleet's arbiters);
+compiled code is shared through the configured L4 store (S3 or IPFS for a
 fleet, each node signing with its own key). It never raises for a fleet it cannot use: the
 run then proceeds on local caches, and one warning line says why.
 
@@ -100,4 +101,12 @@ def _shared(config: Any, cluster: ClusterConfig, fleet: Any) -> SharedState:
         raynode.disconnect()
 
     return SharedState(plans=store, learner=learner, library=None, warnings=warnings,
-                       close=close, report=report)
+                       close=close, report=report, federation=_federation(config))
+
+
+def _federation(config: Any) -> Any:
+    """Calls this node cannot serve go to the fleet's arbiters (`cluster.federation`)."""
+    from cluster.actors import peer_transport
+    from cluster.federation import Federation
+
+    return Federation.for_config(config, peer_transport())

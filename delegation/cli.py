@@ -86,7 +86,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         # stderr
         runtime = Runtime(config, environ=os.environ, plans=shared.plans,
                           learner=shared.learner, library=shared.library, warn=_warn,
-                          out=sys.stderr if args.json else None)
+                          out=sys.stderr if args.json else None,
+                          federation=shared.federation)
         try:
             value = runtime.run(source).value
         except (RtfsError, DelegationError, StorageError) as err:

@@ -69,14 +69,16 @@ class SharedState:
     """What a connection to a fleet gives a runtime (`delegation run --cluster ADDR`).
 
     `plans` (a `PlanStore`), `learner` and `library` replace the runtime's local ones when
-    not None; `warnings` are printed once (one line each); `report(runtime)` is called once
-    after the run (the fleet's metrics: decisions, cache tiers, breakers); `close` flushes
-    and disconnects.
+    not None; `federation` (a `delegation.federation.Federation`) lets calls that cannot run
+    here go to the fleet's arbiters; `warnings` are printed once (one line each);
+    `report(runtime)` is called once after the run (the fleet's metrics: decisions, cache
+    tiers, breakers); `close` flushes and disconnects.
     """
 
     plans: Any = None
     learner: Any = None
     library: Any = None
+    federation: Any = None
     warnings: list[str] = field(default_factory=list)
     close: Callable[[], None] = lambda: None
     report: Callable[[Any], None] = lambda runtime: None
