@@ -361,13 +361,12 @@ class ArbiterActor:
             lambda config: _fleet_stores(config, spec.namespace))
         self._stop = threading.Event()
         self._directory: Any = None
+        self._advertise()  # listed by the time it answers its first call (start_arbiter)
         threading.Thread(target=self._heartbeat, name="arbiter-heartbeat", daemon=True).start()
 
     def _heartbeat(self) -> None:
-        while True:
+        while not self._stop.wait(self.arbiter.heartbeat_s):
             self._advertise()
-            if self._stop.wait(self.arbiter.heartbeat_s):
-                return
 
     def _advertise(self) -> None:
         try:
