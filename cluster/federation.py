@@ -186,6 +186,10 @@ class Federation:
                     max_hops=self.max_hops, origin=self.me, timer=self._timer)
             return found
 
+    def is_peer(self, target: ExecTarget | None) -> bool:
+        return isinstance(target, RemoteModel) and (
+            peer_name(target.id) is not None or target.id in self.declared.values())
+
     def _target(self, arbiter: str) -> RemoteModel:
         declared = self.declared.get(arbiter)
         return RemoteModel(declared) if declared is not None else peer_target(arbiter)

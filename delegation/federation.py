@@ -8,7 +8,9 @@
   provider, an open circuit, a missing model), never one security *refused*, is sent to a
   peer; the peer's target is a `RemoteModel`, so the security context is checked again on it
   (sensitive calls never federate, the allow-lists, the security level). A federated decision
-  is decided by `Layer.FEDERATION`, which is never cached as an L1 plan.
+  is decided by `Layer.FEDERATION`, which is never cached as an L1 plan; federated outcomes
+  feed the learner and breakers, and a peer the learner would suggest is chosen afresh by
+  the federation instead (so no plan ever names one because of them).
 - `Hops` travels with a forwarded call: how many more hops it may take and the arbiters it
   has visited, so that no call loops. An arbiter serving a peer call sets it with `forwarded`
   for the call's duration; the engine and the peer providers read it.
@@ -91,6 +93,10 @@ class Federation(Protocol):
         is also a `CallForwarder`), or None when `target` is not one of its peers."""
         ...
 
+    def is_peer(self, target: ExecTarget | None) -> bool:
+        """Whether `target` is a peer arbiter (discovered, or a declared peer provider)."""
+        ...
+
 
 @runtime_checkable
 class CallForwarder(Protocol):
@@ -147,6 +153,11 @@ class FederatingEngine:
     def decide(self, ctx: CallContext) -> Decision:
         decision = self.inner.decide(ctx)
         why_here = _cannot_run_here(ctx, decision)
+        if why_here is None and decision.layer is Layer.LEARNED and self.federation.is_peer(
+                decision.target):
+            # Outcomes of federated calls teach the learner, but which peer serves a call
+            # is chosen afresh each time (a learned peer would be cached as an L1 plan).
+            why_here = f"nothing on this node provides {ctx.symbol}"
         if why_here is None:
             return decision
         # Asked before any peer is looked up: a call that may not leave this node costs the

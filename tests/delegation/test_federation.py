@@ -73,6 +73,9 @@ class Peers:
         name = peer_name(target.id) if isinstance(target, RemoteModel) else None
         return self.peers.get(name) if name is not None else None
 
+    def is_peer(self, target: ExecTarget | None) -> bool:
+        return isinstance(target, RemoteModel) and peer_name(target.id) in self.peers
+
     def received(self) -> int:
         return sum(len(p.calls) for p in self.peers.values())
 
@@ -100,6 +103,17 @@ def test_a_capability_nothing_here_provides_runs_on_the_peer_and_is_not_cached(
     assert rt.plans.get("x", rt.contexts.build(forwarded_call).task) is None  # never a plan
     records = rt.learner.records("x")
     assert records[peer_target("b")].successes == 1  # the outcome feeds the learner
+
+
+def test_learned_outcomes_never_turn_a_peer_into_a_plan(tmp_path: Path) -> None:
+    peers = Peers({"b": {"x"}, "c": {"x"}})
+    rt = runtime(tmp_path, ALLOW_B, peers)
+    for _ in range(6):  # past the learner's min_calls: it would suggest a peer now
+        rt.run('(call :x "hi")')
+        (call,) = rt.last_calls
+        assert (call.layer, call.cache) == ("federation", "-"), call.reason
+    assert rt.learner.best("x") is not None  # the outcomes were learned all the same
+    assert rt.plans.stats().puts == 0
 
 
 def test_an_unavailable_local_model_federates(tmp_path: Path) -> None:
