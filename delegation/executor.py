@@ -57,7 +57,10 @@ class Executor:
         code = self.library.decode(found.record.blob_id, found.data)
         vm = self._vm()
         self._bind_dependencies(code, vm, depth=0)
-        return vm.call(Closure(code, (), code.name), list(call.args), route=False)
+        # The call's deadline stops published code too (inside a run the VM's own applies;
+        # a call routed from outside one, such as a peer's, brings it here).
+        return vm.call(Closure(code, (), code.name), list(call.args), route=False,
+                       deadline=call.deadline)
 
     def _bind_dependencies(self, code: Any, vm: Any, depth: int) -> None:
         """Define, by source hash, the functions published code was compiled against."""

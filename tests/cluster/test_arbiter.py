@@ -216,6 +216,21 @@ def test_a_call_whose_deadline_passed_on_the_way_is_a_timeout(tmp_path: Path) ->
     assert b.stats.received == 0
 
 
+def test_the_step_a_peer_runs_stops_at_the_callers_deadline(tmp_path: Path) -> None:
+    fleet = PeerFleet(tmp_path)
+    b = fleet.arbiter("b", X_MODEL)
+    # published to b's L4 under its name; (spin n) runs n x 100k steps (300: half a minute
+    # here, if nothing stopped it)
+    b.base.run("(defn spin [n] (reduce + (map (fn [i] (reduce + (range 100000))) (range n))))")
+    b._monotonic = time.monotonic  # a real clock: the VM must stop the loop at the deadline
+    reply = decode_reply(b.handle(encode_request(PeerRequest(
+        "spin", CallKind.FUNCTION, (300,), EMPTY_MAP, Hops(1), 0.3, "test"))))
+    assert (reply.ok, reply.why) == (False, "timeout") and "DeadlineExceeded" in reply.message
+    small = decode_reply(b.handle(encode_request(PeerRequest(
+        "spin", CallKind.FUNCTION, (2,), EMPTY_MAP, Hops(1), 60.0, "test"))))
+    assert small.ok and small.value == 2 * sum(range(100000)) and small.layer == "l4"
+
+
 def test_an_argument_that_cannot_travel_is_named(tmp_path: Path) -> None:
     fleet = PeerFleet(tmp_path)
     fleet.arbiter("b", X_MODEL)
