@@ -12,6 +12,7 @@ This module needs the driver to itself: it stops the shared single-node Ray firs
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -175,6 +176,17 @@ def test_a_plan_gets_x_from_the_only_node_that_has_it_and_explain_says_so(
     assert row[2:4] == ["RemoteModel(peer:b)", "federation"]
     assert "x: nothing on this node provides x; federated to arbiter b" in done.stdout
     assert world.received("b") == before + 1
+
+
+def test_peers_lists_every_arbiter_as_one_json_object(world: World) -> None:
+    done = delegation("peers", "--cluster", world.cluster.address, "--config",
+                      str(world.config("origin", ORIGIN)), "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = {a["name"]: a for a in json.loads(done.stdout)["arbiters"]}
+    assert {"a", "b", "c"} <= set(found)
+    assert found["b"]["serves"] == ["x"] and found["b"]["healthy"] is True
+    assert found["b"]["node"] == world.nodes["b"].node_id
+    assert found["b"]["resources"] == {"node_b": 0.01}
 
 
 def test_an_arbiter_without_x_serves_it_by_federating_to_b(world: World) -> None:
