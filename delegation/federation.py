@@ -156,24 +156,26 @@ class FederatingEngine:
         if why_here is None and decision.layer is Layer.LEARNED and self.federation.is_peer(
                 decision.target):
             # Outcomes of federated calls teach the learner, but which peer serves a call
-            # is chosen afresh each time (a learned peer would be cached as an L1 plan).
+            # is chosen afresh each time (a learned peer would be cached as an L1 plan), and
+            # when none may be, the call does not go there either.
             why_here = f"nothing on this node provides {ctx.symbol}"
+            decision = Decision(None, Layer.UNAVAILABLE, why_here, replaced=decision)
         if why_here is None:
             return decision
         # Asked before any peer is looked up: a call that may not leave this node costs the
         # directory nothing and no peer ever hears of it.
         refused = self._refused(ctx)
         if refused is not None:
-            return replace(decision, reason=f"{decision.reason}; not federated: {refused}")
+            return _not_federated(decision, refused)
         hops = current_hops(self.federation.max_hops)
         if hops.left <= 0:
-            return replace(decision, reason=f"{decision.reason}; not federated: hop limit "
-                                            f"reached (visited {', '.join(sorted(hops.visited))})")
+            visited = ", ".join(sorted(hops.visited))
+            return _not_federated(decision, f"hop limit reached (visited {visited})")
         choices = self.federation.choose(ctx.symbol, hops)
         usable, skipped = self._usable(ctx, choices)
         if not usable:
-            why = skipped if choices else f"no peer advertises {ctx.symbol}"
-            return replace(decision, reason=f"{decision.reason}; not federated: {why}")
+            return _not_federated(decision, skipped if choices else
+                                  f"no peer advertises {ctx.symbol}")
         best = usable[0]
         fallback = usable[1].target if len(usable) > 1 else None
         return Decision(best.target, Layer.FEDERATION, f"{why_here}; federated to {best.why}",
@@ -198,6 +200,10 @@ class FederatingEngine:
             else:
                 skipped.append(problem)
         return usable, "; ".join(skipped)
+
+
+def _not_federated(decision: Decision, why: str) -> Decision:
+    return replace(decision, reason=f"{decision.reason}; not federated: {why}")
 
 
 def _cannot_run_here(ctx: CallContext, decision: Decision) -> str | None:

@@ -15,6 +15,7 @@ import pytest
 from delegation.config import parse_config
 from delegation.engine import Layer
 from delegation.errors import (
+    CallUnavailable,
     ConfigError,
     ProviderUnavailable,
     SecurityViolation,
@@ -114,6 +115,9 @@ def test_learned_outcomes_never_turn_a_peer_into_a_plan(tmp_path: Path) -> None:
         assert (call.layer, call.cache) == ("federation", "-"), call.reason
     assert rt.learner.best("x") is not None  # the outcomes were learned all the same
     assert rt.plans.stats().puts == 0
+    with forwarded(Hops(0)), pytest.raises(CallUnavailable, match="hop limit reached"):
+        rt.route_call("x", ("hi",), kind=CallKind.CAPABILITY)  # the learned peer is not used
+    assert rt.plans.stats().puts == 0 and peers.received() == 6
 
 
 def test_an_unavailable_local_model_federates(tmp_path: Path) -> None:
