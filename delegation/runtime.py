@@ -153,7 +153,7 @@ class Runtime:
             self.plans_restored = report.restored if report is not None else 0
         if self._owns_learner:
             self._restore(self.learner.load, cfg.state_dir / OUTCOMES_FILE)
-        self._owns_caches = l2 is None and l3 is None
+        self._owns_l2, self._owns_l3 = l2 is None, l3 is None
         if l3 is not None:
             self.l3: ContextualCache | None = l3
         else:
@@ -444,9 +444,9 @@ class Runtime:
                 self.plans.save(state / PLANS_FILE)
             if self._owns_learner:
                 self.learner.save(state / OUTCOMES_FILE)
-            if self.l3 is not None and self._owns_caches:
+            if self.l3 is not None and self._owns_l3:
                 self.l3.save(state / CONTEXTS_FILE)
-            cache = self.l2.cache if self.l2 is not None and self._owns_caches else None
+            cache = self.l2.cache if self.l2 is not None and self._owns_l2 else None
             if cache is not None:
                 self._save_l2(cache)
         except (PlanCacheError, CacheStateError, OSError) as err:  # a cache: the answer stands
