@@ -143,7 +143,8 @@ class PeerProvider(BaseProvider):
                 return Health(True, f"arbiter {self.arbiter} advertises "
                                     f"{len(advert.serves)} capabilities")
         return Health(False, f"arbiter {self.arbiter} is not in the fleet's directory (not "
-                             "started, or silent for two heartbeats)")
+                             "started, silent for two heartbeats, or this process is not "
+                             "connected to the fleet: --cluster)")
 
     # --- the call -------------------------------------------------------------------------
 

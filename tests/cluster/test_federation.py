@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ import ray
 
 from cluster.actors import Fleet, ray_get, start_arbiter, start_fleet, stop_arbiter
 from cluster.arbiter import ArbiterSpec
+from cluster.errors import ClusterError
 from cluster.federation import Federation
 from cluster.peers import PeerProvider
 from cluster.peers_ray import RayPeerTransport
@@ -196,6 +198,25 @@ def test_an_arbiter_without_x_serves_it_by_federating_to_b(world: World) -> None
     assert value == truth(TEXT)
     after = {name: world.received(name) for name in ("a", "b", "c")}
     assert after == {"a": before["a"] + 1, "b": before["b"] + 1, "c": before["c"]}
+
+
+def test_an_arbiter_whose_process_dies_is_restarted_and_serves_again(world: World) -> None:
+    wait_until(lambda: world.listed()["a"].served >= 1, "a advertises the call it served")
+    before = ray_get(world.arbiters["a"].info.remote(), timeout_s=30, name="a")
+    os.kill(before["pid"], signal.SIGKILL)
+
+    def restarted() -> bool:
+        try:
+            info = ray_get(world.arbiters["a"].info.remote(), timeout_s=5, name="a")
+        except ClusterError:
+            return False
+        return bool(info["pid"] != before["pid"])
+
+    wait_until(restarted, "Ray restarts arbiter a")
+    assert world.listed()["a"].served == 0  # the new process advertised as it came back
+    value = forward(PeerProvider("to-a", "a", RayPeerTransport("rtfs-directory", NAMESPACE)),
+                    "x", TEXT)
+    assert value == truth(TEXT) and world.received("a") == 1  # a new process, counting anew
 
 
 def forward(provider: PeerProvider, symbol: str, *args: Any) -> Any:
