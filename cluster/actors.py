@@ -346,9 +346,11 @@ peer or its fallback while its deadline still has time."""
 CONTROL_SLOTS = 2  # concurrent calls kept free for adverts, stats and stop
 
 
-def peer_transport(namespace: str | None = None) -> RayPeerTransport:
-    """This process's transport to the arbiters of `namespace` (None: its driver's)."""
-    return transport_for(namespace, DIRECTORY_NAME)
+def peer_transport(namespace: str | None = None, *, advert_ttl_s: float | None = None
+                   ) -> RayPeerTransport:
+    """This process's transport to the arbiters of `namespace` (None: its driver's); see
+    `cluster.peers_ray.transport_for`."""
+    return transport_for(namespace, DIRECTORY_NAME, advert_ttl_s)
 
 
 class ArbiterActor:
@@ -357,7 +359,8 @@ class ArbiterActor:
     def __init__(self, spec: ArbiterSpec) -> None:
         self.spec = spec
         self.arbiter, self._close = build_arbiter(
-            spec, ray.get_runtime_context().get_node_id(), peer_transport(spec.namespace),
+            spec, ray.get_runtime_context().get_node_id(),
+            lambda ttl_s: peer_transport(spec.namespace, advert_ttl_s=ttl_s),
             lambda config: _fleet_stores(config, spec.namespace))
         self._stop = threading.Event()
         self._directory: Any = None

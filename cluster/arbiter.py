@@ -228,10 +228,10 @@ class Arbiter:
         self.base.save()
 
 
-def build_arbiter(spec: ArbiterSpec, node: str, transport: PeerTransport, stores: Stores
-                  ) -> tuple[Arbiter, Callable[[], None]]:
+def build_arbiter(spec: ArbiterSpec, node: str, transport: Callable[[float], PeerTransport],
+                  stores: Stores) -> tuple[Arbiter, Callable[[], None]]:
     """The arbiter `spec` describes, running on `node` and reaching its peers through
-    `transport`, and how to close it (save its state, then close its stores).
+    `transport(advert_ttl_s)`, and how to close it (save its state, then its stores).
 
     Raises:
         ConfigError: the configuration does not validate here.
@@ -240,7 +240,8 @@ def build_arbiter(spec: ArbiterSpec, node: str, transport: PeerTransport, stores
     config = parse_config(spec.config_text, source=spec.config_source,
                           base_dir=spec.base_dir, state_dir=spec.state_dir, environ=environ)
     settings = FederationConfig.from_sections(config.sections)
-    federation = FleetFederation.for_config(config, transport, me=spec.name)
+    federation = FleetFederation.for_config(config, transport(settings.advert_ttl_s),
+                                            me=spec.name)
     plans, learner, close_stores = stores(config)
     base = Runtime(config, environ=environ, plans=plans, learner=learner,
                    federation=federation, warn=_log)

@@ -107,6 +107,7 @@ def _shared(config: Any, cluster: ClusterConfig, fleet: Any) -> SharedState:
 def _federation(config: Any) -> Any:
     """Calls this node cannot serve go to the fleet's arbiters (`cluster.federation`)."""
     from cluster.actors import peer_transport
-    from cluster.federation import Federation
+    from cluster.federation import Federation, FederationConfig
 
-    return Federation.for_config(config, peer_transport())
+    settings = FederationConfig.from_sections(config.sections)
+    return Federation.for_config(config, peer_transport(advert_ttl_s=settings.advert_ttl_s))

@@ -33,6 +33,14 @@ class RayPeerTransport:
         self._book = AdvertBook(self._fetch_adverts, advert_ttl_s)
 
     @property
+    def advert_ttl_s(self) -> float:
+        return self._book.ttl_s
+
+    @advert_ttl_s.setter
+    def advert_ttl_s(self, value: float) -> None:
+        self._book.ttl_s = value
+
+    @property
     def namespace(self) -> str:
         return self._namespace or ray.get_runtime_context().namespace
 
@@ -41,7 +49,8 @@ class RayPeerTransport:
             raise ArbiterUnavailable(arbiter, "not connected to a fleet (run with --cluster)")
         handle = self._handle(arbiter)
         try:
-            return bytes(ray.get(handle.handle.remote(request), timeout=timeout_s))
+            ref = handle.handle.remote(request)
+            return bytes(ray.get(ref, timeout=timeout_s))
         except GetTimeoutError:
             raise ArbiterTimeout(arbiter, f"no answer within {timeout_s:.3g} s") from None
         except RayTaskError as err:
@@ -80,10 +89,14 @@ class RayPeerTransport:
 _transports: dict[str | None, RayPeerTransport] = {}
 
 
-def transport_for(namespace: str | None, directory: str) -> RayPeerTransport:
+def transport_for(namespace: str | None, directory: str, advert_ttl_s: float | None = None
+                  ) -> RayPeerTransport:
     """This process's transport to the arbiters of `namespace` (None: its driver's), their
-    adverts read from the directory actor `directory`."""
+    adverts read from the directory actor `directory` at most every `advert_ttl_s` (None:
+    as already set, else the default)."""
     found = _transports.get(namespace)
     if found is None:
         found = _transports.setdefault(namespace, RayPeerTransport(directory, namespace))
+    if advert_ttl_s is not None:
+        found.advert_ttl_s = advert_ttl_s
     return found
