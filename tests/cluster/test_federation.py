@@ -18,6 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -291,6 +292,15 @@ def test_a_peer_that_dies_mid_call_hands_the_call_to_another(world: World) -> No
     (call,) = runtime.last_calls
     assert call.target == f"RemoteModel(peer:{other})"
     assert f"RemoteModel(peer:{busy[0]}) failed, ran on RemoteModel(peer:{other})" in call.reason
+
+
+def test_an_arbiter_serves_calls_concurrently(world: World) -> None:
+    provider = PeerProvider("to-d2", "d2", RayPeerTransport("rtfs-directory", NAMESPACE))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(forward, provider, "slow", f"call {i}") for i in range(4)]
+        wait_until(lambda: ray_get(world.arbiters["d2"].stats.remote(), timeout_s=30,
+                                   name="d2")["in_flight"] >= 2, "two calls in flight at once")
+        assert [f.result(timeout=120) for f in futures] == [f"call {i}" for i in range(4)]
 
 
 def test_when_node_b_dies_calls_fall_back_or_fail_within_their_deadline(
