@@ -139,8 +139,11 @@ def runtime(tmp: Path, name: str, toml: str, federated: bool) -> Runtime:
     return Runtime(config, federation=federation)
 
 
-def measure(rounds: int, tmp: Path) -> list[tuple[str, str, str, str]]:
-    echo = ray.remote(Echo).options(num_cpus=0).remote()
+Row = tuple[str, str, str, str]
+
+
+def measure(rounds: int, tmp: Path) -> list[Row]:
+    echo: Any = ray.remote(Echo).options(num_cpus=0).remote()
     local = runtime(tmp, "local", X_MODEL, federated=False)
     origin = runtime(tmp, "origin", ORIGIN, federated=True)
     transport = peer_transport()
@@ -163,7 +166,7 @@ def measure(rounds: int, tmp: Path) -> list[tuple[str, str, str, str]]:
     p = {name: pct(s) for name, s in samples.items()}
     one, work = p["one_to_one"][0], p["local"][0]
 
-    def row(what: str, name: str, ratio: str = "", goal: str = "") -> tuple[str, ...]:
+    def row(what: str, name: str, ratio: str = "", goal: str = "") -> Row:
         p50, p99 = p[name]
         return (what, f"p50 {p50 * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms", ratio, goal)
 
@@ -183,7 +186,7 @@ def measure(rounds: int, tmp: Path) -> list[tuple[str, str, str, str]]:
     ]
 
 
-def print_table(rows: list[tuple[str, ...]]) -> None:
+def print_table(rows: list[Row]) -> None:
     head = ("measure", "value", "ratio", "goal")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
     for row in [head, *rows]:

@@ -193,7 +193,7 @@ def test_the_deadline_shrinks_at_each_hop(tmp_path: Path) -> None:
         seen.append(decode_request(data).budget_s)
         return handle(arbiter, data, timeout_s)
 
-    fleet.transport.call = recording  # type: ignore[method-assign]
+    fleet.transport.call = recording  # type: ignore[method-assign,assignment]
     fleet.arbiter("b", '[delegation.remote_providers.next]\nkind = "rtfs-peer"\n'
                        'arbiter = "c"\ntimeout_s = 60\n'
                        '[delegation.static_routes]\n"x" = "remote-next"\n')

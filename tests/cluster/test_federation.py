@@ -5,6 +5,8 @@ custom resources, an arbiter on each, and only node b's arbiter has model X.
   arbiter on node a, which lacks X, serves it too, by federating to b.
 - A sensitive call, declared peer or not: zero requests reach the arbiter that records them.
 - Two arbiters configured to forward to each other: bounded hops, no loop.
+- An arbiter killed mid-call: the call goes to the other peer; one whose process dies is
+  restarted by Ray and serves again; an arbiter serves concurrent calls.
 - Node b killed (last): calls fall back or fail within their deadline, never hang, and the
   directory drops b within two heartbeats.
 
