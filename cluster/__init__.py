@@ -1,8 +1,9 @@
 """Ray layer of the RTFS delegation cluster: fleet-shared cache state on sharded actors.
 
 Only this package imports Ray, and only where it runs (`actors`, `raynode` and the commands);
-`extension.register` adds `delegation serve`, `delegation cache stats`, the
-`[delegation.cluster]` table and the `run --cluster` connector without importing it.
+`extension.register` adds `delegation serve`, `delegation cache stats`, `delegation peers`,
+the `[delegation.cluster]` and `[delegation.federation]` tables, the `rtfs-peer` provider
+kind and the `run --cluster` connector without importing it.
 
 - `shard.CacheShard`: one partition of the shared caches (plain class; `wire` is its format,
   `shardops` its ops; `vectors` indexes the embeddings of its `l2` entries).
@@ -13,9 +14,14 @@ Only this package imports Ray, and only where it runs (`actors`, `raynode` and t
   L3 tables learned together (both ride in the plan store's batches: `companions`).
 - `l2store.ShardedL2Store`: the `L2Store` facade (one request per lookup, near-cache,
   write-behind through `behind.WriteBehind`; entries encoded by `l2codec`).
-- `directory.ClusterDirectory`: the fleet's topology, restart counts and metrics reports.
-- `actors`: the plain classes as Ray actors, Ray's errors as ours (`errors`).
-- `connect`, `serve`, `cachecmd`, `metrics`, `config`, `stats`: the edge.
+- `directory.ClusterDirectory`: the fleet's topology, restart counts, metrics reports and
+  the arbiters' adverts.
+- `arbiter.Arbiter`: one fleet role's delegation engine serving peer calls;
+  `peers.PeerProvider`: a peer arbiter as a provider (`rtfs-peer`; `peers_wire` is what
+  peers say); `federation.Federation`: which peers may serve a call that cannot run here.
+- `actors`: the plain classes as Ray actors, Ray's errors as ours (`errors`);
+  `peers_ray`: the transport between arbiter actors.
+- `connect`, `serve`, `cachecmd`, `peerscmd`, `metrics`, `config`, `stats`: the edge.
 
 See DESIGN.md ("Cluster") and the README ("The fleet on one machine").
 """

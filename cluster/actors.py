@@ -13,11 +13,15 @@ calls `ray.remote`.
   `ShardUnavailable` (or `ShardTimeout`); a `RayTaskError` is re-raised as its cause.
 - `start_fleet` creates a fleet's directory and shards in the connected Ray cluster (shards
   spread over the nodes, each node a failure domain); `open_fleet` finds a running one.
+- `ArbiterActor` wraps an `Arbiter` (`<namespace>/arbiter-<name>`, no CPU, concurrent
+  requests, restarted by Ray) and advertises it to the directory every heartbeat;
+  `start_arbiter`, `stop_arbiter`; the transport between arbiters is `cluster.peers_ray`.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,15 +31,20 @@ import ray
 from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from cluster.arbiter import ArbiterSpec, build_arbiter
 from cluster.client import ShardClient, rehydrate
 from cluster.directory import ClusterDirectory, parse_description
 from cluster.errors import (
+    ArbiterExists,
+    ArbiterUnavailable,
     ClusterError,
     FleetExists,
     FleetNotFound,
     ShardTimeout,
     ShardUnavailable,
 )
+from cluster.peers_ray import RayPeerTransport, transport_for
+from cluster.peers_wire import arbiter_actor_name
 from cluster.shard import DEFAULT_MAX_ENTRIES, CacheShard
 from cluster.topology import ShardInfo, Topology
 
@@ -184,6 +193,15 @@ class DirectoryActor:
     def totals(self) -> dict[str, float]:
         return self.directory.totals()
 
+    def advertise(self, advert: list[Any]) -> None:
+        self.directory.advertise(advert)
+
+    def withdraw(self, arbiter: str) -> bool:
+        return self.directory.withdraw(arbiter)
+
+    def arbiters(self) -> list[list[Any]]:
+        return self.directory.arbiters()
+
 
 # --- the transport ------------------------------------------------------------------------
 
@@ -329,3 +347,131 @@ def open_fleet(address: str, namespace: str, *, timeout_s: float = 5.0) -> Fleet
     except (ValueError, TypeError) as err:
         raise ShardUnavailable(DIRECTORY_NAME, f"unreadable description: {err}") from None
     return Fleet(topology, directory, {})
+
+
+# --- arbiters -----------------------------------------------------------------------------
+
+ARBITER_OPTIONS: dict[str, Any] = {"num_cpus": 0, "max_restarts": -1, "max_task_retries": 0}
+"""No retries: a call in flight when its arbiter died fails at once, and goes to another
+peer or its fallback while its deadline still has time."""
+CONTROL_SLOTS = 2  # concurrent calls kept free for adverts, stats and stop
+
+
+def peer_transport(namespace: str | None = None, *, advert_ttl_s: float | None = None
+                   ) -> RayPeerTransport:
+    """This process's transport to the arbiters of `namespace` (None: its driver's); see
+    `cluster.peers_ray.transport_for`."""
+    return transport_for(namespace, DIRECTORY_NAME, advert_ttl_s)
+
+
+class ArbiterActor:
+    """An `Arbiter` as an actor: serves peer calls and advertises itself every heartbeat."""
+
+    def __init__(self, spec: ArbiterSpec) -> None:
+        self.spec = spec
+        self.arbiter, self._close = build_arbiter(
+            spec, ray.get_runtime_context().get_node_id(),
+            lambda ttl_s: peer_transport(spec.namespace, advert_ttl_s=ttl_s),
+            lambda config: _fleet_stores(config, spec.namespace))
+        self._stop = threading.Event()
+        self._directory: Any = None
+        self._advertise()  # listed by the time it answers its first call (start_arbiter)
+        threading.Thread(target=self._heartbeat, name="arbiter-heartbeat", daemon=True).start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.arbiter.heartbeat_s):
+            self._advertise()
+
+    def _advertise(self) -> None:
+        try:
+            if self._directory is None:
+                self._directory = ray.get_actor(DIRECTORY_NAME, namespace=self.spec.namespace)
+            ray_get(self._directory.advertise.remote(self.arbiter.advert().to_list()),
+                    timeout_s=max(1.0, self.arbiter.heartbeat_s), name=DIRECTORY_NAME)
+        except (ClusterError, ValueError):
+            self._directory = None  # not there yet, or restarting: look it up again
+
+    def handle(self, request: bytes) -> bytes:
+        return self.arbiter.handle(request)
+
+    def advert(self) -> list[Any]:
+        return self.arbiter.advert().to_list()
+
+    def stats(self) -> dict[str, int]:
+        return dict(vars(self.arbiter.stats))
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.arbiter.name, "pid": os.getpid(), "node_id": self.arbiter.node}
+
+    def stop(self) -> None:
+        """Stop advertising, withdraw from the directory, save state."""
+        self._stop.set()
+        try:
+            if self._directory is not None:
+                ray_get(self._directory.withdraw.remote(self.arbiter.name), timeout_s=2.0,
+                        name=DIRECTORY_NAME)
+        except ClusterError:
+            pass  # it drops out after two heartbeats anyway
+        self._close()
+
+
+def _fleet_stores(config: Any, namespace: str) -> tuple[Any, Any, Callable[[], None]]:
+    """The fleet's sharded plan store and shared learner for an arbiter, as `delegation run
+    --cluster` uses them; local ones (None) when the fleet has no directory."""
+    from cluster.config import ClusterConfig
+    from cluster.connect import writer_id
+    from cluster.learner import SharedLearner
+    from cluster.planstore import ShardedPlanStore
+
+    cluster = ClusterConfig.from_sections(config.sections)
+    try:
+        fleet = open_fleet("this cluster", namespace, timeout_s=cluster.timeout_s)
+    except ClusterError:
+        return None, None, lambda: None
+    writer = writer_id()
+    learner = SharedLearner(writer)
+    store = ShardedPlanStore(
+        fleet.client(timeout_s=cluster.timeout_s), ttl_s=config.cache_ttl_s,
+        near_ttl_s=cluster.near_cache_ttl_s, flush_interval_s=cluster.flush_interval_s,
+        flush_rows=cluster.flush_rows, max_agents=config.l1_max_entries, writer=writer,
+        learner=learner)
+    return store, learner, store.close
+
+
+def start_arbiter(spec: ArbiterSpec, *, max_concurrency: int, timeout_s: float = 60.0
+                  ) -> Any:
+    """Create the arbiter actor `spec` describes (placed by its resources, no CPU) and wait
+    until it answers.
+
+    Raises:
+        ArbiterExists: an arbiter of that name already runs in the namespace.
+        ArbiterUnavailable: it did not start within `timeout_s`.
+    """
+    name = arbiter_actor_name(spec.name)
+    try:
+        ray.get_actor(name, namespace=spec.namespace)
+    except ValueError:
+        pass
+    else:
+        raise ArbiterExists(spec.name, spec.namespace)
+    handle: Any = ray.remote(ArbiterActor).options(
+        name=name, namespace=spec.namespace, get_if_exists=True,
+        max_concurrency=max_concurrency + CONTROL_SLOTS, resources=dict(spec.resources),
+        **ARBITER_OPTIONS).remote(spec)
+    try:
+        ray_get(handle.info.remote(), timeout_s=timeout_s, name=name)
+    except ClusterError as err:
+        raise ArbiterUnavailable(spec.name, f"did not start: {err}") from None
+    return handle
+
+
+def stop_arbiter(handle: Any, timeout_s: float = 10.0) -> None:
+    """Stop an arbiter for good: withdraw and save, then kill it (no restart)."""
+    try:
+        ray_get(handle.stop.remote(), timeout_s=timeout_s, name="arbiter")
+    except ClusterError:
+        pass  # killed regardless
+    try:
+        ray.kill(handle, no_restart=True)
+    except (RayError, ValueError):
+        pass

@@ -3,9 +3,10 @@
 `connect(config, address, environ=...)` joins the fleet and returns the shared state the
 runtime is built with (`shared_state`): the sharded plan store (near-cache in front of the
 shards), the shared learner and L3 tables (their entries travel in the plan store's batches),
-and the sharded L2 store; compiled code is shared through the configured L4 store (S3 or
-IPFS for a fleet, each node signing with its own key). It never raises for a fleet it cannot
-use: the run then proceeds on local caches, and one warning line says why.
+the sharded L2 store, and the federation (calls unavailable here go to the fleet's
+arbiters); compiled code is shared through the configured L4 store (S3 or IPFS for a fleet,
+each node signing with its own key). It never raises for a fleet it cannot use: the run then
+proceeds on local caches, and one warning line says why.
 
 The runtime's Ray driver is set to outlive the head (see `cluster.raynode`): if the head dies
 mid-run, shard calls fail within their timeout, the near-cache keeps serving what it knew,
@@ -133,4 +134,14 @@ def _shared(config: Any, cluster: ClusterConfig, fleet: Any) -> SharedState:
         state.close()
         raynode.disconnect()
 
-    return dataclasses.replace(state, warnings=warnings, close=close, report=report)
+    return dataclasses.replace(state, warnings=warnings, close=close, report=report,
+                               federation=_federation(config))
+
+
+def _federation(config: Any) -> Any:
+    """Calls this node cannot serve go to the fleet's arbiters (`cluster.federation`)."""
+    from cluster.actors import peer_transport
+    from cluster.federation import Federation, FederationConfig
+
+    settings = FederationConfig.from_sections(config.sections)
+    return Federation.for_config(config, peer_transport(advert_ttl_s=settings.advert_ttl_s))

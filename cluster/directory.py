@@ -2,11 +2,14 @@
 
 One per fleet, as the named actor every client asks first: the shard topology (so a client
 needs only the address and namespace, never a copy of the server's shard count), how often
-each shard was restarted, and the counters that runtimes report for the metrics endpoint.
-Part 2 of the cluster adds the arbiters' adverts here.
+each shard was restarted, the counters that runtimes report for the metrics endpoint, and
+the arbiters' adverts (`cluster.peers_wire.Advert`): what each can serve, its health, load
+and latency. An arbiter advertises every `heartbeat_s`; one not heard from for two
+heartbeats is dropped (it died, or its node did), so federation stops choosing it.
 
 Its state is rebuildable: the topology comes from its constructor arguments (Ray passes them
-again on a restart); restart counts and reports start over, and runtimes report again.
+again on a restart); restart counts and reports start over, and runtimes report again;
+adverts come back with the arbiters' next heartbeats.
 """
 
 from __future__ import annotations
@@ -14,13 +17,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
+from cluster.peers_wire import Advert
 from cluster.topology import Topology
 
 FORMAT = 1
 GAUGE = "gauge:"  # see cluster.metrics
 MAX_REPORTERS = 10_000  # runtimes whose last report is kept (the oldest go first)
+MAX_ARBITERS = 10_000
+SILENT_HEARTBEATS = 2  # an arbiter not heard from for this many heartbeats is dropped
 
 
 class ClusterDirectory:
@@ -38,6 +45,7 @@ class ClusterDirectory:
         self._lock = threading.Lock()
         self._restarts: dict[str, int] = dict.fromkeys(topology.names, 0)
         self._reports: dict[str, dict[str, float]] = {}
+        self._adverts: dict[str, Advert] = {}
 
     def describe(self) -> list[Any]:
         """`[FORMAT, topology as a list, started_at]`: what a client needs to connect."""
@@ -72,6 +80,37 @@ class ClusterDirectory:
                 for key, value in counters.items():
                     out[key] = value if key.startswith(GAUGE) else out.get(key, 0.0) + value
         return out
+
+
+    # --- arbiters ---------------------------------------------------------------------------
+
+    def advertise(self, advert: list[Any]) -> None:
+        """Keep an arbiter's advert (a newer one replaces it), stamped with when it came.
+
+        Raises:
+            WireError: not an advert.
+        """
+        parsed = Advert.from_list(advert)
+        with self._lock:
+            self._adverts.pop(parsed.arbiter, None)
+            self._adverts[parsed.arbiter] = replace(parsed, seen_at=self._clock())
+            while len(self._adverts) > MAX_ARBITERS:
+                self._adverts.pop(next(iter(self._adverts)))
+
+    def withdraw(self, arbiter: str) -> bool:
+        """Forget `arbiter` at once (it is stopping); whether it was there."""
+        with self._lock:
+            return self._adverts.pop(arbiter, None) is not None
+
+    def arbiters(self) -> list[list[Any]]:
+        """The adverts of the arbiters heard from within their last two heartbeats, by
+        name; the silent ones are dropped."""
+        now = self._clock()
+        with self._lock:
+            for name, advert in list(self._adverts.items()):
+                if now - advert.seen_at > SILENT_HEARTBEATS * advert.heartbeat_s:
+                    del self._adverts[name]
+            return [self._adverts[name].to_list() for name in sorted(self._adverts)]
 
 
 def parse_description(data: Any) -> tuple[Topology, float]:

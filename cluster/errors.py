@@ -111,6 +111,38 @@ class FleetExists(ClusterError, ValueError):
         return f"a fleet already runs in namespace {self.namespace!r}: {self.reason}"
 
 
+class ArbiterUnavailable(ClusterError, ConnectionError):
+    """A peer arbiter did not answer: not running, died mid-call, restarting, unplaceable."""
+
+    def __init__(self, arbiter: str, reason: str) -> None:
+        super().__init__(arbiter, reason)
+        self.arbiter = arbiter
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"arbiter {self.arbiter} unavailable: {self.reason}"
+
+
+class ArbiterTimeout(ArbiterUnavailable, TimeoutError):
+    """A peer arbiter that did not answer within the call's time."""
+
+    def __str__(self) -> str:
+        return f"arbiter {self.arbiter} timed out: {self.reason}"
+
+
+class ArbiterExists(ClusterError, ValueError):
+    """An arbiter of this name already runs in the fleet (two `serve --arbiter NAME`)."""
+
+    def __init__(self, arbiter: str, namespace: str) -> None:
+        super().__init__(arbiter, namespace)
+        self.arbiter = arbiter
+        self.namespace = namespace
+
+    def __str__(self) -> str:
+        return (f"an arbiter named {self.arbiter!r} already runs in namespace "
+                f"{self.namespace!r}")
+
+
 ALL_ERRORS: tuple[type[ClusterError], ...] = (
     ClusterError,
     ClusterUnavailable,
@@ -121,4 +153,7 @@ ALL_ERRORS: tuple[type[ClusterError], ...] = (
     ShardRequestError,
     FleetNotFound,
     FleetExists,
+    ArbiterUnavailable,
+    ArbiterTimeout,
+    ArbiterExists,
 )

@@ -1,5 +1,7 @@
 """What the Ray layer adds to `delegation` (found through the `rtfs_delegation.extensions`
-entry point): its subcommands, provider kinds and `[delegation.cluster]` table.
+entry point): its subcommands, provider kinds and `[delegation.cluster]` table; for
+federation, the `rtfs-peer` provider kind, the `[delegation.federation]` table and
+`delegation peers`.
 
 Registering must stay cheap and must not import Ray: the commands and factories import it
 when they run.
@@ -22,6 +24,35 @@ def register(ext: Extensions) -> None:
     ext.add_command(Command("cache", "the fleet's shared caches", _configure_cache,
                             _run_cache))
     ext.set_cluster_connector(_connect)
+    _register_federation(ext)
+
+
+def _register_federation(ext: Extensions) -> None:
+    from cluster.federation import CONFIG_SECTION as FEDERATION_SECTION
+    from cluster.peers import provider_kind
+
+    ext.add_config_section(FEDERATION_SECTION)
+    ext.add_provider_kind(provider_kind(_ray_peers))
+    ext.add_command(Command("peers", "the fleet's arbiters: what they advertise, their health",
+                            _configure_peers, _run_peers))
+
+
+def _ray_peers() -> Any:
+    from cluster.actors import peer_transport
+
+    return peer_transport()
+
+
+def _configure_peers(parser: argparse.ArgumentParser) -> None:
+    from cluster import peerscmd
+
+    peerscmd.configure(parser)
+
+
+def _run_peers(args: argparse.Namespace) -> int:
+    from cluster import peerscmd
+
+    return peerscmd.run(args)
 
 
 def _configure_serve(parser: argparse.ArgumentParser) -> None:

@@ -1,6 +1,7 @@
 """`delegation serve`: run a fleet's cache shards (and its metrics endpoint) in the foreground.
 
     delegation serve [--config F] [--address ADDR] [--host H] [--shards N] [--metrics-port P]
+                     [--arbiter NAME [--resources JSON]]
 
 Without `--address` it starts a Ray head in this process, bound to `--host` (127.0.0.1 by
 default), token authentication on; with `--address ADDR` (`host:port`, or `auto` for the
@@ -8,7 +9,7 @@ cluster of this machine, as in a KubeRay head pod) it joins that cluster instead
 starts the fleet's directory and shards in the `[delegation.cluster]` namespace, prints one
 line `ready: <address>` (what `--cluster` takes) and stays until SIGINT or SIGTERM; then it
 stops what it started (the shards, the metrics endpoint, and the head if it started one),
-within `STOP_TIMEOUT_S`.
+within `STOP_TIMEOUT_S`. `--arbiter NAME` also runs an arbiter (see `cluster.peerscmd`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import threading
 from types import FrameType
 from typing import Any
 
+from cluster import peerscmd
 from cluster.config import ClusterConfig
 from cluster.errors import ClusterError
 from delegation.errors import UsageError
@@ -38,6 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shards", type=int, metavar="N", help="cache shards to start")
     parser.add_argument("--metrics-port", type=int, metavar="P",
                         help="serve Prometheus metrics on this port (0: a free one)")
+    peerscmd.configure_serve(parser)
 
 
 class _Stop:
@@ -80,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         replication = cluster.replication_for(shards)
     except ValueError as err:
         raise UsageError(str(err)) from None
+    peerscmd.check_serve(args)
     try:
         return _serve(args, cluster, shards, replication, stop)
     except ClusterError as err:
@@ -104,11 +108,14 @@ def _serve(args: argparse.Namespace, cluster: ClusterConfig, shards: int, replic
         stop.install()  # again: Ray's start-up may have put its own handlers in
         from cluster.actors import start_fleet
 
-        fleet = start_fleet(cluster.namespace, shards, replication,
-                            max_entries=cluster.max_entries,
-                            namespace_max={"l2": min(cluster.l2_max_entries,
-                                                     cluster.max_entries)})
-        started.append(fleet.stop)
+        fleet = peerscmd.joined_fleet(args, cluster.namespace)  # an arbiter joining a fleet
+        if fleet is None:
+            fleet = start_fleet(cluster.namespace, shards, replication,
+                                max_entries=cluster.max_entries,
+                                namespace_max={"l2": min(cluster.l2_max_entries,
+                                                         cluster.max_entries)})
+            started.append(fleet.stop)
+        started.extend(peerscmd.start_arbiter(args, cluster.namespace))
         if args.metrics_port is not None:
             server, port = _metrics(fleet, args.host, args.metrics_port, cluster.timeout_s)
             started.append(server.shutdown)

@@ -87,7 +87,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         runtime = Runtime(config, environ=os.environ, plans=shared.plans,
                           learner=shared.learner, library=shared.library,
                           l2_store=shared.l2_store, l3=shared.l3, warn=_warn,
-                          out=sys.stderr if args.json else None)
+                          out=sys.stderr if args.json else None,
+                          federation=shared.federation)
         try:
             value = runtime.run(source).value
         except (RtfsError, DelegationError, StorageError) as err:

@@ -98,7 +98,7 @@ _LOCAL_KEYS: Mapping[LocalModelKind, tuple[str, ...]] = {
     LocalModelKind.EXTRACTIVE_SUMMARIZER: _LOCAL_COMMON + ("max_sentences",),
     LocalModelKind.COMMAND: _LOCAL_COMMON + ("command", "timeout_s", "max_output_bytes"),
 }
-_SECURITY_KEYS = ("level", "allowed_remote_providers", "sensitive")
+_SECURITY_KEYS = ("level", "allowed_remote_providers", "sensitive", "allowed_peers")
 _L4_KEYS = ("store", "signing_key", "trusted_keys", "revoked_keys", "connect_timeout_s",
             "read_timeout_s", "down_for_s")
 _ROUTE_KEYS = ("target", "fallback")
@@ -339,11 +339,15 @@ class Builder:
         sensitive = self.r.string_list(table, path, "sensitive", ())
         for i, pattern in enumerate(sensitive):
             self._check_pattern(pattern, path + ("sensitive", i))
+        peers = self.r.string_list(table, path, "allowed_peers", ())
+        for i, pattern in enumerate(peers):
+            self._check_pattern(pattern, path + ("allowed_peers", i))
         return SecurityConfig(
             level=self.r.choice(table, path, "level", SecurityLevel,
                                 _D(SecurityConfig, "level")),
             allowed_remote_providers=frozenset(allowed),
             sensitive=PatternSet(sensitive),
+            allowed_peers=PatternSet(peers),
         )
 
     def _l4(self, section: dict[str, object]) -> L4Config:

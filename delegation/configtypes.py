@@ -17,7 +17,7 @@ from delegation.l2.config import L2Config
 from delegation.l3.config import L3Config
 from delegation.l3.context import EMPTY_CONTEXT, Context
 from delegation.routes import PatternSet, Route, RouteTable
-from delegation.targets import LOCAL_PURE, ExecTarget
+from delegation.targets import LOCAL_PURE, ExecTarget, peer_name
 
 DEFAULT_CACHE_TTL_S = 3600.0
 DEFAULT_L1_MAX_ENTRIES = 10_000
@@ -107,15 +107,25 @@ class LocalModelConfig:
 
 @dataclass(frozen=True)
 class SecurityConfig:
-    """`[delegation.security]`: level, remote allow-list, sensitive function patterns."""
+    """`[delegation.security]`: level, remote allow-lists, sensitive function patterns.
+
+    `allowed_peers` names (or globs) the fleet's arbiters that calls may be federated to when
+    they are discovered from the directory (their target is `RemoteModel("peer:<name>")`);
+    empty, the default: none, only peers declared as `rtfs-peer` providers.
+    """
 
     level: SecurityLevel = SecurityLevel.STANDARD
     allowed_remote_providers: frozenset[str] = frozenset()
     sensitive: PatternSet = field(default_factory=PatternSet)
+    allowed_peers: PatternSet = field(default_factory=PatternSet)
 
     def remote_allowed(self, provider_id: str) -> bool:
-        """True if the security context may contact this remote provider."""
-        return provider_id in self.allowed_remote_providers
+        """True if the security context may contact this remote provider (a declared one in
+        the allow-list, or a discovered peer arbiter in `allowed_peers`)."""
+        if provider_id in self.allowed_remote_providers:
+            return True
+        arbiter = peer_name(provider_id)
+        return arbiter is not None and arbiter in self.allowed_peers
 
     def remote_needs_route(self, named_by_route: bool, named_by_hint: bool) -> str | None:
         """Why this level refuses a remote target decided this way, or None if it allows it."""

@@ -12,7 +12,9 @@ Wrappers compose on top, each with the same `decide`, as
 call, or a provider outside the allow-list, never reaches a remote provider (it replaces such
 a target with a local fallback or refuses the call, and withholds remote fallbacks), and then
 `ResilientDelegationEngine` replaces a target that is unhealthy (health check or open circuit)
-with the fallback that is left, or says why nothing can serve.
+with the fallback that is left, or says why nothing can serve. With a fleet,
+`delegation.federation.FederatingEngine` goes around all of them and sends a call that is
+unavailable here (never one security refused) to a peer arbiter.
 """
 
 from __future__ import annotations
@@ -61,11 +63,12 @@ class Layer(StrEnum):
     FALLBACK = "fallback"
     SECURITY = "security"
     UNAVAILABLE = "unavailable"
+    FEDERATION = "federation"  # sent to a peer arbiter (`delegation.federation`)
 
 
 # Layers whose decisions are worth caching as L1 plans (the others are cheaper to redo -- the
-# L4 layer is itself a cached lookup -- or, for fallback/security/unavailable, must never be
-# cached).
+# L4 layer is itself a cached lookup -- or, for fallback/security/unavailable/federation, must
+# never be cached: a federated decision depends on which peers are alive now).
 CACHEABLE_LAYERS = frozenset({Layer.METADATA, Layer.CAPABILITY, Layer.LEARNED})
 
 

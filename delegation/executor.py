@@ -1,7 +1,8 @@
 """`Executor`: runs a decided call on its target.
 
 `LocalPure` in the VM (the call's own `run_local`), `LocalModel`/`RemoteModel` through the
-provider registry (arguments as a prompt, a trailing map as parameters), `L4CacheHit` by
+provider registry (arguments as a prompt, a trailing map as parameters; a provider that is a
+`delegation.federation.CallForwarder`, a peer arbiter, gets the call itself), `L4CacheHit` by
 loading verified published bytecode and binding the functions it was compiled against by
 source hash.
 """
@@ -34,8 +35,13 @@ class Executor:
         if isinstance(target, LocalPure):
             return call.run_local(), 0.0
         if isinstance(target, (LocalModel, RemoteModel)):
-            prompt, params = prompt_of(call.args)
             provider = self.registry.get(target)
+            forward = getattr(provider, "forward", None)  # a peer: RTFS values, no prompt
+            if forward is not None:
+                with call_deadline(call.deadline):
+                    value, cost = forward(call)
+                return value, cost
+            prompt, params = prompt_of(call.args)
             if call.deadline is None:
                 result = provider.infer(prompt, **params)
             else:
@@ -56,7 +62,10 @@ class Executor:
         code = self.library.decode(found.record.blob_id, found.data)
         vm = self._vm()
         self._bind_dependencies(code, vm, depth=0)
-        return vm.call(Closure(code, (), code.name), list(call.args), route=False)
+        # The call's deadline stops published code too (inside a run the VM's own applies;
+        # a call routed from outside one, such as a peer's, brings it here).
+        return vm.call(Closure(code, (), code.name), list(call.args), route=False,
+                       deadline=call.deadline)
 
     def _bind_dependencies(self, code: Any, vm: Any, depth: int) -> None:
         """Define, by source hash, the functions published code was compiled against."""

@@ -70,9 +70,11 @@ class SharedState:
 
     `plans` (a `PlanStore`), `learner`, `library`, `l2_store` (an `L2Store` the fleet shares:
     `shared = True`, so sensitive answers never go there) and `l3` (a `ContextualCache` that
-    learns with the fleet) replace the runtime's local ones when not None; `warnings` are
-    printed once (one line each); `report(runtime)` is called once after the run (the fleet's
-    metrics: decisions, cache tiers, breakers); `close` flushes and disconnects.
+    learns with the fleet) replace the runtime's local ones when not None; `federation` (a
+    `delegation.federation.Federation`) lets calls that cannot run here go to the fleet's
+    arbiters; `warnings` are printed once (one line each); `report(runtime)` is called once
+    after the run (the fleet's metrics: decisions, cache tiers, breakers); `close` flushes and
+    disconnects.
     """
 
     plans: Any = None
@@ -80,6 +82,7 @@ class SharedState:
     library: Any = None
     l2_store: Any = None
     l3: Any = None
+    federation: Any = None
     warnings: list[str] = field(default_factory=list)
     close: Callable[[], None] = lambda: None
     report: Callable[[Any], None] = lambda runtime: None

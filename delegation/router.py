@@ -131,7 +131,10 @@ class DelegationRouter:
         if decision.fallback is not None and decision.fallback != decision.target:
             targets.append(decision.fallback)
         last_error: Exception | None = None
-        for target, layer in zip(targets, (decision.layer, Layer.FALLBACK)):
+        # A federated decision's fallback is a second peer, not a route's: it is checked as
+        # federated (a route may send a call remote where federation may not).
+        second = Layer.FEDERATION if decision.layer is Layer.FEDERATION else Layer.FALLBACK
+        for target, layer in zip(targets, (decision.layer, second)):
             # The engine already applied the security context; checking again right before
             # anything leaves this node keeps the privacy rule true whatever engine is used.
             if call.deadline is not None and call.deadline.expired():
@@ -167,8 +170,10 @@ class DelegationRouter:
                     record.l2 = "stored"
             record.cost += cost
             if target is not decision.target and target != decision.target:
-                record.target, record.layer = str(target), str(Layer.FALLBACK)
-                record.reason += f"; {decision.target} failed, ran on route fallback"
+                record.target, record.layer = str(target), str(layer)
+                record.reason += (f"; {decision.target} failed, ran on route fallback"
+                                  if layer is Layer.FALLBACK else
+                                  f"; {decision.target} failed, ran on {target}")
             return value
         if last_error is None:
             record.outcome = "refused"

@@ -34,6 +34,7 @@ from delegation.engine import (
 )
 from delegation.errors import ConfigError, PlanCacheError
 from delegation.executor import Executor
+from delegation.federation import FederatedProviders, FederatingEngine, Federation
 from delegation.health import HealthMonitor
 from delegation.l1 import L1PlanCache
 from delegation.l2.errors import CacheStateError
@@ -52,7 +53,7 @@ from rtfs.errors import DeadlineExceeded, UnboundSymbolError
 from rtfs.hashing import ProgramHashes, program_source_hashes
 from rtfs.macros import MacroTable
 from rtfs.reader import Atom, Form, Seq, read
-from rtfs.router import CallKind, RoutedCall
+from rtfs.router import CallKind, RoutedCall, unknown_capability
 from rtfs.values import Closure, Keyword, Map, Symbol, own_names
 from rtfs.vm import VM
 from storage import (
@@ -118,6 +119,10 @@ class Runtime:
             are also kept in `warnings`.
         read_only: write nothing (no state saved, no store or key created): for commands
             that only look, such as `delegation decide`.
+        health, l2, l3: the circuit breakers, semantic and contextual caches to share (an
+            arbiter serves each request with its own runtime around the node's shared parts).
+        federation: the fleet's peer arbiters: a call that cannot run here goes to one of
+            them (`delegation.federation`); None: never.
 
     Injected parts belong to the caller, who restores and persists them; the runtime only
     restores and saves the parts it made itself.
@@ -131,8 +136,10 @@ class Runtime:
                  l4_index: Any = None, plans: PlanStore | None = None,
                  learner: Learner | None = None, registry: ProviderRegistry | None = None,
                  library: CodeLibrary | None = None, l2_store: L2Store | None = None,
+                 warn: Callable[[str], None] | None = None, read_only: bool = False,
+                 health: HealthMonitor | None = None, l2: ModelResults | None = None,
                  l3: ContextualCache | None = None,
-                 warn: Callable[[str], None] | None = None, read_only: bool = False) -> None:
+                 federation: Federation | None = None) -> None:
         self.config = config or default_config()
         cfg = self.config
         self.registry = registry if registry is not None else build_registry(
@@ -151,31 +158,38 @@ class Runtime:
             self.plans_restored = report.restored if report is not None else 0
         if self._owns_learner:
             self._restore(self.learner.load, cfg.state_dir / OUTCOMES_FILE)
-        self._owns_l3 = l3 is None
+        self._owns_l2, self._owns_l3 = l2 is None, l3 is None
         self.l3 = (l3 if l3 is not None else ContextualCache(cfg.l3, timer=monotonic)
                    ) if cfg.l3.enabled else None
         if self.l3 is not None and self._owns_l3:
             self._restore(self.l3.load, cfg.state_dir / CONTEXTS_FILE)
         self._l2_store = l2_store
-        self.l2 = ModelResults(cfg, self.learner, self._make_l2_cache, warn=self.warn,
-                               timer=timer) if cfg.l2.enabled else None
+        self.l2 = (l2 if l2 is not None else ModelResults(
+            cfg, self.learner, self._make_l2_cache, warn=self.warn, timer=timer)
+                   ) if cfg.l2.enabled else None
         self._monotonic, self._clock = monotonic, clock
         self.library: CodeLibrary | None = None
         if cfg.enable_l4_cache:
             # an injected library is the caller's: so is reporting its outages
             self.library = library if library is not None else self._open_library(l4_index)
-        self.health = HealthMonitor(self.registry, timer=monotonic)
+        # With a federation, the peers it discovers are providers too (executor and health).
+        providers: Any = (FederatedProviders(self.registry, federation)
+                          if federation is not None else self.registry)
+        self.health = health if health is not None else HealthMonitor(providers,
+                                                                      timer=monotonic)
         static = StaticDelegationEngine(cfg, plans=self.plans,
                                         capabilities=self.registry.capabilities,
                                         l4=self.library, learner=self.learner, l3=self.l3,
                                         usable=self.health.circuit_ok)
-        self.engine = ResilientDelegationEngine(
+        self.engine: Any = ResilientDelegationEngine(
             SecurityAwareDelegationEngine(static, cfg, self.health,
                                           capabilities=self.registry.capabilities), self.health)
+        if federation is not None:
+            self.engine = FederatingEngine(self.engine, federation, cfg.security, self.health)
         self.contexts = ContextFactory(cfg, self.health, self.registry.targets(), monotonic)
         self.router = DelegationRouter(
             config=cfg, engine=self.engine,
-            executor=Executor(self.registry, self.library, lambda: self.vm),
+            executor=Executor(providers, self.library, lambda: self.vm),
             contexts=self.contexts, health=self.health, plans=self.plans,
             learner=self.learner, library=self.library,
             defined=lambda name: name in self.vm.globals,
@@ -397,8 +411,10 @@ class Runtime:
         return self.engine.decide(ctx)
 
     def route_call(self, symbol: str, args: Sequence[Any] = (), metadata: Any = None, *,
-                   deadline: Deadline | None = None) -> Any:
-        """Route one call of `symbol` as if a plan had written `(symbol args...)`.
+                   deadline: Deadline | None = None,
+                   kind: CallKind = CallKind.FUNCTION) -> Any:
+        """Route one call of `symbol` as if a plan had written `(symbol args...)` (or, with
+        `kind=CallKind.CAPABILITY`, `(call :symbol args...)`).
 
         The callee is whatever this runtime's VM binds to `symbol` (a local run calls it);
         the decision, execution, fallback and recording are those of any routed call.
@@ -407,19 +423,22 @@ class Runtime:
         Raises:
             RtfsError / DelegationError: as the call would inside a plan.
         """
-        callee = self.vm.globals.get(symbol)
+        capability = kind is CallKind.CAPABILITY
+        callee = None if capability else self.vm.globals.get(symbol)
         meta = metadata if isinstance(metadata, Map) else Map(metadata or {})
         hint = callee.code.hint if isinstance(callee, Closure) else None
         call_args = tuple(args)
 
         def run_local() -> Any:
+            if capability:
+                raise unknown_capability(symbol)
             if callee is None:
                 raise UnboundSymbolError(f"unbound symbol: {symbol}")
             return self.vm.call(callee, list(call_args), route=False, deadline=deadline)
 
         if deadline is not None and deadline.expired():
             raise DeadlineExceeded(f"{symbol}: the deadline passed before the call started")
-        return self.router.route(RoutedCall(symbol, CallKind.FUNCTION, callee, hint, meta,
+        return self.router.route(RoutedCall(symbol, kind, callee, hint, meta,
                                             call_args, run_local, names=own_names(callee),
                                             deadline=deadline))
 
@@ -436,7 +455,7 @@ class Runtime:
                 self.learner.save(state / OUTCOMES_FILE)
             if self.l3 is not None and self._owns_l3:
                 self.l3.save(state / CONTEXTS_FILE)
-            cache = self.l2.cache if self.l2 is not None else None
+            cache = self.l2.cache if self.l2 is not None and self._owns_l2 else None
             if cache is not None:
                 self._save_l2(cache)
         except (PlanCacheError, CacheStateError, OSError) as err:  # a cache: the answer stands

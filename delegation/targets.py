@@ -122,6 +122,20 @@ ExecTarget: TypeAlias = LocalPure | LocalModel | RemoteModel | L4CacheHit
 
 LOCAL_PURE = LocalPure()
 
+PEER_PREFIX = "peer:"
+"""A peer arbiter discovered from the fleet's directory is the target `RemoteModel("peer:<name>")`;
+no configured provider id can contain a colon, so the two never collide."""
+
+
+def peer_target(arbiter: str) -> RemoteModel:
+    """The target of the discovered peer arbiter `arbiter`."""
+    return RemoteModel(PEER_PREFIX + arbiter)
+
+
+def peer_name(provider_id: str) -> str | None:
+    """The arbiter a discovered peer's provider id names, or None for any other id."""
+    return provider_id[len(PEER_PREFIX):] if provider_id.startswith(PEER_PREFIX) else None
+
 
 def _check_id(value: object, target: object) -> None:
     if not isinstance(value, str) or not value:

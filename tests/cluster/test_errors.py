@@ -9,6 +9,9 @@ import pytest
 
 from cluster.errors import (
     ALL_ERRORS,
+    ArbiterExists,
+    ArbiterTimeout,
+    ArbiterUnavailable,
     AuthenticationFailed,
     ClusterError,
     ClusterUnavailable,
@@ -35,6 +38,12 @@ SAMPLES: list[tuple[ClusterError, type[BaseException], str]] = [
     (FleetNotFound("127.0.0.1:6379", "rtfs"), LookupError, "delegation serve"),
     (FleetExists("rtfs", "a directory actor is already running"), ValueError,
      "already runs in namespace 'rtfs'"),
+    (ArbiterUnavailable("gpu", "actor died mid-call"), ConnectionError,
+     "arbiter gpu unavailable: actor died mid-call"),
+    (ArbiterTimeout("gpu", "no answer within 2 s"), TimeoutError,
+     "arbiter gpu timed out: no answer within 2 s"),
+    (ArbiterExists("gpu", "rtfs"), ValueError,
+     "an arbiter named 'gpu' already runs in namespace 'rtfs'"),
 ]
 
 

@@ -1,0 +1,54 @@
+"""The README's two-arbiter fleet ("Two arbiters: a call federates"), run as written in a copy
+of the examples: node a's `faq` call is federated to arbiter b, and `peers` lists both."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from tests.cluster.conftest import require_loopback_listeners
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def federation_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### Two arbiters: a call federates", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert block is not None, "the README's two-arbiter section has no sh block"
+    # The install line is what this test environment already did.
+    return [line for line in block.group(1).replace("\\\n", "").splitlines()
+            if line.strip() and not line.startswith("pip install")]
+
+
+def test_the_readme_two_arbiter_fleet_works_as_written(tmp_path: Path) -> None:
+    for example in ("federation", "models"):
+        shutil.copytree(ROOT / "examples" / example, tmp_path / "examples" / example,
+                        ignore=shutil.ignore_patterns("run"))
+    script = "set -e\n" + "\n".join(federation_commands()) + "\n"
+    shell = subprocess.Popen(["bash", "-c", script], cwd=tmp_path, text=True,
+                             env=dict(os.environ),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ready = tmp_path / "examples" / "federation" / "run" / "b.out"
+    deadline = time.monotonic() + 240
+    while shell.poll() is None and time.monotonic() < deadline:
+        if ready.exists() and "ready: " in ready.read_text():
+            require_loopback_listeners(shell.pid, "the README's two serves")
+            break
+        time.sleep(0.1)
+    stdout, stderr = shell.communicate(timeout=600)
+    assert shell.returncode == 0, (stdout, stderr[-3000:])
+    peers = [line.split()[0] for line in stdout.splitlines()
+             if re.match(r"[ab]\s+\S+\s+\S+\s+ok\s", line)]
+    assert peers == ["a", "b"]
+    assert re.search(r"^b\s+faq\s+faq\s+ok", stdout, re.MULTILINE)
+    assert "Use 'Forgot password' on the sign-in page" in stdout  # b's model's answer
+    faq = next(line.split() for line in stdout.splitlines() if re.match(r"\d+\s+faq\s", line))
+    assert faq[2:4] == ["RemoteModel(peer:b)", "federation"]
+    tone = next(line.split() for line in stdout.splitlines() if re.match(r"\d+\s+tone\s", line))
+    assert tone[2:4] == ["LocalModel(sentiment-rules)", "capability"]
+    assert "faq: nothing on this node provides faq; federated to arbiter b" in stdout
