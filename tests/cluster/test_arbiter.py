@@ -298,7 +298,7 @@ def test_a_declared_peer_is_chosen_under_its_own_provider_id() -> None:
 
 
 def test_the_advert_book_asks_once_per_ttl_and_keeps_the_last_list() -> None:
-    clock, asked = FakeClock(), []
+    clock, asked = FakeClock(0.0), []
     answers: list[Any] = [[Advert("b")], ShardUnavailable("d", "down"), [Advert("c")]]
 
     def fetch() -> list[Advert]:
