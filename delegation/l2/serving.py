@@ -72,6 +72,10 @@ class ModelResults:
         self._off = not config.l2.enabled
         self._load_note = ""  # reported once, by the call during which the model loaded
         self.lookup_cost_s = config.l2.lookup_cost_ms / 1000.0
+        # The first lookup pays for first contact with the store (an index loaded from disk,
+        # a connection to the fleet's shards): warm-up, like the model's first inference, so
+        # it is not measured as what a lookup costs.
+        self._warm = False
 
     @property
     def cache(self) -> SemanticCache | None:
@@ -93,7 +97,10 @@ class ModelResults:
         note = self._take_load_note()
         started = self._timer()
         found = cache.lookup(call)
-        self._measured(self._timer() - started)
+        if self._warm:
+            self._measured(self._timer() - started)
+        else:
+            self._warm = True
         return Consult(call, found, note, target)
 
     def settle(self, consult: Consult, value: Any, latency_s: float, cost: float) -> str:
