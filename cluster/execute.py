@@ -31,13 +31,14 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import IO, Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cluster.errors import ClusterError
 from delegation.codelib import CodeLibrary
-from delegation.config import DelegationConfig
+from delegation.config import DEFAULT_TOML, DelegationConfig, parse_config
 from delegation.errors import (
     CallUnavailable,
     ConfigError,
@@ -64,6 +65,7 @@ from storage import (
 )
 from storage.signing import store_key_path
 
+DEFAULT_SOURCE = "<built-in default>"  # the source of `delegation.config.default_config()`
 DOWN_FOR_S = 30.0
 """How long an L4 store found down is skipped before a step asks it again (unless configured)."""
 
@@ -143,6 +145,51 @@ class StepLimits:
     max_deadline_s: float = 600.0
     max_value_chars: int = 1 << 20
     max_output_chars: int = 64 << 10
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """How a node that runs steps is configured, in a form that crosses processes (a
+    `DelegationConfig` does not pickle): the configuration's text, where it came from, and the
+    limits. Each executing process builds its `StepRunner` from it, so key list files and the
+    state directory are read where the steps run.
+    """
+
+    config_text: str
+    config_source: str
+    base_dir: str
+    state_dir: str
+    limits: StepLimits = StepLimits()
+
+    @classmethod
+    def of(cls, config: DelegationConfig, limits: StepLimits = StepLimits()) -> StepSettings:
+        """The settings of a loaded configuration (its file is read again, or the built-in
+        default's text is used).
+
+        Raises:
+            ConfigError: the file can no longer be read.
+        """
+        if config.source == DEFAULT_SOURCE:
+            text = DEFAULT_TOML
+        else:
+            try:
+                text = Path(config.source).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as err:
+                raise ConfigError(f"cannot read the file again: {err}", config.source) from err
+        return cls(text, config.source, str(config.base_dir), str(config.state_dir), limits)
+
+    def config(self) -> DelegationConfig:
+        """The configuration, validated again here.
+
+        Raises:
+            ConfigError: it does not validate here (e.g. a key list file missing on this node).
+        """
+        return parse_config(self.config_text, source=self.config_source,
+                            base_dir=self.base_dir, state_dir=self.state_dir)
+
+    def runner(self, *, origin: str, node: str) -> StepRunner:
+        """A `StepRunner` for this node (see `StepRunner`)."""
+        return StepRunner(self.config(), limits=self.limits, origin=origin, node=node)
 
 
 @dataclass(frozen=True)

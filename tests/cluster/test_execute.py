@@ -5,9 +5,12 @@ given resource is in `test_execute_nodes.py` (a multi-node cluster)."""
 from __future__ import annotations
 
 import pickle
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import ray
 
 from cluster.execute import (
     STEP_ERRORS,
@@ -18,9 +21,18 @@ from cluster.execute import (
     StepReply,
     StepRequest,
     StepRunner,
+    StepSettings,
     UntrustedCode,
     parse_request,
 )
+from cluster.steptasks import (
+    TASK_ERRORS,
+    RayStepExecutor,
+    StepTimeout,
+    StepUnavailable,
+    publish_policy,
+)
+from tests.cluster.conftest import RaySession
 from tests.cluster.publishing import Fleet
 
 RUNAWAY = "(reduce + (map (fn [i] (reduce + (range 10000000))) (range 1000)))"
@@ -179,3 +191,62 @@ def test_every_step_error_pickles_and_keeps_its_type() -> None:
     for error in samples:
         copy = pickle.loads(pickle.dumps(error))
         assert type(copy) is type(error) and str(copy) == str(error)
+
+
+# --- steps as Ray tasks (the shared single-node Ray) ---------------------------------------
+
+@pytest.fixture
+def tasks(fleet: Fleet, ray_session: RaySession) -> Iterator[RayStepExecutor]:
+    namespace = f"steps-{uuid.uuid4().hex[:8]}"
+    settings = StepSettings(fleet.config_text(), "<test>", str(fleet.root),
+                            str(fleet.root / "node-state"), StepLimits(max_value_chars=200))
+    policy = publish_policy(settings, namespace)
+    yield RayStepExecutor(namespace, grace_s=60.0)
+    ray.kill(policy, no_restart=True)
+
+
+def test_a_step_runs_as_a_ray_task_under_the_fleets_policy(tasks: RayStepExecutor) -> None:
+    reply = tasks.run(StepRequest("(reduce + (range 10))"))
+    assert (reply.ok, reply.value) == (True, "45")
+    assert reply.node == ray.get_runtime_context().get_node_id()
+    refused = tasks.run(StepRequest("(defn private-x [] 1) (private-x)"))
+    assert (refused.error_type, refused.status) == ("SecurityViolation", 403)
+    too_big = tasks.run(StepRequest("(vec (range 1000))"))
+    assert too_big.error_type == "OutputTooLarge"  # the fleet's limits, not the caller's
+
+
+def test_a_runaway_task_ends_at_its_deadline(tasks: RayStepExecutor) -> None:
+    reply = tasks.run(StepRequest(RUNAWAY, deadline_s=1.0))
+    # the VM stopped it (a caller-side timeout would raise StepTimeout instead)
+    assert (reply.ok, reply.error_type, reply.status) == (False, "DeadlineExceeded", 504)
+
+
+def test_l4_references_are_verified_by_the_executing_node(fleet: Fleet,
+                                                          tasks: RayStepExecutor) -> None:
+    good = fleet.publish("(defn inc-trusted [x] (+ x 1))", "inc-trusted", fleet.trusted)
+    bad = fleet.publish("(defn inc-untrusted [x] (+ x 1))", "inc-untrusted", fleet.untrusted)
+    ran = tasks.run(StepRequest(interface=good.interface, blob=good.blob, args=("41",)))
+    assert (ran.ok, ran.value) == (True, "42")
+    refused = tasks.run(StepRequest(interface=bad.interface, blob=bad.blob, args=("41",)))
+    assert (refused.error_type, refused.status) == ("UntrustedCode", 403)
+    assert "does not trust" in refused.message
+
+
+def test_a_resource_no_node_offers_fails_at_once(tasks: RayStepExecutor) -> None:
+    nowhere = RayStepExecutor(tasks.namespace, resources={"no-such-node": 0.001})
+    with pytest.raises(StepUnavailable, match="no alive node offers") as info:
+        nowhere.run(StepRequest("1"))
+    assert isinstance(info.value, ConnectionError) and not isinstance(info.value, StepTimeout)
+
+
+def test_a_namespace_without_a_fleet_has_no_policy(ray_session: RaySession) -> None:
+    with pytest.raises(StepUnavailable, match="no step policy"):
+        RayStepExecutor(f"nothing-{uuid.uuid4().hex[:8]}")
+
+
+def test_task_errors_pickle_and_keep_their_types() -> None:
+    for error in (StepUnavailable("w", "r"), StepTimeout("w", "r")):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
+    assert set(TASK_ERRORS) == {StepUnavailable, StepTimeout}
+    assert issubclass(StepTimeout, TimeoutError) and issubclass(StepTimeout, StepUnavailable)
