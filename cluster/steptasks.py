@@ -80,7 +80,7 @@ def publish_policy(settings: StepSettings, namespace: str) -> Any:
         ray.kill(ray.get_actor(POLICY_NAME, namespace=namespace), no_restart=True)
     except ValueError:
         pass  # none yet
-    handle = ray.remote(StepPolicyActor).options(
+    handle: Any = ray.remote(StepPolicyActor).options(
         name=POLICY_NAME, namespace=namespace, num_cpus=0, max_restarts=-1,
         max_task_retries=2).remote(settings)
     _get(handle.settings.remote(), POLICY_TIMEOUT_S, "policy")
@@ -158,15 +158,16 @@ class RayStepExecutor:
         self.grace_s = grace_s
         self._timer = timer
         try:
-            self.policy = ray.get_actor(POLICY_NAME, namespace=namespace)
+            self.policy: Any = ray.get_actor(POLICY_NAME, namespace=namespace)
         except ValueError:
             raise StepUnavailable(namespace, "no step policy in this namespace (start the "
                                              "fleet with `delegation serve`)") from None
         settings: StepSettings = _get(self.policy.settings.remote(), POLICY_TIMEOUT_S, "policy")
-        self.default_deadline_s = settings.limits.default_deadline_s
-        self.digest = settings_digest(settings)
+        self.default_deadline_s: float = settings.limits.default_deadline_s
+        self.digest: str = settings_digest(settings)
         self._checked: tuple[float, str | None] | None = None
-        self._options = {"num_cpus": 0, "max_retries": 0, "resources": self.resources}
+        self._options: dict[str, Any] = {"num_cpus": 0, "max_retries": 0,
+                                         "resources": self.resources}
 
     def run(self, request: StepRequest) -> StepReply:
         """Run one step on a node with the resources; its reply.
