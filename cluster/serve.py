@@ -1,6 +1,7 @@
 """`delegation serve`: run a fleet's cache shards (and its metrics endpoint) in the foreground.
 
     delegation serve [--config F] [--address ADDR] [--host H] [--shards N] [--metrics-port P]
+                     [--http-port P] [--http-host H] [--http-token-env VAR]
 
 Without `--address` it starts a Ray head in this process, bound to `--host` (127.0.0.1 by
 default), token authentication on; with `--address ADDR` (`host:port`, or `auto` for the
@@ -8,7 +9,9 @@ cluster of this machine, as in a KubeRay head pod) it joins that cluster instead
 starts the fleet's directory and shards in the `[delegation.cluster]` namespace, prints one
 line `ready: <address>` (what `--cluster` takes) and stays until SIGINT or SIGTERM; then it
 stops what it started (the shards, the metrics endpoint, and the head if it started one),
-within `STOP_TIMEOUT_S`.
+within `STOP_TIMEOUT_S`. It also publishes how remote steps run on the fleet (its
+configuration, `cluster.steptasks`) and, with `--http-port`, serves them over HTTP
+(`cluster.http`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 from cluster.config import ClusterConfig
 from cluster.errors import ClusterError
-from delegation.errors import UsageError
+from delegation.errors import ConfigError, UsageError
 
 STOP_TIMEOUT_S = 25.0  # the contract says 30 s
 
@@ -38,6 +41,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shards", type=int, metavar="N", help="cache shards to start")
     parser.add_argument("--metrics-port", type=int, metavar="P",
                         help="serve Prometheus metrics on this port (0: a free one)")
+    from cluster import http
+
+    http.configure(parser)
 
 
 class _Stop:
@@ -80,15 +86,16 @@ def run(args: argparse.Namespace) -> int:
         replication = cluster.replication_for(shards)
     except ValueError as err:
         raise UsageError(str(err)) from None
+    steps = _steps(args, config)  # before Ray starts: no token is bad input, exit 2
     try:
-        return _serve(args, cluster, shards, replication, stop)
+        return _serve(args, cluster, shards, replication, stop, steps)
     except ClusterError as err:
         print(f"delegation: serve: {err}", file=sys.stderr)
         return 1
 
 
 def _serve(args: argparse.Namespace, cluster: ClusterConfig, shards: int, replication: int,
-           stop: _Stop) -> int:
+           stop: _Stop, steps: tuple[Any, Any]) -> int:
     from cluster import raynode
     from cluster.connect import check_address
 
@@ -111,11 +118,38 @@ def _serve(args: argparse.Namespace, cluster: ClusterConfig, shards: int, replic
             server, port = _metrics(fleet, args.host, args.metrics_port, cluster.timeout_s)
             started.append(server.shutdown)
             print(f"delegation: metrics on http://{args.host}:{port}/metrics", file=sys.stderr)
+        _start_steps(cluster.namespace, *steps, started)
         print(f"ready: {address}", flush=True)
         stop.wait()
     finally:
         _stop_all(started)
     return 0
+
+
+def _steps(args: argparse.Namespace, config: Any) -> tuple[Any, Any]:
+    """How remote steps run on this fleet, and the HTTP endpoint's options (or None)."""
+    from cluster import http
+    from cluster.execute import StepSettings
+
+    options = http.options_from(args, os.environ)
+    try:
+        return StepSettings.of(config), options
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+
+
+def _start_steps(namespace: str, settings: Any, options: Any, started: list[Any]) -> None:
+    """Publish the step policy, start the HTTP endpoint if asked (each stop step is added
+    to `started` as soon as there is something to stop)."""
+    from cluster import http
+    from cluster.steptasks import publish_policy, withdraw_policy
+
+    publish_policy(settings, namespace)
+    started.append(lambda: withdraw_policy(namespace))
+    if options is not None:
+        endpoint = http.start(settings, options)
+        started.append(endpoint.stop)
+        print(f"delegation: http on {endpoint.url}/execute", file=sys.stderr, flush=True)
 
 
 def _metrics(fleet: Any, host: str, port: int, timeout_s: float) -> tuple[Any, int]:

@@ -76,15 +76,20 @@ class StepPolicyActor:
 def publish_policy(settings: StepSettings, namespace: str) -> Any:
     """Start the fleet's step policy actor (replacing one left by an earlier fleet); its
     handle. Raises `StepUnavailable` if it does not answer within `POLICY_TIMEOUT_S`."""
-    try:
-        ray.kill(ray.get_actor(POLICY_NAME, namespace=namespace), no_restart=True)
-    except ValueError:
-        pass  # none yet
+    withdraw_policy(namespace)
     handle: Any = ray.remote(StepPolicyActor).options(
         name=POLICY_NAME, namespace=namespace, num_cpus=0, max_restarts=-1,
         max_task_retries=2).remote(settings)
     _get(handle.settings.remote(), POLICY_TIMEOUT_S, "policy")
     return handle
+
+
+def withdraw_policy(namespace: str) -> None:
+    """Stop the step policy actor of `namespace`, if there is one."""
+    try:
+        ray.kill(ray.get_actor(POLICY_NAME, namespace=namespace), no_restart=True)
+    except ValueError:
+        pass  # none (or already gone)
 
 
 _runners: dict[str, StepRunner] = {}
