@@ -93,10 +93,11 @@ def options_from(args: argparse.Namespace, environ: Mapping[str, str]) -> HttpOp
         state = "is not set" if not token else f"is shorter than {MIN_TOKEN_CHARS} characters"
         raise UsageError(f"--http-token-env: ${args.http_token_env} {state}: the HTTP endpoint "
                          "does not start without a token")
-    return HttpOptions(args.http_host, args.http_port, _sha256(token))
+    return HttpOptions(args.http_host, args.http_port, token_sha256(token))
 
 
-def _sha256(token: str) -> bytes:
+def token_sha256(token: str) -> bytes:
+    """The SHA-256 of a bearer token: what the endpoint keeps and compares."""
     return hashlib.sha256(token.encode("utf-8")).digest()
 
 
@@ -141,7 +142,7 @@ class ExecuteEndpoint:
 
     def _authorized(self, request: Any) -> bool:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        given = _sha256(token.strip()) if scheme.lower() == "bearer" else b""
+        given = token_sha256(token.strip()) if scheme.lower() == "bearer" else b""
         return hmac.compare_digest(given, self.token_sha256)
 
     async def _execute(self, request: Any) -> Any:

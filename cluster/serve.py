@@ -118,7 +118,7 @@ def _serve(args: argparse.Namespace, cluster: ClusterConfig, shards: int, replic
             server, port = _metrics(fleet, args.host, args.metrics_port, cluster.timeout_s)
             started.append(server.shutdown)
             print(f"delegation: metrics on http://{args.host}:{port}/metrics", file=sys.stderr)
-        _start_steps(cluster.namespace, *steps, started)
+        start_steps(cluster.namespace, *steps, started)
         print(f"ready: {address}", flush=True)
         stop.wait()
     finally:
@@ -138,14 +138,14 @@ def _steps(args: argparse.Namespace, config: Any) -> tuple[Any, Any]:
         raise UsageError(str(err)) from None
 
 
-def _start_steps(namespace: str, settings: Any, options: Any, started: list[Any]) -> None:
+def start_steps(namespace: str, settings: Any, options: Any, started: list[Any]) -> None:
     """Publish the step policy, start the HTTP endpoint if asked (each stop step is added
     to `started` as soon as there is something to stop)."""
     from cluster import http
     from cluster.steptasks import publish_policy, withdraw_policy
 
-    publish_policy(settings, namespace)
-    started.append(lambda: withdraw_policy(namespace))
+    policy = publish_policy(settings, namespace)  # held by the stop step: it lives as long
+    started.append(lambda: withdraw_policy(namespace, policy))
     if options is not None:
         endpoint = http.start(settings, options)
         started.append(endpoint.stop)

@@ -75,7 +75,9 @@ class StepPolicyActor:
 
 def publish_policy(settings: StepSettings, namespace: str) -> Any:
     """Start the fleet's step policy actor (replacing one left by an earlier fleet); its
-    handle. Raises `StepUnavailable` if it does not answer within `POLICY_TIMEOUT_S`."""
+    handle, which the caller keeps: the actor lives while its owner holds a handle (it goes
+    away with the `delegation serve` that published it). Raises `StepUnavailable` if it does
+    not answer within `POLICY_TIMEOUT_S`."""
     withdraw_policy(namespace)
     handle: Any = ray.remote(StepPolicyActor).options(
         name=POLICY_NAME, namespace=namespace, num_cpus=0, max_restarts=-1,
@@ -84,10 +86,10 @@ def publish_policy(settings: StepSettings, namespace: str) -> Any:
     return handle
 
 
-def withdraw_policy(namespace: str) -> None:
-    """Stop the step policy actor of `namespace`, if there is one."""
+def withdraw_policy(namespace: str, handle: Any = None) -> None:
+    """Stop the step policy actor of `namespace` (or `handle`), if there is one."""
     try:
-        ray.kill(ray.get_actor(POLICY_NAME, namespace=namespace), no_restart=True)
+        ray.kill(handle or ray.get_actor(POLICY_NAME, namespace=namespace), no_restart=True)
     except ValueError:
         pass  # none (or already gone)
 

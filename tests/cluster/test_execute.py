@@ -4,9 +4,10 @@ given resource is in `test_execute_nodes.py` (a multi-node cluster)."""
 
 from __future__ import annotations
 
+import gc
 import pickle
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -250,3 +251,20 @@ def test_task_errors_pickle_and_keep_their_types() -> None:
         assert type(copy) is type(error) and str(copy) == str(error)
     assert set(TASK_ERRORS) == {StepUnavailable, StepTimeout}
     assert issubclass(StepTimeout, TimeoutError) and issubclass(StepTimeout, StepUnavailable)
+
+
+def test_serve_keeps_the_policy_it_publishes_until_it_stops(fleet: Fleet,
+                                                             ray_session: RaySession) -> None:
+    from cluster.serve import start_steps
+
+    namespace = f"serve-{uuid.uuid4().hex[:8]}"
+    settings = StepSettings(fleet.config_text(), "<test>", str(fleet.root),
+                            str(fleet.root / "node-state"))
+    started: list[Callable[[], None]] = []
+    start_steps(namespace, settings, None, started)
+    gc.collect()  # nothing but serve's stop step holds the policy actor's handle
+    assert RayStepExecutor(namespace).run(StepRequest("(* 6 7)")).value == "42"
+    for stop in reversed(started):
+        stop()
+    with pytest.raises(StepUnavailable, match="no step policy"):
+        RayStepExecutor(namespace)
