@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -33,6 +35,7 @@ from rtfs.values import Keyword, Map
 from tests.cluster.conftest import ensure_ray, require_loopback_listeners
 from tests.cluster.publishing import Fleet
 
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-0123456789abcdef"
 RUNAWAY = "(reduce + (map (fn [i] (reduce + (range 10000000))) (range 1000)))"
 
@@ -292,3 +295,39 @@ def test_serve_refuses_to_start_the_endpoint_without_a_token(env: dict[str, str]
                           check=False)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_readme_http_commands_work_as_written(tmp_path: Path) -> None:
+    """The README's "Remote steps" commands, run as written in a copy of the examples; the
+    first lines they print are the ones the README shows."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Remote steps: HTTP and Ray tasks", 1)[1]
+    commands = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    shown = re.search(r"```sh\n.*?```\n\n```\n(.*?)```", section, re.DOTALL)
+    assert commands is not None and shown is not None
+    shutil.copytree(ROOT / "examples" / "fleet", tmp_path / "examples" / "fleet",
+                    ignore=shutil.ignore_patterns("run"))
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    (shims / "python").symlink_to(sys.executable)  # `python` as the README says it
+    env = {k: v for k, v in os.environ.items() if k != "RTFS_HTTP_TOKEN"}
+    env["PATH"] = f"{shims}{os.pathsep}{env['PATH']}"
+    shell = subprocess.Popen(["bash", "-c", "set -e\n" + commands.group(1)], cwd=tmp_path,
+                             env=env, text=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    ready = tmp_path / "examples" / "fleet" / "run" / "exec.out"
+    deadline = time.monotonic() + 180
+    while shell.poll() is None and time.monotonic() < deadline:
+        if ready.exists() and "ready: " in ready.read_text():
+            require_loopback_listeners(shell.pid, "the README's delegation serve")
+            break
+        time.sleep(0.1)
+    stdout, stderr = shell.communicate(timeout=600)
+    assert shell.returncode == 0, (stdout, stderr[-3000:])
+    expected = [line for line in shown.group(1).splitlines() if line != "..."]
+    lines = stdout.splitlines()
+    assert lines[:7] == expected[:7]
+    header, call = (line.split() for line in expected[7:])  # columns fit their contents
+    assert header in [line.split() for line in lines]
+    [row] = [line.split() for line in lines if line.startswith("1  remote-rtfs.execute")]
+    assert row[:4] == call[:4] and row[6:] == call[6:]  # all but the latency ("338.4 ms")
