@@ -41,7 +41,7 @@ from rtfs.forms import form_to_value
 from rtfs.printer import to_readable
 from rtfs.reader import read
 
-_PARAMS = ("interface", "blob", "args", "deadline_ms")
+STEP_PARAMS = ("interface", "blob", "args", "deadline_ms")
 EXCERPT_CHARS = 300
 
 
@@ -61,7 +61,7 @@ class RemoteRTFSProvider(BaseProvider):
         clock: monotonic clock for the health cache; timer: for latency.
     """
 
-    accepted_params = _PARAMS
+    accepted_params = STEP_PARAMS
 
     def __init__(self, id: str, *, endpoint: str, token: str | None = None,
                  token_env: str | None = None, timeout_s: float = 10.0,
@@ -97,32 +97,10 @@ class RemoteRTFSProvider(BaseProvider):
         started = self._timer()
         status, payload = self._send("POST", "/execute", body, step_s + self.network_grace_s)
         text = self._value_text(status, payload)
-        return self._result(text, _read_back(text), started)
+        return self._result(text, read_back(text), started)
 
     def _body(self, source: str, params: Mapping[str, Any], step_s: float) -> dict[str, Any]:
-        deadline_ms = max(1, int(step_s * 1000))
-        asked = params.get("deadline_ms")
-        if asked is not None:
-            if isinstance(asked, bool) or not isinstance(asked, int) or asked < 1:
-                raise ProviderInputError(self.id, "deadline_ms must be a positive integer")
-            deadline_ms = min(deadline_ms, asked)
-        if "interface" not in params and "blob" not in params:
-            if "args" in params:
-                raise ProviderInputError(self.id, "args go with interface and blob")
-            return {"source": source, "deadline_ms": deadline_ms}
-        if source.strip():
-            raise ProviderInputError(self.id, "give either source or interface and blob")
-        body: dict[str, Any] = {"deadline_ms": deadline_ms}
-        for key in ("interface", "blob"):
-            value = params.get(key)
-            if not isinstance(value, str):
-                raise ProviderInputError(self.id, f"{key} must be a hex string")
-            body[key] = value
-        args = params.get("args", ())
-        if not isinstance(args, tuple):  # an RTFS vector
-            raise ProviderInputError(self.id, "args must be a vector")
-        body["args"] = [to_readable(arg) for arg in args]
-        return body
+        return step_fields(self.id, source, params, step_s)
 
     def _value_text(self, status: int, payload: bytes) -> str:
         try:
@@ -201,8 +179,43 @@ class RemoteRTFSProvider(BaseProvider):
         return headers
 
 
-def _read_back(text: str) -> Any:
-    """The printed value as an RTFS value; the text itself when it is not readable data."""
+def step_fields(provider_id: str, source: str, params: Mapping[str, Any], step_s: float
+                ) -> dict[str, Any]:
+    """The step a remote RTFS call asks for, as the endpoint's JSON fields: `source`, or
+    `interface`, `blob` and `args` (RTFS text each), and `deadline_ms` (what the call has
+    left, `step_s`, or less if the `deadline_ms` parameter asks for less).
+
+    Raises:
+        ProviderInputError: the parameters do not make one step.
+    """
+    deadline_ms = max(1, int(step_s * 1000))
+    asked = params.get("deadline_ms")
+    if asked is not None:
+        if isinstance(asked, bool) or not isinstance(asked, int) or asked < 1:
+            raise ProviderInputError(provider_id, "deadline_ms must be a positive integer")
+        deadline_ms = min(deadline_ms, asked)
+    if "interface" not in params and "blob" not in params:
+        if "args" in params:
+            raise ProviderInputError(provider_id, "args go with interface and blob")
+        return {"source": source, "deadline_ms": deadline_ms}
+    if source.strip():
+        raise ProviderInputError(provider_id, "give either source or interface and blob")
+    fields: dict[str, Any] = {"deadline_ms": deadline_ms}
+    for key in ("interface", "blob"):
+        value = params.get(key)
+        if not isinstance(value, str):
+            raise ProviderInputError(provider_id, f"{key} must be a hex string")
+        fields[key] = value
+    args = params.get("args", ())
+    if not isinstance(args, tuple):  # an RTFS vector
+        raise ProviderInputError(provider_id, "args must be a vector")
+    fields["args"] = [to_readable(arg) for arg in args]
+    return fields
+
+
+def read_back(text: str) -> Any:
+    """A step's printed value as an RTFS value (`NIL` for nil); the text itself when it is
+    not readable data (e.g. a function)."""
     try:
         forms = read(text)
         if len(forms) == 1:

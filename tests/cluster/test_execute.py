@@ -5,7 +5,10 @@ given resource is in `test_execute_nodes.py` (a multi-node cluster)."""
 from __future__ import annotations
 
 import gc
+import json
 import pickle
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +36,17 @@ from cluster.steptasks import (
     StepUnavailable,
     publish_policy,
 )
+from delegation.config import parse_config
+from delegation.errors import (
+    ConfigError,
+    ProviderError,
+    ProviderInputError,
+    ProviderTimeout,
+    SecurityViolation,
+)
+from delegation.runtime import Runtime
+from rtfs.errors import HostError
+from rtfs.values import Keyword, Map
 from tests.cluster.conftest import RaySession
 from tests.cluster.publishing import Fleet
 
@@ -268,3 +282,72 @@ def test_serve_keeps_the_policy_it_publishes_until_it_stops(fleet: Fleet,
         stop()
     with pytest.raises(StepUnavailable, match="no step policy"):
         RayStepExecutor(namespace)
+
+
+# --- the ray-rtfs provider: remote-rtfs.execute inside a fleet ---------------------------------
+
+def fleet_runtime(tmp_path: Path, namespace: str, extra: str = "") -> Runtime:
+    config = parse_config(f"""
+[delegation.remote_providers.gpu]
+kind = "ray-rtfs"
+namespace = "{namespace}"
+timeout_s = 60
+{extra}
+""", base_dir=tmp_path, state_dir=tmp_path / "caller-state")
+    return Runtime(config)
+
+
+def test_a_plan_calls_remote_rtfs_execute_as_a_ray_task(fleet: Fleet, tasks: RayStepExecutor,
+                                                        tmp_path: Path) -> None:
+    runtime = fleet_runtime(tmp_path, tasks.namespace)
+    result = runtime.run('(call :remote-rtfs.execute "{:n (* 6 7) :xs (vec (range 3))}")')
+    assert result.value == Map([(Keyword("n"), 42), (Keyword("xs"), (0, 1, 2))])
+    [record] = result.calls
+    assert (record.target, record.layer, record.outcome) == ("RemoteModel(gpu)", "capability",
+                                                             "ok")
+    good = fleet.publish("(defn triple-trusted [x] (* 3 x))", "triple-trusted", fleet.trusted)
+    assert runtime.run(f'(call :remote-rtfs.execute "" {{:interface "{good.interface}" '
+                       f':blob "{good.blob}" :args [14]}})').value == 42
+
+
+def test_the_ray_providers_errors(fleet: Fleet, tasks: RayStepExecutor, tmp_path: Path) -> None:
+    runtime = fleet_runtime(tmp_path, tasks.namespace)
+    cases = [
+        (f"(call :remote-rtfs.execute {json.dumps(RUNAWAY)} {{:deadline-ms 500}})",
+         ProviderTimeout, "DeadlineExceeded"),
+        ('(call :remote-rtfs.execute "(defn private-y [] 1) (private-y)")', ProviderError,
+         "SecurityViolation"),
+        ('(call :remote-rtfs.execute "(+ 1")', ProviderInputError, "RtfsSyntaxError"),
+    ]
+    for program, kind, text in cases:
+        with pytest.raises(HostError) as info:
+            runtime.run(program)
+        assert isinstance(info.value.__cause__, kind) and text in str(info.value.__cause__)
+    with pytest.raises(HostError) as info:
+        runtime.run('^{:sensitive true} (call :remote-rtfs.execute "(+ 1 2)")')
+    assert isinstance(info.value.__cause__, SecurityViolation)
+    [record] = runtime.last_calls
+    assert record.outcome == "refused" and record.attempts == []  # nothing was sent
+
+
+def test_a_ray_provider_without_a_fleet_is_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "d.toml").write_text('[delegation.remote_providers.gpu]\nkind = "ray-rtfs"\n')
+    (tmp_path / "p.rtfs").write_text('(call :remote-rtfs.execute "(+ 1 2)")')
+    done = subprocess.run([sys.executable, "-m", "delegation", "run", str(tmp_path / "p.rtfs"),
+                           "--config", str(tmp_path / "d.toml"), "--state-dir",
+                           str(tmp_path / "s")], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 1 and "not connected to a fleet" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("line, key", [
+    ('resources = "gpu-node"', "delegation.remote_providers.gpu.resources"),
+    ('resource = ["gpu-node"]', "delegation.remote_providers.gpu.resource"),
+    ("namespace = 3", "delegation.remote_providers.gpu.namespace"),
+])
+def test_ray_rtfs_keys_are_checked_with_key_and_line(line: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(f'[delegation.remote_providers.gpu]\nkind = "ray-rtfs"\n{line}\n',
+                     source="d.toml")
+    assert (info.value.key_path, info.value.line) == (key, 3)

@@ -7,6 +7,7 @@ module that needs it starts it again)."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -20,6 +21,10 @@ import ray
 
 from cluster.execute import StepLimits, StepReply, StepRequest, StepSettings
 from cluster.steptasks import RayStepExecutor, StepUnavailable, publish_policy
+from delegation.config import parse_config
+from delegation.errors import ProviderTimeout, ProviderUnavailable
+from delegation.runtime import Runtime
+from rtfs.errors import HostError
 from tests.cluster.conftest import OBJECT_STORE_BYTES, require_loopback_listeners, shutdown_ray
 from tests.cluster.publishing import Fleet
 
@@ -97,6 +102,38 @@ def test_the_deadline_and_the_keys_hold_on_the_chosen_node(nodes: tuple[Any, Any
                              publisher.trusted)
     ran = gpu_node.run(StepRequest(interface=good.interface, blob=good.blob, args=("4",)))
     assert (ran.node, ran.value) == (gpu.node_id, "8")
+
+
+def test_a_plans_step_goes_where_its_provider_says(fleet: tuple[Fleet, str],
+                                                  tmp_path: Path) -> None:
+    def runtime(resource: str) -> Runtime:
+        return Runtime(parse_config(f"""
+[delegation.remote_providers.gpu]
+kind = "ray-rtfs"
+resources = ["{resource}"]
+namespace = "{fleet[1]}"
+""", base_dir=tmp_path, state_dir=tmp_path / resource))
+
+    on_gpu = runtime("gpu-node")
+    assert on_gpu.run('(call :remote-rtfs.execute "(* 6 7)")').value == 42
+    outcome: list[BaseException] = []
+
+    def runaway() -> None:
+        try:
+            on_gpu.run(f"(call :remote-rtfs.execute {json.dumps(RUNAWAY)} {{:deadline-ms 4000}})")
+        except BaseException as err:  # noqa: BLE001 - checked below
+            outcome.append(err)
+
+    caller = threading.Thread(target=runaway)
+    caller.start()
+    holding(lambda held: held > 0)  # the plan's step holds its share of gpu-node
+    caller.join(120)
+    [stopped] = outcome
+    assert isinstance(stopped.__cause__, ProviderTimeout)
+    with pytest.raises(HostError) as info:
+        runtime("tpu-node").run('(call :remote-rtfs.execute "1")')
+    assert isinstance(info.value.__cause__, ProviderUnavailable)
+    assert "no alive node offers" in str(info.value.__cause__)
 
 
 def test_a_step_whose_node_dies_fails_instead_of_hanging(nodes: tuple[Any, Any, Any],
