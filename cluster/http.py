@@ -161,7 +161,7 @@ class ExecuteEndpoint:
         try:
             reply = await asyncio.wait_for(future, deadline_s + STOP_GRACE_S)
         except TimeoutError:
-            reply = failed("DeadlineExceeded", "the step did not stop at its deadline", 504)
+            reply = failed("DeadlineExceeded", "the step did not finish by its deadline", 504)
         return _json(reply.status, reply.to_json())
 
     def _run(self, step: StepRequest, deadline_s: float, arrived: float) -> StepReply:
@@ -279,8 +279,9 @@ def start(settings: StepSettings, options: HttpOptions, *,
 
     Raises:
         UsageError: the port is taken.
-        ClusterError: Serve did not answer on it within `timeout_s` (e.g. Serve already runs
-            in this cluster with other HTTP options).
+        ClusterError: the endpoint did not start (e.g. this node cannot use the fleet's
+            configuration), or Serve did not answer on the port within `timeout_s` (e.g. Serve
+            already runs in this cluster with other HTTP options).
     """
     from ray import serve
 
@@ -291,13 +292,25 @@ def start(settings: StepSettings, options: HttpOptions, *,
                                   max_ongoing_requests=MAX_ONGOING_REQUESTS)(ExecuteEndpoint)
     endpoint = HttpEndpoint(f"http://{_url_host(options.host)}:{port}")
     try:
-        serve.run(deployment.bind(settings, options.token_sha256), name=APP_NAME,
-                  route_prefix="/")
+        try:
+            serve.run(deployment.bind(settings, options.token_sha256), name=APP_NAME,
+                      route_prefix="/")
+        except Exception as err:  # Serve raises its own kinds: converted at this edge
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ClusterError(f"the HTTP endpoint did not start: {first}") from err
         wait_healthy(endpoint.url, timeout_s)
     except BaseException:
-        endpoint.stop()
+        _stop_quietly(endpoint)
         raise
     return endpoint
+
+
+def _stop_quietly(endpoint: HttpEndpoint) -> None:
+    """Stop what started; the error that stopped the start is the one to report."""
+    try:
+        endpoint.stop()
+    except ClusterError:
+        pass
 
 
 def _url_host(host: str) -> str:
