@@ -269,6 +269,8 @@ def parse_request(body: bytes, limits: StepLimits = StepLimits()) -> StepRequest
         raise BadStepRequest(f"the body is not UTF-8: {err.reason}") from None
     except ValueError as err:
         raise BadStepRequest(f"the body is not JSON: {err}") from None
+    except RecursionError:
+        raise BadStepRequest("the body is nested too deeply") from None
     if not isinstance(data, dict):
         raise BadStepRequest("the body must be a JSON object")
     unknown = sorted(set(data) - set(_KEYS))

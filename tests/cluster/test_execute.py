@@ -172,6 +172,7 @@ def test_arguments_are_one_form_each(fleet: Fleet, runner: StepRunner) -> None:
     (b"{", "not JSON"),
     (b"\xff", "not UTF-8"),
     (b"[1]", "JSON object"),
+    (b"[" * 100_000, "nested too deeply"),
     (b'{"source": "1", "deadline": 5}', "unknown key 'deadline'"),
     (b'{"source": 1}', "'source' must be a string"),
     (b'{}', "either 'source' or"),
