@@ -59,7 +59,8 @@ import ray  # after the environment Ray reads at import
 from ray import serve
 
 from cluster import http
-from cluster.execute import StepRequest, StepRunner, StepSettings
+from cluster.execute import StepRunner
+from cluster.steps import StepRequest, StepSettings
 from cluster.steptasks import RayStepExecutor, publish_policy
 from delegation.config import default_config
 
@@ -225,7 +226,7 @@ def main() -> None:
     endpoint = None
     try:
         policy = publish_policy(settings, namespace)  # noqa: F841 - held: it lives as long
-        runner = settings.runner(origin="bench", node="here")
+        runner = StepRunner.from_settings(settings, origin="bench", node="here")
         endpoint = http.start(settings, http.HttpOptions("127.0.0.1", 0,
                                                          http.token_sha256(TOKEN)))
         serve.run(serve.deployment(name="bare", ray_actor_options={"num_cpus": 0},

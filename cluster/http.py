@@ -38,12 +38,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from cluster.errors import ClusterError
-from cluster.execute import (
+from cluster.execute import StepRunner
+from cluster.steps import (
     MAX_BODY_BYTES,
     BadStepRequest,
     StepReply,
     StepRequest,
-    StepRunner,
     StepSettings,
     failed,
     parse_request,
@@ -120,8 +120,8 @@ class ExecuteEndpoint:
         bind_replica_grpc_to(node_ip)
         self.token_sha256 = token_sha256
         self.max_body_bytes = max_body_bytes
-        self.runner: StepRunner = settings.runner(
-            origin="http", node=ray.get_runtime_context().get_node_id())
+        self.runner = StepRunner.from_settings(
+            settings, origin="http", node=ray.get_runtime_context().get_node_id())
         self.pool = ThreadPoolExecutor(STEP_THREADS, thread_name_prefix="rtfs-step")
 
     async def __call__(self, request: Any) -> Any:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cluster.execute import StepReply, StepRequest
+from cluster.steps import StepReply, StepRequest
 from delegation.errors import (
     ProviderError,
     ProviderInputError,

@@ -129,7 +129,7 @@ def _serve(args: argparse.Namespace, cluster: ClusterConfig, shards: int, replic
 def _steps(args: argparse.Namespace, config: Any) -> tuple[Any, Any]:
     """How remote steps run on this fleet, and the HTTP endpoint's options (or None)."""
     from cluster import http
-    from cluster.execute import StepSettings
+    from cluster.steps import StepSettings
 
     options = http.options_from(args, os.environ)
     try:

@@ -30,7 +30,8 @@ import xxhash
 from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
 from cluster.errors import ClusterError
-from cluster.execute import StepReply, StepRequest, StepRunner, StepSettings, failed
+from cluster.execute import StepRunner
+from cluster.steps import StepReply, StepRequest, StepSettings, failed
 from delegation.errors import ConfigError
 
 POLICY_NAME = "rtfs-step-policy"
@@ -114,8 +115,8 @@ def _runner_for(policy: Any, digest: str) -> StepRunner:
         runner = _runners.get(digest)
     if runner is None:
         settings = ray.get(policy.settings.remote(), timeout=POLICY_TIMEOUT_S)
-        runner = settings.runner(origin="ray task",
-                                 node=ray.get_runtime_context().get_node_id())
+        runner = StepRunner.from_settings(settings, origin="ray task",
+                                          node=ray.get_runtime_context().get_node_id())
         with _runners_lock:
             runner = _runners.setdefault(settings_digest(settings), runner)
     return runner

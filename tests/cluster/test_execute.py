@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import ray
 
-from cluster.execute import (
+from cluster.execute import StepRunner
+from cluster.steps import (
     STEP_ERRORS,
     BadStepRequest,
     CodeNotFound,
@@ -24,7 +25,6 @@ from cluster.execute import (
     StepLimits,
     StepReply,
     StepRequest,
-    StepRunner,
     StepSettings,
     UntrustedCode,
     parse_request,

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import ray
 
-from cluster.execute import StepLimits, StepReply, StepRequest, StepSettings
+from cluster.steps import StepLimits, StepReply, StepRequest, StepSettings
 from cluster.steptasks import RayStepExecutor, StepUnavailable, publish_policy
 from delegation.config import parse_config
 from delegation.errors import ProviderTimeout, ProviderUnavailable

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from cluster import http
-from cluster.execute import MAX_BODY_BYTES, StepLimits, StepSettings
+from cluster.steps import MAX_BODY_BYTES, StepLimits, StepSettings
 from delegation.config import parse_config
 from delegation.errors import ProviderError, ProviderInputError, ProviderTimeout
 from delegation.providers.base import ModelProvider, ModelResult
