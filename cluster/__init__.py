@@ -14,7 +14,7 @@ and the commands);
 - `actors`: the plain classes as Ray actors, Ray's errors as ours (`errors`).
 - `connect`, `serve`, `cachecmd`, `metrics`, `config`, `stats`: the edge.
 - Remote steps: `execute.StepRunner` runs one plan step for a caller from outside this node
-  (plain class); `steptasks` runs steps as Ray tasks on the node a resource chooses, under
+  (plain class; `steps` is its request, reply and errors); `steptasks` runs steps as Ray tasks on the node a resource chooses, under
   the fleet's step policy; `http` serves `POST /execute` with Ray Serve; `rayrtfs` is the
   `ray-rtfs` provider kind (`remote-rtfs.execute` inside a fleet).
 
