@@ -14,7 +14,7 @@ revoked keys) and answers a `StepReply`; it never raises for the step's own fail
 - **Verified code.** An L4 reference runs only when the index of this node finds a version of
   the interface with exactly that blob, signed by a key this node trusts and has not revoked,
   and its bytes match the signed SHA-256; otherwise the reply says why (`UntrustedCode`,
-  `NotFound`).
+  `CodeNotFound`).
 - **Bounded.** The VM stops the step at its deadline (`DeadlineExceeded`, cooperatively, at
   calls and inside loops); the printed value may be at most `max_value_chars` long
   (`OutputTooLarge`), and what the step prints is kept up to `max_output_chars`.
