@@ -91,8 +91,8 @@ def withdraw_policy(namespace: str, handle: Any = None) -> None:
     """Stop the step policy actor of `namespace` (or `handle`), if there is one."""
     try:
         ray.kill(handle or ray.get_actor(POLICY_NAME, namespace=namespace), no_restart=True)
-    except ValueError:
-        pass  # none (or already gone)
+    except (ValueError, RayError):
+        pass  # none, already gone, or its cluster is: nothing left to stop
 
 
 _runners: dict[str, StepRunner] = {}
