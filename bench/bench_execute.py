@@ -6,7 +6,9 @@ Starts a private single-node Ray (127.0.0.1, 2 CPUs, no dashboard, token auth wi
 made for this run), the fleet's step policy and Ray Serve on 127.0.0.1, then prints one table:
 
 - HTTP `POST /execute` of a small step / a bare Serve deployment on the same proxy that
-  answers at once (goal <= 1.5x);
+  answers at once (goal <= 1.5x), and a bare deployment that reads the body first (Serve's
+  replica fetches a body from its proxy in a round trip of its own: what any endpoint that
+  reads its request pays);
 - a step as a Ray task / the same step run by a `StepRunner` in this process, with a trivial
   Ray task as Ray's own floor;
 - `(parallel ...)` branches as Ray tasks / as threads in this process / as the VM runs them
@@ -70,14 +72,18 @@ BRANCH_SIZES = (10, 20_000, 300_000)  # one branch: (reduce + (range n))
 
 
 class Bare:
-    """The yardstick deployment: answers at once, as the endpoint's shape."""
+    """The yardstick deployment: answers at once, as the endpoint's shape (with `read_body`,
+    it first reads the request body, which Serve fetches from its proxy in a round trip)."""
 
-    def __init__(self) -> None:
+    def __init__(self, read_body: bool = False) -> None:
         http.bind_replica_grpc_to(ray.util.get_node_ip_address())
+        self.read_body = read_body
 
     async def __call__(self, request: Any) -> Any:
         from starlette.responses import Response
 
+        if self.read_body:
+            await request.body()
         return Response('{"ok": true, "value": "210"}', media_type="application/json")
 
 
@@ -126,22 +132,26 @@ def http_vs_bare(url: str, rounds: int, calls: int, table: Table) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     body = json.dumps(STEP)
     with httpx.Client(trust_env=False, timeout=60.0) as client:
-        def execute() -> None:
-            response = client.post(url + "/execute", content=body, headers=headers)
-            assert response.json() == {"ok": True, "value": "210"}, response.text
+        def call(path: str) -> Callable[[], float]:
+            def once() -> float:
+                start = time.perf_counter()
+                response = client.post(url + path, content=body, headers=headers)
+                elapsed = time.perf_counter() - start
+                assert response.json() == {"ok": True, "value": "210"}, response.text
+                return elapsed
+            return once
 
-        def bare() -> None:
-            response = client.post(url + "/bare/execute", content=body, headers=headers)
-            assert response.json() == {"ok": True, "value": "210"}, response.text
-
-        for _ in range(20):  # warm both (connections, replicas)
-            execute()
-            bare()
-        ex, base = alternate([lambda: timed(execute), lambda: timed(bare)], rounds * calls)
+        sides = [call("/execute"), call("/bare/execute"), call("/bare-body/execute")]
+        for _ in range(20):  # warm every side (connections, replicas)
+            for side in sides:
+                side()
+        ex, base, with_body = alternate(sides, rounds * calls)
     ratio = pct(ex)[0] / pct(base)[0]
     table.add("HTTP bare Serve deployment (answers at once)", ms(base), "yardstick")
     table.add(f"HTTP POST /execute {STEP['source']}", ms(ex), f"{ratio:.2f}x",
               f"<= 1.5x: {'met' if ratio <= 1.5 else 'NOT met'}")
+    table.add("... a bare deployment that reads the body first", ms(with_body),
+              f"{pct(with_body)[0] / pct(base)[0]:.2f}x", "where the time goes")
 
 
 def task_vs_local(namespace: str, runner: StepRunner, rounds: int, calls: int,
@@ -229,9 +239,10 @@ def main() -> None:
         runner = StepRunner.from_settings(settings, origin="bench", node="here")
         endpoint = http.start(settings, http.HttpOptions("127.0.0.1", 0,
                                                          http.token_sha256(TOKEN)))
-        serve.run(serve.deployment(name="bare", ray_actor_options={"num_cpus": 0},
-                                   max_ongoing_requests=64)(Bare).bind(),
-                  name="bare", route_prefix="/bare")
+        for name, read_body in (("bare", False), ("bare-body", True)):
+            serve.run(serve.deployment(name=name, ray_actor_options={"num_cpus": 0},
+                                       max_ongoing_requests=64)(Bare).bind(read_body),
+                      name=name, route_prefix=f"/{name}")
         http_vs_bare(endpoint.url, args.rounds, args.calls, table)
         task_vs_local(namespace, runner, args.rounds, args.calls, table)
         parallel_branches(namespace, runner, max(5, args.rounds // 2), table)
