@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from delegation.configtypes import DelegationConfig
+from delegation.configtypes import EXACT_INPUT_KINDS, DelegationConfig
 from delegation.l2.errors import EmbedderUnavailable
 from delegation.l2.keys import L2Call
 from delegation.learning import Learner
@@ -85,7 +85,7 @@ class ModelResults:
     def consult(self, target: ExecTarget, symbol: str, args: tuple[Any, ...],
                 sensitive: bool, tenant: str | None = None) -> Consult | None:
         """Look the call up when that pays; None when L2 does not apply to it at all."""
-        if self._off or not isinstance(target, (LocalModel, RemoteModel)):
+        if self._off or not isinstance(target, (LocalModel, RemoteModel)) or self._exact(target):
             return None
         call = L2Call(tenant or self.config.l2.namespace, symbol, self._target_key(target),
                       self.config.policy_version, args, sensitive)
@@ -118,6 +118,13 @@ class ModelResults:
             if cache is not None and cache.put(consult.call, value):
                 notes.append("stored" + (f" ({loaded})" if loaded else ""))
         return ", ".join(notes)
+
+    def _exact(self, target: ExecTarget) -> bool:
+        """A provider whose answer depends on every character of its input (a program):
+        a similar input is no evidence of the same answer."""
+        provider = (self.config.remote_providers.get(target.id)
+                    if isinstance(target, RemoteModel) else None)
+        return provider is not None and provider.kind in EXACT_INPUT_KINDS
 
     def _pays(self, symbol: str, target: ExecTarget) -> bool:
         if self._cost_per_call(target) > 0:
