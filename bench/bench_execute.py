@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import shutil
-import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -38,27 +35,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rayenv import RAY_HOME  # first: Ray reads the environment it sets at import
 
-RAY_HOME = Path(tempfile.mkdtemp(prefix="rtfs-bench-ray-"))  # Ray's session files, the token
-
-
-def _environment() -> None:
-    os.environ.setdefault("RAY_TMPDIR", str(RAY_HOME))
-    if "RAY_AUTH_TOKEN" not in os.environ and "RAY_AUTH_TOKEN_PATH" not in os.environ:
-        (RAY_HOME / "auth_token").write_text(secrets.token_hex(32))
-        os.environ["RAY_AUTH_TOKEN_PATH"] = str(RAY_HOME / "auth_token")
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only
-
-
-_environment()
+# isort: split
 
 import httpx
 import ray  # after the environment Ray reads at import
 from ray import serve
+from timing import GoalTable, alternate, pct, timed
 
 from cluster import http
 from cluster.execute import StepRunner
@@ -87,40 +71,6 @@ class Bare:
         return Response('{"ok": true, "value": "210"}', media_type="application/json")
 
 
-def pct(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[max(0, int(len(ordered) * 0.99) - 1)]
-
-
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def alternate(sides: list[Callable[[], float]], rounds: int) -> list[list[float]]:
-    """`rounds` samples of each side, taken in turn."""
-    out: list[list[float]] = [[] for _ in sides]
-    for _ in range(rounds):
-        for samples, side in zip(out, sides, strict=True):
-            samples.append(side())
-    return out
-
-
-class Table:
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, str, str, str]] = []
-
-    def add(self, what: str, measured: str, ratio: str = "", goal: str = "") -> None:
-        self.rows.append((what, measured, ratio, goal))
-
-    def print(self) -> None:
-        head = ("measure", "value", "ratio", "goal")
-        widths = [max(len(r[i]) for r in [head, *self.rows]) for i in range(4)]
-        for row in [head, *self.rows]:
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
 def ms(samples: list[float]) -> str:
     p50, p99 = pct(samples)
     return f"p50 {p50 * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms"
@@ -128,7 +78,7 @@ def ms(samples: list[float]) -> str:
 
 # --- the measurements ---------------------------------------------------------------------
 
-def http_vs_bare(url: str, rounds: int, calls: int, table: Table) -> None:
+def http_vs_bare(url: str, rounds: int, calls: int, table: GoalTable) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     body = json.dumps(STEP)
     with httpx.Client(trust_env=False, timeout=60.0) as client:
@@ -155,7 +105,7 @@ def http_vs_bare(url: str, rounds: int, calls: int, table: Table) -> None:
 
 
 def task_vs_local(namespace: str, runner: StepRunner, rounds: int, calls: int,
-                  table: Table) -> None:
+                  table: GoalTable) -> None:
     tasks = RayStepExecutor(namespace)
     noop = ray.remote(lambda: None).options(num_cpus=0)
     request = StepRequest(STEP["source"])
@@ -180,7 +130,7 @@ def task_vs_local(namespace: str, runner: StepRunner, rounds: int, calls: int,
               f"{pct(task)[0] / pct(bare)[0]:.1f}x floor", "reported")
 
 
-def parallel_branches(namespace: str, runner: StepRunner, rounds: int, table: Table) -> None:
+def parallel_branches(namespace: str, runner: StepRunner, rounds: int, table: GoalTable) -> None:
     """k branches of one size, each a step with a deadline as a remote step has: as Ray
     tasks, on threads here, and as one step's `(parallel ...)` (the VM runs branches that
     never leave it one after the other: threads cannot help CPU-bound Python)."""
@@ -232,7 +182,7 @@ def main() -> None:
              log_to_driver=False, configure_logging=False)
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     settings = StepSettings.of(default_config(tmp, state_dir=tmp / "state"))
-    table = Table()
+    table = GoalTable()
     endpoint = None
     try:
         policy = publish_policy(settings, namespace)  # noqa: F841 - held: it lives as long
