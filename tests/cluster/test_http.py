@@ -32,7 +32,7 @@ from rtfs.errors import HostError
 from rtfs.forms import form_to_value
 from rtfs.reader import read
 from rtfs.values import Keyword, Map
-from tests.cluster.conftest import ensure_ray, require_loopback_listeners
+from tests.cluster.conftest import ensure_ray, require_loopback_listeners, run_readme_script
 from tests.cluster.publishing import Fleet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -312,18 +312,11 @@ def test_the_readme_http_commands_work_as_written(tmp_path: Path) -> None:
     (shims / "python").symlink_to(sys.executable)  # `python` as the README says it
     env = {k: v for k, v in os.environ.items() if k != "RTFS_HTTP_TOKEN"}
     env["PATH"] = f"{shims}{os.pathsep}{env['PATH']}"
-    shell = subprocess.Popen(["bash", "-c", "set -e\n" + commands.group(1)], cwd=tmp_path,
-                             env=env, text=True, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
-    ready = tmp_path / "examples" / "fleet" / "run" / "exec.out"
-    deadline = time.monotonic() + 180
-    while shell.poll() is None and time.monotonic() < deadline:
-        if ready.exists() and "ready: " in ready.read_text():
-            require_loopback_listeners(shell.pid, "the README's delegation serve")
-            break
-        time.sleep(0.1)
-    stdout, stderr = shell.communicate(timeout=600)
-    assert shell.returncode == 0, (stdout, stderr[-3000:])
+    done = run_readme_script([commands.group(1)], tmp_path, env,
+                             tmp_path / "examples" / "fleet" / "run" / "exec.out",
+                             "the README's delegation serve")
+    stdout = done.stdout
+    assert done.returncode == 0, (stdout, done.stderr[-3000:])
     expected = [line for line in shown.group(1).splitlines() if line != "..."]
     lines = stdout.splitlines()
     assert lines[:7] == expected[:7]
