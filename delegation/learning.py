@@ -70,9 +70,14 @@ class Learner:
 
     def record(self, symbol: str, target: ExecTarget, ok: bool, latency_s: float,
                cost: float = 0.0) -> None:
-        with self._lock:
-            per_symbol = self._records.setdefault(symbol, {})
-            per_symbol.setdefault(target, TargetRecord()).add(ok, latency_s, cost, self.alpha)
+        with self._lock:  # no setdefault: it would build a record (and a dict) every call
+            per_symbol = self._records.get(symbol)
+            if per_symbol is None:
+                per_symbol = self._records[symbol] = {}
+            found = per_symbol.get(target)
+            if found is None:
+                found = per_symbol[target] = TargetRecord()
+            found.add(ok, latency_s, cost, self.alpha)
 
     def merge(self, symbol: str, target: ExecTarget, delta: TargetRecord) -> None:
         """Combine outcomes observed elsewhere (another node of the fleet, a saved file)
