@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from delegation.codelib import CodeLibrary
-from delegation.config import DelegationConfig
+from delegation.config import DelegationConfig, SecurityConfig
 from delegation.context import CallContext, ContextFactory
 from delegation.engine import CACHEABLE_LAYERS, Decision, Engine, Layer, security_problem
 from delegation.errors import (
@@ -71,6 +71,11 @@ class DelegationRouter:
         self.l2, self.l3 = l2, l3
         self.records: deque[CallRecord] = deque(maxlen=MAX_RECORDS)
         self._lock = threading.Lock()
+        # What was worked out for a decision on a context (see `_Prepared`), by the
+        # context's id (the entry holds the context, so the id stays its own); valid for
+        # the engine, policy and version in `_memo_for`.
+        self._memo: dict[int, _Prepared] = {}
+        self._memo_for = self._memo_key()
         if library is not None:  # what L4 resolves a name to is part of what claims answers
             library.on_change(self._policy_changed)
 
@@ -97,12 +102,12 @@ class DelegationRouter:
     def route(self, call: RoutedCall) -> Any:
         started = self.timer()
         ctx = self.contexts.build(call)
-        decision = self.engine.decide(ctx)
-        record = CallRecord(call.name, str(call.kind), _describe(decision.target),
-                            str(decision.layer), decision.reason,
-                            "hit" if decision.from_cache else "-", line=call.line, col=call.col)
+        prepared = self._decide(ctx)
+        decision = prepared.decision
+        record = CallRecord(call.name, str(call.kind), prepared.target, prepared.layer,
+                            decision.reason, prepared.cache, line=call.line, col=call.col)
         try:
-            value = self._execute(decision, call, ctx, record)
+            value = self._execute(prepared, call, ctx, record)
         except BaseException as err:
             record.outcome = record.outcome if record.outcome != "ok" else "error"
             record.detail = record.detail or _error_text(err)
@@ -118,8 +123,44 @@ class DelegationRouter:
                 self.records.append(record)
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _execute(self, decision: Decision, call: RoutedCall, ctx: CallContext,
+    def _decide(self, ctx: CallContext) -> _Prepared:
+        """The engine's decision for `ctx`, with what the call's path needs of it.
+
+        A stable decision (a hint or a static route, `Decision.stable`) is reused for the same
+        context while its target stays healthy (`HealthMonitor.steady`: an opened breaker or
+        a failing health check sends the call to the engine again, at once); the memo starts
+        over when the engine, the policy or `version` changes. Any other decision is asked
+        of the engine on every call; when the engine answers with the same decision object
+        (a cached plan's), what was worked out for it is reused.
+        """
+        memo = self._memo
+        memo_for = self._memo_for
+        if (memo_for[0] != self.version or memo_for[1] is not self.engine
+                or memo_for[2] is not self.config or memo_for[3] is not self.executor
+                or memo_for[4] is not self.health):
+            memo = self._memo = {}
+            self._memo_for = self._memo_key()
+        prepared = memo.get(id(ctx))
+        if prepared is not None:
+            if prepared.steady is not None and prepared.steady():
+                return prepared
+            decision = self.engine.decide(ctx)
+            if decision is prepared.decision:
+                return prepared
+        else:
+            decision = self.engine.decide(ctx)
+        prepared = _Prepared(ctx, decision, self.config.security, self.health, self.executor)
+        if len(memo) >= MAX_MEMO:
+            memo.clear()
+        memo[id(ctx)] = prepared
+        return prepared
+
+    def _memo_key(self) -> tuple[int, Engine, DelegationConfig, Executor, HealthMonitor]:
+        return (self.version, self.engine, self.config, self.executor, self.health)
+
+    def _execute(self, prepared: _Prepared, call: RoutedCall, ctx: CallContext,
                  record: CallRecord) -> Any:
+        decision = prepared.decision
         if decision.target is None:
             refused = decision.layer is Layer.SECURITY
             record.outcome = "refused" if refused else "unavailable"
@@ -127,41 +168,38 @@ class DelegationRouter:
             if refused:
                 raise SecurityViolation(call.name, decision.reason)
             raise CallUnavailable(call.name, decision.reason)
-        targets = [decision.target]
-        if decision.fallback is not None and decision.fallback != decision.target:
-            targets.append(decision.fallback)
         last_error: Exception | None = None
-        # A federated decision's fallback is a second peer, not a route's: it is checked as
-        # federated (a route may send a call remote where federation may not).
-        second = Layer.FEDERATION if decision.layer is Layer.FEDERATION else Layer.FALLBACK
-        for target, layer in zip(targets, (decision.layer, second)):
+        for target, layer in prepared.attempts:
+            first = target is decision.target
             # The engine already applied the security context; checking again right before
             # anything leaves this node keeps the privacy rule true whatever engine is used.
             if call.deadline is not None and call.deadline.expired():
                 raise DeadlineExceeded(f"{call.name}: the deadline passed before {target} "
                                        "could be tried", call.line, call.col)
-            problem = security_problem(self.config.security, ctx, target, layer)
+            problem = (prepared.problem if first else
+                       security_problem(self.config.security, ctx, target, layer))
             if problem is not None:
                 record.attempts.append(f"{target}: skipped, {problem}")
                 continue
-            consult = self._consult_l2(target, call, ctx, record)
+            consult = self._consult_l2(target, call, ctx, record) if self.l2 is not None else None
             if consult is not None and consult.serves:
                 assert consult.found is not None
                 return consult.found.value  # the call did not run: nothing to observe
+            breaker = prepared.breaker if first else self.health.recorder(target)
             started = self.timer()
             if call.callee is None and call.kind is CallKind.FUNCTION and type(target) is LocalPure:
                 self._missing(call)
             try:
-                value, cost = self.executor.run(target, call)
+                value, cost = prepared.run(call) if first else self.executor.run(target, call)
             except (ProviderUnavailable, ProviderError) as err:
-                self._observe(ctx, target, False, self.timer() - started, 0.0)
+                self._observe(ctx, target, False, self.timer() - started, 0.0, breaker)
                 record.attempts.append(f"{target}: {_error_text(err)}")
                 last_error = err
                 continue
             except StorageError as err:
                 raise StorageFailure(str(target), str(err)) from err
             latency_s = self.timer() - started
-            self._observe(ctx, target, True, latency_s, cost)
+            self._observe(ctx, target, True, latency_s, cost, breaker)
             if consult is not None and self.l2 is not None:
                 note = self.l2.settle(consult, value, latency_s, cost)
                 if note:
@@ -169,7 +207,7 @@ class DelegationRouter:
                 if "stored" in note and record.l2 in ("-", "miss"):
                     record.l2 = "stored"
             record.cost += cost
-            if target is not decision.target and target != decision.target:
+            if not first and target != decision.target:
                 record.target, record.layer = str(target), str(layer)
                 record.reason += (f"; {decision.target} failed, ran on route fallback"
                                   if layer is Layer.FALLBACK else
@@ -204,8 +242,8 @@ class DelegationRouter:
                                              f"asked for it: {outage}")
 
     def _observe(self, ctx: CallContext, target: ExecTarget, ok: bool, latency_s: float,
-                 cost: float) -> None:
-        self.health.record(target, ok)
+                 cost: float, breaker: Callable[[bool], None]) -> None:
+        breaker(ok)  # the target's circuit breaker (`HealthMonitor.recorder`)
         self.learner.record(ctx.symbol, target, ok, latency_s, cost)
         if self.l3 is not None and ctx.context.values:
             self.l3.record(ctx.symbol, ctx.context, target, ok, latency_s, cost)
@@ -224,8 +262,41 @@ class DelegationRouter:
         return [record.settle() for record in taken]
 
 
-def _describe(target: ExecTarget | None) -> str:
-    return str(target) if target is not None else "-"
+MAX_MEMO = 8192  # prepared decisions kept (contexts are kept per call site and signature)
+
+
+class _Prepared:
+    """A decision on one context and what every call it decides needs: the trace's strings,
+    the targets to try in order (with the layer each counts as), the security check of the
+    first, how to run it and where its outcome goes, and, for a stable decision, the health
+    check to repeat before reusing it."""
+
+    __slots__ = ("attempts", "breaker", "cache", "ctx", "decision", "layer", "problem", "run",
+                 "steady", "target")
+
+    def __init__(self, ctx: CallContext, decision: Decision, security: SecurityConfig,
+                 health: HealthMonitor, executor: Executor) -> None:
+        self.ctx, self.decision = ctx, decision  # the context is held: its id stays unique
+        target = decision.target
+        self.target = str(target) if target is not None else "-"
+        self.layer = str(decision.layer)
+        self.cache = "hit" if decision.from_cache else "-"
+        self.attempts: tuple[tuple[ExecTarget, Layer], ...] = ()
+        self.problem: str | None = None
+        self.steady: Callable[[], bool] | None = None
+        if target is None:
+            return
+        self.attempts = ((target, decision.layer),)
+        if decision.fallback is not None and decision.fallback != target:
+            # A federated decision's fallback is a second peer, not a route's: it is checked
+            # as federated (a route may send a call remote where federation may not).
+            second = Layer.FEDERATION if decision.layer is Layer.FEDERATION else Layer.FALLBACK
+            self.attempts += ((decision.fallback, second),)
+        self.problem = security_problem(security, ctx, target, decision.layer)
+        self.run = executor.runner(target)
+        self.breaker = health.recorder(target)
+        if decision.stable:
+            self.steady = health.steady(target)
 
 
 def _error_text(err: BaseException) -> str:
