@@ -25,10 +25,25 @@ from delegation.l3.context import EMPTY_CONTEXT, Context, make_context
 from delegation.metadata import EMPTY_METADATA, DelegationMetadata
 from delegation.targets import ExecTarget
 from rtfs.router import CallKind, RoutedCall
-from rtfs.values import DelegationHint, Keyword, Map, Symbol, type_signature
+from rtfs.values import (
+    Builtin,
+    Closure,
+    DelegationHint,
+    Keyword,
+    Map,
+    RList,
+    Symbol,
+    type_signature,
+)
 
 FINGERPRINT_FORMAT = 1
 AVAILABILITY_TTL_S = 1.0
+
+# Types whose values' type signature (`rtfs.values.type_signature`) is the type's alone: a
+# context is found by its arguments' types without naming each (a tagged literal, say, is
+# signed by its tag and is looked up by signature).
+_SIGNED_BY_TYPE = frozenset({type(None), bool, int, float, str, Keyword, Symbol, tuple, RList,
+                             Map, frozenset, Closure, Builtin})
 
 
 @dataclass(slots=True)  # not frozen: built per call; frozen init costs ~10x. Read-only.
@@ -201,21 +216,35 @@ class ContextFactory:
         has_source = call.callee is not None
         # The metadata map is part of the key by identity (a site's map is a constant of its
         # code); the site holds it, so its id cannot be reused while the entry lives.
-        key = (call.name, call.kind, id(metadata) if metadata else 0, call.hint, call.names,
-               has_source)
+        key = (call.name, call.kind is CallKind.CAPABILITY, id(metadata) if metadata else 0,
+               call.hint, call.names, has_source)
         site = self._sites.get(key)
         if site is None:
             site = self._site(call, has_source)
             if len(self._sites) >= self.MAX_SITES:
                 self._sites.clear()
             self._sites[key] = site
-        available = self.available()
+        cached = self._available  # `available()`, its common case inline
+        if cached is not None and self.clock() - cached[0] <= AVAILABILITY_TTL_S:
+            available = cached[1]
+        else:
+            available = self.available()
         now = site.now
         if available is not now[0]:
             now = site.now = (available, self._hash(available, site.meta.digest(),
                                                     site.fingerprint), {})
+        args = call.args
+        # one argument (the common case): its type is the key, no tuple to build
+        types = type(args[0]) if len(args) == 1 else tuple(map(type, args))
+        ctx = now[2].get(types)
+        return ctx if ctx is not None else self._new_context(site, now, args, types)
+
+    def _new_context(self, site: CallSite, now: tuple[Any, int, dict[Any, CallContext]],
+                     args: tuple[Any, ...], types: Any) -> CallContext:
+        """A context of `site` for arguments of these types, kept under their signature and,
+        when the types alone make the signature, under the types."""
         contexts = now[2]
-        signature = tuple([type_signature(a) for a in call.args])
+        signature = tuple([type_signature(a) for a in args])
         ctx = contexts.get(signature)
         if ctx is None:
             if len(contexts) >= site.MAX_CONTEXTS:
@@ -225,6 +254,8 @@ class ContextFactory:
                 runtime_context_hash=now[1], metadata=site.meta, hint=site.hint,
                 sensitive=site.sensitive, has_source=site.has_source,
                 is_capability=site.is_capability, context=site.context)
+        if _SIGNED_BY_TYPE.issuperset(map(type, args)):
+            contexts[types] = ctx
         return ctx
 
     def _site(self, call: RoutedCall, has_source: bool) -> CallSite:

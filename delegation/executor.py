@@ -124,11 +124,15 @@ def _forward(forward: Callable[[RoutedCall], tuple[Any, float]], call: RoutedCal
 
 
 def _infer(provider: Any, call: RoutedCall) -> tuple[Any, float]:
-    prompt, params = prompt_of(call.args)
-    if call.deadline is None:
-        result = provider.infer(prompt, **params)
+    args = call.args
+    if len(args) == 1 and type(args[0]) is str and call.deadline is None:
+        result = provider.infer(args[0])  # the common case, without the general steps
     else:
-        with call_deadline(call.deadline):  # providers wait at most what is left
+        prompt, params = prompt_of(args)
+        if call.deadline is None:
             result = provider.infer(prompt, **params)
+        else:
+            with call_deadline(call.deadline):  # providers wait at most what is left
+                result = provider.infer(prompt, **params)
     value = result.value if result.value is not None else result.text
-    return to_rtfs(value), result.cost
+    return (value if type(value) is str else to_rtfs(value)), result.cost

@@ -78,6 +78,8 @@ class CircuitBreaker:
 
     def record(self, ok: bool) -> None:
         """One outcome: `record_success` or `record_failure`."""
+        if ok and self._failures == 0 and self._opened_at is None:
+            return  # closed and clean: `record_success`'s own common case, one call less
         self.record_success() if ok else self.record_failure()
 
     def record_failure(self) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from delegation.codelib import CodeLibrary
-from delegation.config import DelegationConfig, SecurityConfig
+from delegation.config import DelegationConfig
 from delegation.context import CallContext, ContextFactory
 from delegation.engine import CACHEABLE_LAYERS, Decision, Engine, Layer, security_problem
 from delegation.errors import (
@@ -114,13 +114,12 @@ class DelegationRouter:
             raise
         else:
             record.value = value
-            if decision.layer in CACHEABLE_LAYERS and not decision.from_cache:
+            if prepared.remember:
                 self._remember(ctx, decision, record)
             return value
         finally:
             record.latency_s = self.timer() - started
-            with self._lock:
-                self.records.append(record)
+            self.records.append(record)  # atomic; `take_records` pops, so nothing is lost
 
     # -- helpers ---------------------------------------------------------------------------------
     def _decide(self, ctx: CallContext) -> _Prepared:
@@ -137,7 +136,7 @@ class DelegationRouter:
         memo_for = self._memo_for
         if (memo_for[0] != self.version or memo_for[1] is not self.engine
                 or memo_for[2] is not self.config or memo_for[3] is not self.executor
-                or memo_for[4] is not self.health):
+                or memo_for[4] is not self.health or memo_for[5] is not self.learner):
             memo = self._memo = {}
             self._memo_for = self._memo_key()
         prepared = memo.get(id(ctx))
@@ -149,14 +148,16 @@ class DelegationRouter:
                 return prepared
         else:
             decision = self.engine.decide(ctx)
-        prepared = _Prepared(ctx, decision, self.config.security, self.health, self.executor)
+        prepared = _Prepared(ctx, decision, self)
         if len(memo) >= MAX_MEMO:
             memo.clear()
         memo[id(ctx)] = prepared
         return prepared
 
-    def _memo_key(self) -> tuple[int, Engine, DelegationConfig, Executor, HealthMonitor]:
-        return (self.version, self.engine, self.config, self.executor, self.health)
+    def _memo_key(self) -> tuple[int, Engine, DelegationConfig, Executor, HealthMonitor,
+                                 Learner]:
+        return (self.version, self.engine, self.config, self.executor, self.health,
+                self.learner)
 
     def _execute(self, prepared: _Prepared, call: RoutedCall, ctx: CallContext,
                  record: CallRecord) -> Any:
@@ -185,21 +186,26 @@ class DelegationRouter:
             if consult is not None and consult.serves:
                 assert consult.found is not None
                 return consult.found.value  # the call did not run: nothing to observe
-            breaker = prepared.breaker if first else self.health.recorder(target)
+            breaker, learn = ((prepared.breaker, prepared.learn) if first else
+                              (self.health.recorder(target),
+                               self.learner.recorder(ctx.symbol, target)))
             started = self.timer()
             if call.callee is None and call.kind is CallKind.FUNCTION and type(target) is LocalPure:
                 self._missing(call)
             try:
                 value, cost = prepared.run(call) if first else self.executor.run(target, call)
             except (ProviderUnavailable, ProviderError) as err:
-                self._observe(ctx, target, False, self.timer() - started, 0.0, breaker)
+                self._observe(ctx, target, False, self.timer() - started, 0.0, breaker, learn)
                 record.attempts.append(f"{target}: {_error_text(err)}")
                 last_error = err
                 continue
             except StorageError as err:
                 raise StorageFailure(str(target), str(err)) from err
             latency_s = self.timer() - started
-            self._observe(ctx, target, True, latency_s, cost, breaker)
+            breaker(True)  # what `_observe` does, written out: this is every call's path
+            learn(True, latency_s, cost)
+            if self.l3 is not None and ctx.context.values:
+                self.l3.record(ctx.symbol, ctx.context, target, True, latency_s, cost)
             if consult is not None and self.l2 is not None:
                 note = self.l2.settle(consult, value, latency_s, cost)
                 if note:
@@ -242,9 +248,12 @@ class DelegationRouter:
                                              f"asked for it: {outage}")
 
     def _observe(self, ctx: CallContext, target: ExecTarget, ok: bool, latency_s: float,
-                 cost: float, breaker: Callable[[bool], None]) -> None:
-        breaker(ok)  # the target's circuit breaker (`HealthMonitor.recorder`)
-        self.learner.record(ctx.symbol, target, ok, latency_s, cost)
+                 cost: float, breaker: Callable[[bool], None],
+                 learn: Callable[[bool, float, float], None]) -> None:
+        """Feed an outcome to the target's breaker (`HealthMonitor.recorder`), the learner
+        (`Learner.recorder`) and L3."""
+        breaker(ok)
+        learn(ok, latency_s, cost)
         if self.l3 is not None and ctx.context.values:
             self.l3.record(ctx.symbol, ctx.context, target, ok, latency_s, cost)
 
@@ -256,9 +265,13 @@ class DelegationRouter:
         record.cache = "stored"
 
     def take_records(self) -> list[CallRecord]:
-        with self._lock:
-            taken = list(self.records)
-            self.records.clear()
+        records, taken = self.records, []
+        with self._lock:  # takers one at a time; calls append without it
+            while True:
+                try:
+                    taken.append(records.popleft())
+                except IndexError:
+                    break
         return [record.settle() for record in taken]
 
 
@@ -271,16 +284,16 @@ class _Prepared:
     first, how to run it and where its outcome goes, and, for a stable decision, the health
     check to repeat before reusing it."""
 
-    __slots__ = ("attempts", "breaker", "cache", "ctx", "decision", "layer", "problem", "run",
-                 "steady", "target")
+    __slots__ = ("attempts", "breaker", "cache", "ctx", "decision", "layer", "learn",
+                 "problem", "remember", "run", "steady", "target")
 
-    def __init__(self, ctx: CallContext, decision: Decision, security: SecurityConfig,
-                 health: HealthMonitor, executor: Executor) -> None:
+    def __init__(self, ctx: CallContext, decision: Decision, router: DelegationRouter) -> None:
         self.ctx, self.decision = ctx, decision  # the context is held: its id stays unique
         target = decision.target
         self.target = str(target) if target is not None else "-"
         self.layer = str(decision.layer)
         self.cache = "hit" if decision.from_cache else "-"
+        self.remember = decision.layer in CACHEABLE_LAYERS and not decision.from_cache
         self.attempts: tuple[tuple[ExecTarget, Layer], ...] = ()
         self.problem: str | None = None
         self.steady: Callable[[], bool] | None = None
@@ -292,11 +305,12 @@ class _Prepared:
             # as federated (a route may send a call remote where federation may not).
             second = Layer.FEDERATION if decision.layer is Layer.FEDERATION else Layer.FALLBACK
             self.attempts += ((decision.fallback, second),)
-        self.problem = security_problem(security, ctx, target, decision.layer)
-        self.run = executor.runner(target)
-        self.breaker = health.recorder(target)
+        self.problem = security_problem(router.config.security, ctx, target, decision.layer)
+        self.run = router.executor.runner(target)
+        self.breaker = router.health.recorder(target)
+        self.learn = router.learner.recorder(ctx.symbol, target)
         if decision.stable:
-            self.steady = health.steady(target)
+            self.steady = router.health.steady(target)
 
 
 def _error_text(err: BaseException) -> str:
