@@ -137,7 +137,7 @@ class CallSite:
     (read-only) per argument signature while the runtime hash stays the same."""
 
     __slots__ = ("context", "fingerprint", "has_source", "hint", "is_capability", "meta",
-                 "metadata", "now", "sensitive", "symbol")
+                 "metadata", "now", "sensitive", "stable", "symbol")
 
     MAX_CONTEXTS = 64  # argument signatures kept per site (a site rarely sees more than a few)
 
@@ -150,8 +150,10 @@ class CallSite:
         self.fingerprint = context.fingerprint if context.values else ""
         # (available providers, runtime hash, contexts by argument signature), replaced as a
         # whole when the availability changes (threads share a site)
-        self.now: tuple[tuple[str, ...] | None, int, dict[tuple[str, ...], CallContext]] = (
-            None, 0, {})
+        self.now: tuple[tuple[str, ...] | None, int, dict[Any, CallContext]] = (None, 0, {})
+        # The router's: a decision for this site that depends on nothing a call's arguments
+        # or the providers' availability change (`delegation.router`); opaque here.
+        self.stable: Any = None
 
 
 class ContextFactory:
@@ -212,6 +214,14 @@ class ContextFactory:
         Raises:
             MetadataError, ContextError: the call's metadata is invalid (never kept).
         """
+        return self.context_at(self.site(call), call.args)
+
+    def site(self, call: RoutedCall) -> CallSite:
+        """The kept static part of `call`'s context (see `CallSite`).
+
+        Raises:
+            MetadataError, ContextError: the call's metadata is invalid (never kept).
+        """
         metadata = call.metadata
         has_source = call.callee is not None
         # The metadata map is part of the key by identity (a site's map is a constant of its
@@ -224,6 +234,10 @@ class ContextFactory:
             if len(self._sites) >= self.MAX_SITES:
                 self._sites.clear()
             self._sites[key] = site
+        return site
+
+    def context_at(self, site: CallSite, args: tuple[Any, ...]) -> CallContext:
+        """The context of a call at `site` with these arguments, as the providers are now."""
         cached = self._available  # `available()`, its common case inline
         if cached is not None and self.clock() - cached[0] <= AVAILABILITY_TTL_S:
             available = cached[1]
@@ -233,7 +247,6 @@ class ContextFactory:
         if available is not now[0]:
             now = site.now = (available, self._hash(available, site.meta.digest(),
                                                     site.fingerprint), {})
-        args = call.args
         # one argument (the common case): its type is the key, no tuple to build
         types = type(args[0]) if len(args) == 1 else tuple(map(type, args))
         ctx = now[2].get(types)

@@ -80,13 +80,14 @@ class Decision:
     `fallback` is where to go if the target fails while running; `replaced` is the decision a
     wrapper overrode.
 
-    `stable` says the decision follows from the call's context and the policy alone (a hint
-    or a static route): it stays right for the same context while its target's circuit is
-    closed and its provider's health check passes, so a router may reuse it without asking
-    the engine again (`delegation.router`). A layer that decides anything from other state
-    returns a decision that is not stable; a wrapper may pass a stable decision on (or a
-    `replace`d copy of it) only when what it checked is the policy, the context, or the
-    health of that target.
+    `stable` says the decision follows from the policy and the call site alone (a hint or a
+    static route): the symbol, hint, metadata, sensitivity and whether the callee has
+    source here, not the arguments or the runtime context hash. It stays right for every
+    call at that site while its target's circuit is closed and its provider's health check
+    passes, so a router may reuse it without asking the engine again (`delegation.router`).
+    A layer that decides anything from other state returns a decision that is not stable; a
+    wrapper may pass a stable decision on (or a `replace`d copy of it) only when what it
+    checked is the policy, those parts of the context, or the health of that target.
     """
 
     target: ExecTarget | None

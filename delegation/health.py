@@ -157,7 +157,7 @@ class HealthMonitor:
             return _never
 
         def check() -> bool:
-            return breaker.closed and provider.health().ok
+            return breaker._opened_at is None and provider.health().ok  # `closed`, inline
 
         return check
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from delegation.codelib import CodeLibrary
 from delegation.config import DelegationConfig
-from delegation.context import CallContext, ContextFactory
+from delegation.context import CallContext, CallSite, ContextFactory
 from delegation.engine import CACHEABLE_LAYERS, Decision, Engine, Layer, security_problem
 from delegation.errors import (
     CallUnavailable,
@@ -40,6 +40,21 @@ from rtfs.router import CallKind, Claim, RoutedCall
 from storage import StorageError
 
 
+class _Part:
+    """A part of the router (engine, policy, ...): replacing it drops the prepared decisions."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, router: Any, owner: type | None = None) -> Any:
+        return self if router is None else getattr(router, self.slot)
+
+    def __set__(self, router: Any, value: Any) -> None:
+        setattr(router, self.slot, value)
+        if hasattr(router, "_memo_for"):
+            router._forget()
+
+
 class DelegationRouter:
     """Implements `rtfs.router.CallRouter` on top of an engine.
 
@@ -56,6 +71,12 @@ class DelegationRouter:
         l3: the contextual cache that learns from outcomes in declared contexts (None: off).
     """
 
+    config: DelegationConfig = _Part()  # type: ignore[assignment]
+    engine: Engine = _Part()  # type: ignore[assignment]
+    executor: Executor = _Part()  # type: ignore[assignment]
+    health: HealthMonitor = _Part()  # type: ignore[assignment]
+    learner: Learner = _Part()  # type: ignore[assignment]
+
     def __init__(self, *, config: DelegationConfig, engine: Engine, executor: Executor,
                  contexts: ContextFactory, health: HealthMonitor, plans: PlanStore,
                  learner: Learner, library: CodeLibrary | None,
@@ -64,6 +85,8 @@ class DelegationRouter:
                  clock: Callable[[], float] = time.time, l2: ModelResults | None = None,
                  l3: ContextualCache | None = None) -> None:
         self.version = 0
+        self._memo: dict[int, _Prepared] = {}
+        self._memo_for: tuple[Any, ...] = ()
         self.config, self.engine, self.executor, self.contexts = config, engine, executor, contexts
         self.health, self.plans, self.learner, self.library = health, plans, learner, library
         self.defined, self.capabilities = defined, capabilities
@@ -71,11 +94,6 @@ class DelegationRouter:
         self.l2, self.l3 = l2, l3
         self.records: deque[CallRecord] = deque(maxlen=MAX_RECORDS)
         self._lock = threading.Lock()
-        # What was worked out for a decision on a context (see `_Prepared`), by the
-        # context's id (the entry holds the context, so the id stays its own); valid for
-        # the engine, policy and version in `_memo_for`.
-        self._memo: dict[int, _Prepared] = {}
-        self._memo_for = self._memo_key()
         if library is not None:  # what L4 resolves a name to is part of what claims answers
             library.on_change(self._policy_changed)
 
@@ -101,13 +119,38 @@ class DelegationRouter:
 
     def route(self, call: RoutedCall) -> Any:
         started = self.timer()
-        ctx = self.contexts.build(call)
-        prepared = self._decide(ctx)
-        decision = prepared.decision
+        prepared = self._decide(self.contexts.site(call), call.args)
+        if not (prepared.direct and call.deadline is None and self.l2 is None):
+            return self._traced(prepared, call, started, None)
+        # The common case written out: the decided target may run the call and nothing is
+        # consulted first (no L2, no deadline): `_execute`'s first attempt, and when it
+        # succeeds, its trace. Anything else continues on the general path where it is.
+        run_started = self.timer()
+        try:
+            value, cost = prepared.run(call)
+        except BaseException as err:
+            return self._traced(prepared, call, started, (err, run_started))
+        latency_s = self.timer() - run_started
+        prepared.breaker(True)
+        prepared.learn(True, latency_s, cost)
+        ctx = prepared.ctx
+        if self.l3 is not None and ctx.context.values:
+            self.l3.record(ctx.symbol, ctx.context, prepared.attempts[0][0], True, latency_s, cost)
+        self.records.append(CallRecord(
+            call.name, str(call.kind), prepared.target, prepared.layer, prepared.decision.reason,
+            prepared.cache, "ok", "", self.timer() - started, 0.0 + cost, [], call.line,
+            call.col, "-", [], value))
+        return value
+
+    def _traced(self, prepared: _Prepared, call: RoutedCall, started: float,
+                failed: tuple[BaseException, float] | None) -> Any:
+        """Run the call on the general path, keeping its `CallRecord`; `failed` is the error
+        of a first attempt already made on the direct path (and when it started)."""
+        decision, ctx = prepared.decision, prepared.ctx
         record = CallRecord(call.name, str(call.kind), prepared.target, prepared.layer,
                             decision.reason, prepared.cache, line=call.line, col=call.col)
         try:
-            value = self._execute(prepared, call, ctx, record)
+            value = self._execute(prepared, call, ctx, record, failed)
         except BaseException as err:
             record.outcome = record.outcome if record.outcome != "ok" else "error"
             record.detail = record.detail or _error_text(err)
@@ -122,45 +165,52 @@ class DelegationRouter:
             self.records.append(record)  # atomic; `take_records` pops, so nothing is lost
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _decide(self, ctx: CallContext) -> _Prepared:
-        """The engine's decision for `ctx`, with what the call's path needs of it.
+    def _decide(self, site: CallSite, args: tuple[Any, ...]) -> _Prepared:
+        """The engine's decision for a call at `site` with `args`, with what the call's path
+        needs of it (`_Prepared`).
 
-        A stable decision (a hint or a static route, `Decision.stable`) is reused for the same
-        context while its target stays healthy (`HealthMonitor.steady`: an opened breaker or
-        a failing health check sends the call to the engine again, at once); the memo starts
-        over when the engine, the policy or `version` changes. Any other decision is asked
-        of the engine on every call; when the engine answers with the same decision object
-        (a cached plan's), what was worked out for it is reused.
+        A stable decision (a hint or a static route, `Decision.stable`) is kept on its call
+        site and reused while its target stays healthy (`HealthMonitor.steady`: an opened
+        breaker or a failing health check sends the call to the engine again, at once). Any
+        other decision is asked of the engine on every call; when the engine answers with
+        the same decision object for the same context (a cached plan's), what was worked out
+        for it is reused. Everything kept is dropped when the engine, the policy, the
+        executor, the health monitor, the learner or `version` changes.
         """
-        memo = self._memo
         memo_for = self._memo_for
-        if (memo_for[0] != self.version or memo_for[1] is not self.engine
-                or memo_for[2] is not self.config or memo_for[3] is not self.executor
-                or memo_for[4] is not self.health or memo_for[5] is not self.learner):
-            memo = self._memo = {}
-            self._memo_for = self._memo_key()
+        if memo_for[0] != self.version:
+            self._forget()
+            memo_for = self._memo_for
+        prepared = site.stable
+        if prepared is not None and prepared.token is memo_for and prepared.steady():
+            return prepared  # type: ignore[no-any-return]
+        ctx = self.contexts.context_at(site, args)
+        memo = self._memo
         prepared = memo.get(id(ctx))
         if prepared is not None:
-            if prepared.steady is not None and prepared.steady():
-                return prepared
             decision = self.engine.decide(ctx)
-            if decision is prepared.decision:
+            if decision is prepared.decision and prepared.token is memo_for:
                 return prepared
         else:
             decision = self.engine.decide(ctx)
-        prepared = _Prepared(ctx, decision, self)
+        prepared = _Prepared(ctx, decision, self, memo_for)
         if len(memo) >= MAX_MEMO:
             memo.clear()
         memo[id(ctx)] = prepared
+        if prepared.steady is not None and not prepared.remember:
+            site.stable = prepared  # nothing of it depends on this call's arguments
         return prepared
 
-    def _memo_key(self) -> tuple[int, Engine, DelegationConfig, Executor, HealthMonitor,
-                                 Learner]:
-        return (self.version, self.engine, self.config, self.executor, self.health,
-                self.learner)
+    def _forget(self) -> None:
+        """Drop every prepared decision (a part was replaced, or `version` changed)."""
+        # What was worked out for a decision on a context (`_Prepared`), by the context's
+        # id (the entry holds the context, so the id stays its own). A prepared decision
+        # kept on a call site is valid while its token is `_memo_for`.
+        self._memo = {}
+        self._memo_for = (self.version, object())
 
     def _execute(self, prepared: _Prepared, call: RoutedCall, ctx: CallContext,
-                 record: CallRecord) -> Any:
+                 record: CallRecord, failed: tuple[BaseException, float] | None = None) -> Any:
         decision = prepared.decision
         if decision.target is None:
             refused = decision.layer is Layer.SECURITY
@@ -170,7 +220,11 @@ class DelegationRouter:
                 raise SecurityViolation(call.name, decision.reason)
             raise CallUnavailable(call.name, decision.reason)
         last_error: Exception | None = None
-        for target, layer in prepared.attempts:
+        attempts = prepared.attempts
+        if failed is not None:  # the first attempt ran on the direct path: its failure
+            last_error = self._first_failed(prepared, ctx, record, *failed)
+            attempts = attempts[1:]
+        for target, layer in attempts:
             first = target is decision.target
             # The engine already applied the security context; checking again right before
             # anything leaves this node keeps the privacy rule true whatever engine is used.
@@ -224,6 +278,20 @@ class DelegationRouter:
             raise SecurityViolation(call.name, "; ".join(record.attempts))
         record.outcome = "unavailable"
         raise last_error
+
+    def _first_failed(self, prepared: _Prepared, ctx: CallContext, record: CallRecord,
+                      err: BaseException, started: float) -> Exception:
+        """What `_execute` does when its first attempt raises `err` (started at `started`):
+        a provider's failure is observed and tried past; anything else is raised."""
+        if isinstance(err, (ProviderUnavailable, ProviderError)):
+            target = prepared.attempts[0][0]
+            self._observe(ctx, target, False, self.timer() - started, 0.0, prepared.breaker,
+                          prepared.learn)
+            record.attempts.append(f"{target}: {_error_text(err)}")
+            return err
+        if isinstance(err, StorageError):
+            raise StorageFailure(prepared.target, str(err)) from err
+        raise err
 
     def _consult_l2(self, target: ExecTarget, call: RoutedCall, ctx: CallContext,
                     record: CallRecord) -> Consult | None:
@@ -284,11 +352,13 @@ class _Prepared:
     first, how to run it and where its outcome goes, and, for a stable decision, the health
     check to repeat before reusing it."""
 
-    __slots__ = ("attempts", "breaker", "cache", "ctx", "decision", "layer", "learn",
-                 "problem", "remember", "run", "steady", "target")
+    __slots__ = ("attempts", "breaker", "cache", "ctx", "decision", "direct", "layer", "learn",
+                 "problem", "remember", "run", "steady", "target", "token")
 
-    def __init__(self, ctx: CallContext, decision: Decision, router: DelegationRouter) -> None:
+    def __init__(self, ctx: CallContext, decision: Decision, router: DelegationRouter,
+                 token: tuple[Any, ...]) -> None:
         self.ctx, self.decision = ctx, decision  # the context is held: its id stays unique
+        self.token = token  # the router's parts it was prepared with
         target = decision.target
         self.target = str(target) if target is not None else "-"
         self.layer = str(decision.layer)
@@ -297,6 +367,7 @@ class _Prepared:
         self.attempts: tuple[tuple[ExecTarget, Layer], ...] = ()
         self.problem: str | None = None
         self.steady: Callable[[], bool] | None = None
+        self.direct = False
         if target is None:
             return
         self.attempts = ((target, decision.layer),)
@@ -311,6 +382,10 @@ class _Prepared:
         self.learn = router.learner.recorder(ctx.symbol, target)
         if decision.stable:
             self.steady = router.health.steady(target)
+        # `route` may run it directly: allowed, not a plan to store, and not the VM for a
+        # name with no definition (`_missing` has a say there)
+        self.direct = (self.problem is None and not self.remember
+                       and type(target) is not LocalPure)
 
 
 def _error_text(err: BaseException) -> str:

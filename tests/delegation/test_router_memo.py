@@ -22,6 +22,7 @@ from delegation.providers.base import BaseProvider, Health, ModelResult
 from delegation.runtime import Runtime
 from delegation.targets import LOCAL_PURE, LocalModel, RemoteModel
 from delegation.testing import FakeClock
+from rtfs.deadline import Deadline
 from rtfs.router import CallKind, RoutedCall
 from rtfs.values import EMPTY_MAP, Keyword, Map, TaggedLiteral
 
@@ -323,3 +324,48 @@ def test_a_refused_call_is_refused_every_time(rt):
             rt.route_call("only-echo", ("x",), metadata={Keyword("sensitive"): True})
     assert all(c.outcome == "refused" and c.layer == str(Layer.SECURITY)
                for c in rt.router.take_records())
+
+
+# -- the direct path and the general path trace the same ------------------------------------------
+
+def settled(rt: Runtime) -> list[dict[str, Any]]:
+    return [{k: v for k, v in c.to_dict().items() if k != "latency_s"}
+            for c in rt.router.take_records()]
+
+
+def far() -> Deadline:
+    return Deadline(1e12, FakeClock(0.0))  # never reached: the call takes the general path
+
+
+def test_a_successful_call_traces_alike_on_both_paths(rt):
+    assert rt.route_call("ask", ("x",)) == rt.route_call("ask", ("x",), deadline=far())
+    direct, general = settled(rt)
+    assert direct == general and direct["outcome"] == "ok" and direct["attempts"] == []
+
+
+def test_a_failing_target_falls_back_alike_on_both_paths(rt):
+    rt.route_call("ask", ("warm",))
+    rt.router.take_records()
+    echo().failing = True
+    first = rt.route_call("ask", ("One sentence. Two.",))
+    second = rt.route_call("ask", ("One sentence. Two.",), deadline=far())
+    assert first == second
+    direct, general = settled(rt)
+    assert direct == general and direct["layer"] == "fallback"
+    assert direct["attempts"] == ["RemoteModel(echo): ProviderUnavailable: provider echo "
+                                  "unavailable: told to fail"]
+    assert rt.learner.records("ask")[RemoteModel("echo")].calls == 3  # both failures counted
+
+
+def test_an_error_that_is_no_provider_failure_is_raised_alike_on_both_paths(rt):
+    rt.route_call("only-echo", ("warm",))
+    rt.router.take_records()
+    echo().failing = True
+    Echo.instances[-1].infer = lambda prompt, **kw: 1 / 0  # type: ignore[method-assign]
+    with pytest.raises(ZeroDivisionError):
+        rt.route_call("only-echo", ("x",))
+    with pytest.raises(ZeroDivisionError):
+        rt.route_call("only-echo", ("x",), deadline=far())
+    direct, general = settled(rt)
+    assert direct == general and direct["outcome"] == "error"
+    assert "ZeroDivisionError" in direct["detail"]
