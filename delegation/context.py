@@ -38,6 +38,7 @@ from rtfs.values import (
 
 FINGERPRINT_FORMAT = 1
 AVAILABILITY_TTL_S = 1.0
+_CAPABILITY = CallKind.CAPABILITY
 
 # Types whose values' type signature (`rtfs.values.type_signature`) is the type's alone: a
 # context is found by its arguments' types without naming each (a tagged literal, say, is
@@ -226,7 +227,7 @@ class ContextFactory:
         has_source = call.callee is not None
         # The metadata map is part of the key by identity (a site's map is a constant of its
         # code); the site holds it, so its id cannot be reused while the entry lives.
-        key = (call.name, call.kind is CallKind.CAPABILITY, id(metadata) if metadata else 0,
+        key = (call.name, call.kind is _CAPABILITY, id(metadata) if metadata else 0,
                call.hint, call.names, has_source)
         site = self._sites.get(key)
         if site is None:

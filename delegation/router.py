@@ -92,7 +92,7 @@ class DelegationRouter:
         self.defined, self.capabilities = defined, capabilities
         self.timer, self.clock = timer, clock
         self.l2, self.l3 = l2, l3
-        self.records: deque[CallRecord] = deque(maxlen=MAX_RECORDS)
+        self.records: deque[CallRecord | tuple[Any, ...]] = deque(maxlen=MAX_RECORDS)
         self._lock = threading.Lock()
         if library is not None:  # what L4 resolves a name to is part of what claims answers
             library.on_change(self._policy_changed)
@@ -118,28 +118,28 @@ class DelegationRouter:
         return Claim.ALWAYS if found else Claim.NO
 
     def route(self, call: RoutedCall) -> Any:
-        started = self.timer()
+        timer = self.timer
+        started = timer()
         prepared = self._decide(self.contexts.site(call), call.args)
         if not (prepared.direct and call.deadline is None and self.l2 is None):
             return self._traced(prepared, call, started, None)
         # The common case written out: the decided target may run the call and nothing is
         # consulted first (no L2, no deadline): `_execute`'s first attempt, and when it
         # succeeds, its trace. Anything else continues on the general path where it is.
-        run_started = self.timer()
+        run_started = timer()
         try:
             value, cost = prepared.run(call)
         except BaseException as err:
             return self._traced(prepared, call, started, (err, run_started))
-        latency_s = self.timer() - run_started
+        latency_s = timer() - run_started
         prepared.breaker(True)
         prepared.learn(True, latency_s, cost)
         ctx = prepared.ctx
         if self.l3 is not None and ctx.context.values:
             self.l3.record(ctx.symbol, ctx.context, prepared.attempts[0][0], True, latency_s, cost)
-        self.records.append(CallRecord(
-            call.name, str(call.kind), prepared.target, prepared.layer, prepared.decision.reason,
-            prepared.cache, "ok", "", self.timer() - started, 0.0 + cost, [], call.line,
-            call.col, "-", [], value))
+        # the trace keeps what the record is made of; `take_records` makes it
+        self.records.append((prepared, call.name, call.kind, call.line, call.col,
+                             timer() - started, cost, value))
         return value
 
     def _traced(self, prepared: _Prepared, call: RoutedCall, started: float,
@@ -340,7 +340,8 @@ class DelegationRouter:
                     taken.append(records.popleft())
                 except IndexError:
                     break
-        return [record.settle() for record in taken]
+        return [(record if isinstance(record, CallRecord) else _direct_record(record)).settle()
+                for record in taken]
 
 
 MAX_MEMO = 8192  # prepared decisions kept (contexts are kept per call site and signature)
@@ -386,6 +387,14 @@ class _Prepared:
         # name with no definition (`_missing` has a say there)
         self.direct = (self.problem is None and not self.remember
                        and type(target) is not LocalPure)
+
+
+def _direct_record(kept: tuple[Any, ...]) -> CallRecord:
+    """The `CallRecord` of a call that succeeded on `route`'s direct path."""
+    prepared, name, kind, line, col, latency_s, cost, value = kept
+    return CallRecord(name, str(kind), prepared.target, prepared.layer, prepared.decision.reason,
+                      prepared.cache, "ok", "", latency_s, 0.0 + cost, [], line, col, "-", [],
+                      value)
 
 
 def _error_text(err: BaseException) -> str:
