@@ -5,6 +5,13 @@ runs it there (the VM for `LocalPure`, a provider for `LocalModel`/`RemoteModel`
 bytecode for `L4CacheHit`), falls back to the route's fallback when the target turns out to be
 unreachable, records the outcome (latency, success, cost) for the health monitor and the
 learner, stores worthwhile decisions as L1 plans, and keeps a `CallRecord` for `--explain`.
+
+What follows from the call site alone is worked out once: the context's static part
+(`delegation.context.CallSite`) and a stable decision (a hint or a static route), with its
+trace strings, security check, runner and outcome recorders (`_Prepared`); a stable decision
+is reused only while its target's circuit is closed and its provider's check passes. A call
+whose target may simply run it takes a direct path that builds its trace record when the
+trace is read.
 """
 
 from __future__ import annotations
