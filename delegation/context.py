@@ -25,10 +25,26 @@ from delegation.l3.context import EMPTY_CONTEXT, Context, make_context
 from delegation.metadata import EMPTY_METADATA, DelegationMetadata
 from delegation.targets import ExecTarget
 from rtfs.router import CallKind, RoutedCall
-from rtfs.values import DelegationHint, Keyword, Map, Symbol, type_signature
+from rtfs.values import (
+    Builtin,
+    Closure,
+    DelegationHint,
+    Keyword,
+    Map,
+    RList,
+    Symbol,
+    type_signature,
+)
 
 FINGERPRINT_FORMAT = 1
 AVAILABILITY_TTL_S = 1.0
+_CAPABILITY = CallKind.CAPABILITY
+
+# Types whose values' type signature (`rtfs.values.type_signature`) is the type's alone: a
+# context is found by its arguments' types without naming each (a tagged literal, say, is
+# signed by its tag and is looked up by signature).
+_SIGNED_BY_TYPE = frozenset({type(None), bool, int, float, str, Keyword, Symbol, tuple, RList,
+                             Map, frozenset, Closure, Builtin})
 
 
 @dataclass(slots=True)  # not frozen: built per call; frozen init costs ~10x. Read-only.
@@ -114,13 +130,46 @@ def _plain(value: Any) -> Any:
     return value
 
 
+class CallSite:
+    """The static part of the contexts of one call site: what follows from the name written
+    there, the `^{...}` metadata, the callee's hint and own names, and the policy, worked out
+    once (metadata validated, sensitivity, declared context, digests); only the argument
+    types and the providers available now vary per call. Contexts built here are kept
+    (read-only) per argument signature while the runtime hash stays the same."""
+
+    __slots__ = ("context", "fingerprint", "has_source", "hint", "is_capability", "meta",
+                 "metadata", "now", "sensitive", "stable", "symbol")
+
+    MAX_CONTEXTS = 64  # argument signatures kept per site (a site rarely sees more than a few)
+
+    def __init__(self, symbol: str, metadata: Any, meta: DelegationMetadata,
+                 hint: DelegationHint | None, sensitive: bool, context: Context, *,
+                 has_source: bool, is_capability: bool) -> None:
+        self.symbol, self.metadata, self.meta, self.hint = symbol, metadata, meta, hint
+        self.sensitive, self.context = sensitive, context
+        self.has_source, self.is_capability = has_source, is_capability
+        self.fingerprint = context.fingerprint if context.values else ""
+        # (available providers, runtime hash, contexts by argument signature), replaced as a
+        # whole when the availability changes (threads share a site)
+        self.now: tuple[tuple[str, ...] | None, int, dict[Any, CallContext]] = (None, 0, {})
+        # The router's: a decision for this site that depends on nothing a call's arguments
+        # or the providers' availability change (`delegation.router`); opaque here.
+        self.stable: Any = None
+
+
 class ContextFactory:
     """Builds `CallContext`s.
 
     The "available providers" in the runtime context hash are the configured model targets
     whose circuit is not open: known without I/O, so building a context never waits on a
     provider's health check (those run only for the target a decision picks).
+
+    `build` keeps the static part of each call site's context (`CallSite`), so a routed call
+    pays for the argument types and the availability check, not for validating metadata,
+    matching sensitive patterns or hashing the policy again.
     """
+
+    MAX_SITES = 4096  # distinct call sites kept; past it the table starts over
 
     def __init__(self, config: DelegationConfig, health: HealthMonitor,
                  targets: Iterable[ExecTarget], clock: Callable[[], float]) -> None:
@@ -130,12 +179,15 @@ class ContextFactory:
         self.clock = clock
         self._available: tuple[float, tuple[str, ...]] | None = None
         self._hash = functools.lru_cache(maxsize=4096)(self._runtime_hash)
+        self._sites: dict[tuple[Any, ...], CallSite] = {}
 
     def available(self) -> tuple[str, ...]:
         now = self.clock()
         cached = self._available
         if cached is None or now - cached[0] > AVAILABILITY_TTL_S:
             ids = tuple(sorted(str(t) for t in self.targets if self.health.circuit_ok(t)))
+            if cached is not None and cached[1] == ids:
+                ids = cached[1]  # the same tuple: call sites keep their runtime hash
             cached = self._available = (now, ids)
         return cached[1]
 
@@ -158,9 +210,78 @@ class ContextFactory:
         return self.config.context.merged(make_context(meta.context))
 
     def build(self, call: RoutedCall) -> CallContext:
-        return self.context(call.name, call.args, call.metadata, call.hint,
-                            has_source=call.callee is not None,
-                            is_capability=call.kind is CallKind.CAPABILITY, names=call.names)
+        """The context of a routed call (what `context` builds for it, kept per call site).
+
+        Raises:
+            MetadataError, ContextError: the call's metadata is invalid (never kept).
+        """
+        return self.context_at(self.site(call), call.args)
+
+    def site(self, call: RoutedCall) -> CallSite:
+        """The kept static part of `call`'s context (see `CallSite`).
+
+        Raises:
+            MetadataError, ContextError: the call's metadata is invalid (never kept).
+        """
+        metadata = call.metadata
+        has_source = call.callee is not None
+        # The metadata map is part of the key by identity (a site's map is a constant of its
+        # code); the site holds it, so its id cannot be reused while the entry lives.
+        key = (call.name, call.kind is _CAPABILITY, id(metadata) if metadata else 0,
+               call.hint, call.names, has_source)
+        site = self._sites.get(key)
+        if site is None:
+            site = self._site(call, has_source)
+            if len(self._sites) >= self.MAX_SITES:
+                self._sites.clear()
+            self._sites[key] = site
+        return site
+
+    def context_at(self, site: CallSite, args: tuple[Any, ...]) -> CallContext:
+        """The context of a call at `site` with these arguments, as the providers are now."""
+        cached = self._available  # `available()`, its common case inline
+        if cached is not None and self.clock() - cached[0] <= AVAILABILITY_TTL_S:
+            available = cached[1]
+        else:
+            available = self.available()
+        now = site.now
+        if available is not now[0]:
+            now = site.now = (available, self._hash(available, site.meta.digest(),
+                                                    site.fingerprint), {})
+        # one argument (the common case): its type is the key, no tuple to build
+        types = type(args[0]) if len(args) == 1 else tuple(map(type, args))
+        ctx = now[2].get(types)
+        return ctx if ctx is not None else self._new_context(site, now, args, types)
+
+    def _new_context(self, site: CallSite, now: tuple[Any, int, dict[Any, CallContext]],
+                     args: tuple[Any, ...], types: Any) -> CallContext:
+        """A context of `site` for arguments of these types, kept under their signature and,
+        when the types alone make the signature, under the types."""
+        contexts = now[2]
+        signature = tuple([type_signature(a) for a in args])
+        ctx = contexts.get(signature)
+        if ctx is None:
+            if len(contexts) >= site.MAX_CONTEXTS:
+                contexts.clear()
+            ctx = contexts[signature] = CallContext(
+                symbol=site.symbol, arg_type_fingerprint=_signature_fingerprint(signature),
+                runtime_context_hash=now[1], metadata=site.meta, hint=site.hint,
+                sensitive=site.sensitive, has_source=site.has_source,
+                is_capability=site.is_capability, context=site.context)
+        if _SIGNED_BY_TYPE.issuperset(map(type, args)):
+            contexts[types] = ctx
+        return ctx
+
+    def _site(self, call: RoutedCall, has_source: bool) -> CallSite:
+        meta = metadata_from_rtfs(call.metadata, call.hint.extra if call.hint is not None else ())
+        return CallSite(call.name, call.metadata, meta, call.hint,
+                        self._sensitive(meta, call.name, call.names), self.call_context(meta),
+                        has_source=has_source, is_capability=call.kind is CallKind.CAPABILITY)
+
+    def _sensitive(self, meta: DelegationMetadata, symbol: str, names: Iterable[str]) -> bool:
+        security = self.config.security
+        return (meta.sensitive or security.is_sensitive(symbol)
+                or any(security.is_sensitive(name) for name in names))
 
     def context(self, symbol: str, args: tuple[Any, ...], metadata: Any,
                 hint: DelegationHint | None, *, has_source: bool,
@@ -174,12 +295,9 @@ class ContextFactory:
         sensitivity, never remove it.
         """
         meta = metadata_from_rtfs(metadata, hint.extra if hint is not None else ())
-        security = self.config.security
-        sensitive = (meta.sensitive or security.is_sensitive(symbol)
-                     or any(security.is_sensitive(name) for name in names))
         context = self.call_context(meta)
         return CallContext(
             symbol=symbol, arg_type_fingerprint=arg_type_fingerprint(args),
             runtime_context_hash=self.runtime_hash(meta, context), metadata=meta, hint=hint,
-            sensitive=sensitive, has_source=has_source, is_capability=is_capability,
-            context=context)
+            sensitive=self._sensitive(meta, symbol, names), has_source=has_source,
+            is_capability=is_capability, context=context)

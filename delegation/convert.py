@@ -12,6 +12,8 @@ from rtfs.values import Keyword, Map, RList
 
 def prompt_of(args: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
     """A model call's prompt (its arguments as text) and parameters (a trailing map)."""
+    if len(args) == 1 and type(args[0]) is str:
+        return args[0], {}  # the common case: one string, which is its own text
     params: dict[str, Any] = {}
     if args and isinstance(args[-1], Map):
         params = {_param_name(k): v for k, v in args[-1].items()}
@@ -39,6 +41,8 @@ structured answer: use the text")."""
 def to_rtfs(value: Any) -> Any:
     """A provider's plain answer as an RTFS value (dicts -> maps with keyword keys); an
     answer that already is an RTFS map or list (a remote RTFS step's value) is kept as is."""
+    if type(value) is str:
+        return value  # the common case (a text answer), before the Mapping check's ABC walk
     if isinstance(value, Map) or type(value) is RList:
         return value
     if value is NIL:

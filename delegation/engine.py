@@ -79,6 +79,15 @@ class Decision:
     `target` is None when the call cannot run anywhere allowed (`reason` says why).
     `fallback` is where to go if the target fails while running; `replaced` is the decision a
     wrapper overrode.
+
+    `stable` says the decision follows from the policy and the call site alone (a hint or a
+    static route): the symbol, hint, metadata, sensitivity and whether the callee has
+    source here, not the arguments or the runtime context hash. It stays right for every
+    call at that site while its target's circuit is closed and its provider's health check
+    passes, so a router may reuse it without asking the engine again (`delegation.router`).
+    A layer that decides anything from other state returns a decision that is not stable; a
+    wrapper may pass a stable decision on (or a `replace`d copy of it) only when what it
+    checked is the policy, those parts of the context, or the health of that target.
     """
 
     target: ExecTarget | None
@@ -89,6 +98,7 @@ class Decision:
     from_cache: bool = False
     replaced: Decision | None = None
     withheld: str | None = None  # a fallback the security context took away, and why
+    stable: bool = False
 
 
 class Engine(Protocol):
@@ -169,7 +179,7 @@ class StaticDelegationEngine:
     # -- layers ------------------------------------------------------------------------------
     def _hint_decision(self, hint: DelegationHint) -> Decision:
         decision = Decision(self._resolve_hint(hint), Layer.HINT,
-                            f"^:delegation {hint.kind} {hint.target or ''}".rstrip())
+                            f"^:delegation {hint.kind} {hint.target or ''}".rstrip(), stable=True)
         self._by_hint[hint] = decision
         return decision
 
@@ -177,7 +187,7 @@ class StaticDelegationEngine:
         layer = Layer.STATIC_GLOB if route.is_glob else Layer.STATIC_EXACT
         where = f" (line {route.line})" if route.line else ""
         decision = Decision(route.target, layer, f"static route {route.pattern!r}{where}",
-                            fallback=route.fallback)
+                            fallback=route.fallback, stable=True)
         self._by_route[route] = decision
         return decision
 

@@ -9,14 +9,22 @@ source hash (only those `bindable` allows).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 from delegation.codelib import CodeLibrary
 from delegation.convert import prompt_of, to_rtfs
-from delegation.errors import StorageFailure
+from delegation.errors import StorageFailure, UnknownProvider
 from delegation.providers.base import call_deadline
-from delegation.targets import ExecTarget, L4CacheHit, LocalModel, LocalPure, RemoteModel
+from delegation.targets import (
+    ExecTarget,
+    L4CacheHit,
+    LocalModel,
+    LocalPure,
+    RemoteModel,
+    peer_name,
+)
 from rtfs.router import RoutedCall
 from rtfs.values import Closure
 
@@ -41,23 +49,28 @@ class Executor:
         if isinstance(target, LocalPure):
             return call.run_local(), 0.0
         if isinstance(target, (LocalModel, RemoteModel)):
-            provider = self.registry.get(target)
-            forward = getattr(provider, "forward", None)  # a peer: RTFS values, no prompt
-            if forward is not None:
-                with call_deadline(call.deadline):
-                    value, cost = forward(call)
-                return value, cost
-            prompt, params = prompt_of(call.args)
-            if call.deadline is None:
-                result = provider.infer(prompt, **params)
-            else:
-                with call_deadline(call.deadline):  # providers wait at most what is left
-                    result = provider.infer(prompt, **params)
-            value = result.value if result.value is not None else result.text
-            return to_rtfs(value), result.cost
+            return _run_on(self.registry.get(target), call)
         if isinstance(target, L4CacheHit):
             return self._run_published(call), 0.0
         raise TypeError(f"unknown target {target!r}")
+
+    def runner(self, target: ExecTarget) -> Callable[[RoutedCall], tuple[Any, float]]:
+        """`run` for `target`, with what can be looked up once looked up: the provider of a
+        configured model (the registry is fixed for a runtime). A discovered peer's is
+        asked for on every call (peers come and go); a target with no provider fails when
+        run, as `run` does."""
+        if isinstance(target, LocalPure):
+            return _run_local
+        if isinstance(target, (LocalModel, RemoteModel)) and peer_name(target.id) is None:
+            try:
+                provider = self.registry.get(target)
+            except UnknownProvider:  # `run` raises it, on the call's path
+                return functools.partial(self.run, target)
+            forward = getattr(provider, "forward", None)
+            if forward is not None:
+                return functools.partial(_forward, forward)
+            return functools.partial(_infer, provider)
+        return functools.partial(self.run, target)
 
     def _run_published(self, call: RoutedCall) -> Any:
         if self.library is None:
@@ -89,3 +102,37 @@ class Executor:
             if dep is not None:
                 vm.define(name, Closure(dep, (), dep.name))
                 self._bind_dependencies(dep, vm, depth + 1)
+
+
+def _run_local(call: RoutedCall) -> tuple[Any, float]:
+    return call.run_local(), 0.0
+
+
+def _run_on(provider: Any, call: RoutedCall) -> tuple[Any, float]:
+    """(value, cost) of `call` on a model provider."""
+    forward = getattr(provider, "forward", None)  # a peer: RTFS values, no prompt
+    if forward is not None:
+        return _forward(forward, call)
+    return _infer(provider, call)
+
+
+def _forward(forward: Callable[[RoutedCall], tuple[Any, float]], call: RoutedCall
+             ) -> tuple[Any, float]:
+    with call_deadline(call.deadline):
+        value, cost = forward(call)
+    return value, cost
+
+
+def _infer(provider: Any, call: RoutedCall) -> tuple[Any, float]:
+    args = call.args
+    if len(args) == 1 and type(args[0]) is str and call.deadline is None:
+        result = provider.infer(args[0])  # the common case, without the general steps
+    else:
+        prompt, params = prompt_of(args)
+        if call.deadline is None:
+            result = provider.infer(prompt, **params)
+        else:
+            with call_deadline(call.deadline):  # providers wait at most what is left
+                result = provider.infer(prompt, **params)
+    value = result.value if result.value is not None else result.text
+    return (value if type(value) is str else to_rtfs(value)), result.cost

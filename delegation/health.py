@@ -76,6 +76,12 @@ class CircuitBreaker:
         with self._lock:
             self._failures, self._opened_at, self._trial_started = 0, None, None
 
+    def record(self, ok: bool) -> None:
+        """One outcome: `record_success` or `record_failure`."""
+        if ok and self._failures == 0 and self._opened_at is None:
+            return  # closed and clean: `record_success`'s own common case, one call less
+        self.record_success() if ok else self.record_failure()
+
     def record_failure(self) -> None:
         with self._lock:
             self._failures += 1
@@ -86,6 +92,11 @@ class CircuitBreaker:
     @property
     def failures(self) -> int:
         return self._failures
+
+    @property
+    def closed(self) -> bool:
+        """Whether the circuit is closed (read without the lock, like `state`)."""
+        return self._opened_at is None
 
 
 class HealthMonitor:
@@ -117,14 +128,38 @@ class HealthMonitor:
             return Health(False, f"circuit open after {breaker.failures} consecutive failures")
         if state is CircuitState.HALF_OPEN and not breaker.allow():
             return Health(False, "circuit half-open: its one trial call is running")
+        try:
+            provider = self._provider(target)
+        except UnknownProvider as err:
+            return Health(False, str(err))
+        return provider.health()
+
+    def _provider(self, target: ExecTarget) -> Any:
         provider = self._providers.get(target)
         if provider is None:
-            try:
-                provider = self.registry.get(target)  # type: ignore[attr-defined]
-            except UnknownProvider as err:
-                return Health(False, str(err))
-            self._providers[target] = provider
-        return provider.health()
+            provider = self._providers[target] = self.registry.get(target)  # type: ignore[attr-defined]
+        return provider
+
+    def steady(self, target: ExecTarget) -> Callable[[], bool]:
+        """A check to repeat before reusing a decision that names `target` (see
+        `delegation.engine.Decision.stable`): true while the circuit is closed and the
+        provider's health check passes, which is when `__call__` says ok, asked without
+        touching a half-open breaker's one trial. False: ask the engine again.
+
+        A breaker that opens makes the check false from that moment on.
+        """
+        if isinstance(target, (LocalPure, L4CacheHit)):
+            return _always
+        breaker = self.breaker(target)
+        try:
+            provider = self._provider(target)
+        except UnknownProvider:
+            return _never
+
+        def check() -> bool:
+            return breaker._opened_at is None and provider.health().ok  # `closed`, inline
+
+        return check
 
     def circuit_ok(self, target: ExecTarget) -> bool:
         """Whether the target's circuit lets calls through: no I/O, no provider check."""
@@ -134,5 +169,22 @@ class HealthMonitor:
     def record(self, target: ExecTarget, ok: bool) -> None:
         if isinstance(target, (LocalPure, L4CacheHit)):
             return
-        breaker = self.breaker(target)
-        breaker.record_success() if ok else breaker.record_failure()
+        self.breaker(target).record(ok)
+
+    def recorder(self, target: ExecTarget) -> Callable[[bool], None]:
+        """`record` for `target`, its breaker looked up once (breakers are never replaced)."""
+        if isinstance(target, (LocalPure, L4CacheHit)):
+            return _ignore
+        return self.breaker(target).record
+
+
+def _always() -> bool:
+    return True
+
+
+def _never() -> bool:
+    return False
+
+
+def _ignore(ok: bool) -> None:
+    return None

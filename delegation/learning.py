@@ -7,8 +7,9 @@ record persists beside the L1 plans, so what one run learned the next run uses.
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,38 @@ class Learner:
     def record(self, symbol: str, target: ExecTarget, ok: bool, latency_s: float,
                cost: float = 0.0) -> None:
         with self._lock:
-            per_symbol = self._records.setdefault(symbol, {})
-            per_symbol.setdefault(target, TargetRecord()).add(ok, latency_s, cost, self.alpha)
+            self._slot(symbol, target).add(ok, latency_s, cost, self.alpha)
+
+    def recorder(self, symbol: str, target: ExecTarget) -> Callable[[bool, float, float], None]:
+        """`record` for one (symbol, target): `recorder(s, t)(ok, latency_s, cost)` is
+        `record(s, t, ok, latency_s, cost)`, the record it adds to found once (records are
+        updated in place, never replaced). A subclass that overrides `record` gets its own
+        `record` called."""
+        if type(self).record is not Learner.record:
+            return functools.partial(self.record, symbol, target)
+        found: list[TargetRecord] = []  # the record, once the first outcome made it
+        lock = self._lock
+
+        def record(ok: bool, latency_s: float, cost: float) -> None:
+            lock.acquire()  # not `with`: every routed call comes here, and it costs twice
+            try:
+                if not found:
+                    found.append(self._slot(symbol, target))
+                found[0].add(ok, latency_s, cost, self.alpha)
+            finally:
+                lock.release()
+
+        return record
+
+    def _slot(self, symbol: str, target: ExecTarget) -> TargetRecord:
+        """The record of (symbol, target), made empty if there is none (lock held)."""
+        per_symbol = self._records.get(symbol)
+        if per_symbol is None:
+            per_symbol = self._records[symbol] = {}
+        found = per_symbol.get(target)
+        if found is None:
+            found = per_symbol[target] = TargetRecord()
+        return found
 
     def merge(self, symbol: str, target: ExecTarget, delta: TargetRecord) -> None:
         """Combine outcomes observed elsewhere (another node of the fleet, a saved file)
@@ -80,8 +111,7 @@ class Learner:
         if delta.calls < 0 or not 0 <= delta.successes <= delta.calls:
             raise ValueError(f"not an outcome delta: {delta}")
         with self._lock:
-            per_symbol = self._records.setdefault(symbol, {})
-            per_symbol.setdefault(target, TargetRecord()).merge(delta)
+            self._slot(symbol, target).merge(delta)
 
     def records(self, symbol: str) -> dict[ExecTarget, TargetRecord]:
         with self._lock:
@@ -122,8 +152,9 @@ class Learner:
             return 0
         with self._lock:
             for symbol, target, calls, successes, latency, cost in rows:
-                self._records.setdefault(symbol, {})[target] = TargetRecord(
-                    calls, successes, latency, cost)
+                slot = self._slot(symbol, target)  # updated in place: a `recorder` holds it
+                slot.calls, slot.successes = calls, successes
+                slot.latency_ewma_s, slot.cost_total = latency, cost
         return len(rows)
 
 

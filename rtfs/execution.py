@@ -79,6 +79,7 @@ JUMP_IF_FALSE_OR_POP = int(Op.JUMP_IF_FALSE_OR_POP)
 JUMP_IF_TRUE_OR_POP = int(Op.JUMP_IF_TRUE_OR_POP)
 
 _MISSING = MISSING
+_NO_NAMES: frozenset[str] = frozenset()  # `own_names` of no value
 
 
 class Execution:
@@ -204,7 +205,10 @@ class Execution:
     def _route(self, name: str, callee: Any, args: list[Any], meta: Map, code: Code,
                pc: int, kind: CallKind = CallKind.FUNCTION) -> Any:
         line, col = code.position(pc)
-        self.check_deadline()
+        if self.deadline is not None:  # (without one, `check_deadline` only resets `ticks`)
+            self.check_deadline()
+        else:
+            self.ticks = NEVER
         if kind is CallKind.CAPABILITY:
             def run_local() -> Any:
                 raise unknown_capability(name)
@@ -215,9 +219,12 @@ class Execution:
         else:
             def run_local() -> Any:
                 return self.call_direct(callee, args)
-        hint = callee.code.hint if type(callee) is Closure else None
+        if type(callee) is Closure:
+            hint, names = callee.code.hint, own_names(callee)
+        else:
+            hint, names = None, (own_names(callee) if callee is not None else _NO_NAMES)
         call = RoutedCall(name, kind, callee, hint, meta, tuple(args), run_local, line, col,
-                          own_names(callee), self.deadline)
+                          names, self.deadline)
         depth = self.depth
         router = self.vm.router
         version = router.version
