@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import re
 from array import array
-from collections.abc import Callable, Iterator, Sequence
-from functools import cache
+from bisect import bisect_right
+from collections.abc import Iterator, Sequence
 from typing import overload
 
-from rtfs.builder import _CLOSERS, _D, _TOKEN, MAX_DEPTH, Reader, Token, form_at
+from rtfs import plain
+from rtfs.builder import _CLOSERS, _TOKEN, MAX_DEPTH, Reader, Token, form_at
 from rtfs.errors import RtfsSyntaxError
 from rtfs.forms import (
     COLON,
@@ -46,71 +47,35 @@ __all__ = ["COLON", "MAX_DEPTH", "QUASIQUOTE", "TYPE_FOLLOWS", "UNQUOTE", "UNQUO
            "form_to_value", "make_atom", "read", "read_each", "read_spans"]
 
 
-PLAIN_MIN_CHARS = 32768  # below this, compiling the plain patterns costs more than they save
-_PLAIN_LEVELS = 2  # collections nested this deep inside an item match at once
-
-# -- plainly valid text: many forms recognised by one match, in C --------------------------
-# Only tokens that `Reader` reads without error, each ending where the token pattern ends it:
-# the `sym` and `int` tokens (valid by their pattern), decimal fractions, keywords that are
-# valid (no `:` inside, no `/` at the end), strings whose escapes are all one-character ones;
-# and blanks and line comments between them. Everything else (metadata, quotes, `#_`, block
-# comments, tagged literals, other numbers, collections nested deeper) is taken by the
-# token path, which checks it as `Reader` does.
-_SEP = r"(?:[\s,]++|;[^\n]*+)"
-_ATOM = (r"(?:(?:(?:[^" + _D + r"#'\d:/+\-.]|[+\-](?![\d.]))[^" + _D + r":]*+"
-         r"|[+\-]?[0-9]++(?:\.[0-9]++(?:[eE][+\-]?[0-9]++)?)?"
-         r"|:[^" + _D + r":/][^" + _D + r":]*+(?<!/))(?![^" + _D + r"])"
-         r'|"[^"\\]*+(?:\\[ntr"\\0bf][^"\\]*+)*+")')
-
-
-def _collections(item: str) -> str:
-    """A list, `#(...)`, vector, set or map (of pairs) of `item`s."""
-    many = "(?:" + _SEP + "*+" + item + ")*+" + _SEP + "*+"
-    pairs = "(?:" + _SEP + "*+" + item + _SEP + "*+" + item + ")*+" + _SEP + "*+"
-    return r"(?:#?\(" + many + r"\)|\[" + many + r"\]|#\{" + many + r"\}|\{" + pairs + r"\})"
-
-
-def _item(levels: int) -> str:
-    """A plain atom, or a collection of them nested at most `levels` deep."""
-    item = _ATOM
-    for _ in range(levels):
-        item = "(?:" + _ATOM + "|" + _collections(item) + ")"
-    return item
-
-
-_Match = Callable[[str, int], "re.Match[str] | None"]
-
-
-@cache
-def _plain_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
-    """One plain top-level form (its start is group 1), plain items of a list, vector or
-    set, and plain pairs of a map (compiled on first use)."""
-    item = _item(_PLAIN_LEVELS)
-    return (re.compile(_SEP + "*+(" + item + ")"),
-            re.compile("(?:" + _SEP + "*+" + item + ")*+"),
-            re.compile("(?:" + _SEP + "*+" + item + _SEP + "*+" + item + ")*+"))
-
+PLAIN_MIN_CHARS = 256 * 1024  # below this, compiling the plain patterns costs more than
+# they save (about 0.2 s)
+_BLANKS = plain.blanks()
+_PLAIN_DEPTH = MAX_DEPTH - plain.DEPTH_MARGIN  # the patterns are used up to this depth
 
 class Forms(Sequence[Form]):
-    """The top-level forms of a checked text, kept as where each starts (three packed
-    numbers per form); `forms[i]` makes form i anew on every access, so keep the forms you
-    use (`list(forms)`) rather than indexing twice."""
+    """The top-level forms of a checked text, kept as where each starts (offset, line and
+    column packed in arrays), or, for a run of `plain.BLOCK_FORMS` plain forms, where the
+    first one starts (the others are found again when asked for). `forms[i]` makes form i
+    anew on every access: keep the forms you use (`list(forms)`) rather than index twice."""
 
-    __slots__ = ("_cols", "_lines", "_starts", "_text")
+    __slots__ = ("_block", "_cols", "_ends", "_lines", "_starts", "_text")
 
     def __init__(self, text: str) -> None:
         self._text = text
         self._starts = array("Q")
         self._lines = array("I")
         self._cols = array("I")
+        self._ends = array("Q")  # how many forms the entries up to each one hold
+        self._block: tuple[int, list[tuple[int, int, int]]] = (-1, [])  # the last one found
 
-    def _add(self, start: int, line: int, col: int) -> None:
+    def _add(self, start: int, line: int, col: int, count: int = 1) -> None:
         self._starts.append(start)
         self._lines.append(line)
         self._cols.append(col)
+        self._ends.append(len(self) + count)
 
     def __len__(self) -> int:
-        return len(self._starts)
+        return self._ends[-1] if self._ends else 0
 
     @overload
     def __getitem__(self, index: int) -> Form: ...
@@ -121,7 +86,38 @@ class Forms(Sequence[Form]):
     def __getitem__(self, index: int | slice) -> Form | list[Form]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        return form_at(self._text, self._starts[index], self._lines[index], self._cols[index])
+        size = len(self)
+        if index < 0:
+            index += size
+        if not 0 <= index < size:
+            raise IndexError("form index out of range")
+        entry = bisect_right(self._ends, index)
+        first = self._ends[entry - 1] if entry else 0
+        if self._ends[entry] - first == 1:
+            start, line, col = self._starts[entry], self._lines[entry], self._cols[entry]
+        else:
+            start, line, col = self._in_block(entry)[index - first]
+        return form_at(self._text, start, line, col)
+
+    def _in_block(self, entry: int) -> list[tuple[int, int, int]]:
+        """(start, line, column) of each form of the block `entry` (kept for the next)."""
+        if self._block[0] != entry:
+            text, top = self._text, plain.patterns().top.match
+            start, line = self._starts[entry], self._lines[entry]
+            line_start = start - self._cols[entry] + 1
+            places, counted = [], start
+            for _ in range(plain.BLOCK_FORMS):
+                found = top(text, start)
+                assert found is not None, "a block holds plain forms"
+                at = found.start(1)
+                newlines = text.count("\n", counted, at)
+                if newlines:
+                    line += newlines
+                    line_start = text.rfind("\n", counted, at) + 1
+                places.append((at, line, at - line_start + 1))
+                start, counted = found.end(), at
+            self._block = (entry, places)
+        return self._block[1]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sequence) or isinstance(other, str):
@@ -142,11 +138,12 @@ class _Checker(Reader):
 
     building = False
 
-    def __init__(self, text: str, *, plain: bool | None = None) -> None:
+    def __init__(self, text: str, *, use_plain: bool | None = None) -> None:
         super().__init__(text)
-        if plain is None:
-            plain = len(text) >= PLAIN_MIN_CHARS
-        self._plain = _plain_patterns() if plain else None
+        if use_plain is None:
+            use_plain = len(text) >= PLAIN_MIN_CHARS
+        self._plain = plain.patterns() if use_plain else None
+        self._lists_counted = -1  # `plain.list_end` looked up to here (it is not tried again)
 
     def small_form(self, depth: int, offset: int, what: str) -> Form:
         saved, self.building = self.building, True
@@ -156,19 +153,23 @@ class _Checker(Reader):
             self.building = saved
 
     def read_seq(self, opener: str, offset: int, depth: int, collapse: bool = True) -> Form:
+        """Check the collection `opener` at `offset` starts, and those nested in it, with a
+        stack of the enclosing ones rather than recursion (deep nesting costs no call per
+        level); errors as `Reader.read_seq` raises them."""
         if self.building:
             return super().read_seq(opener, offset, depth, collapse)
         if depth > MAX_DEPTH:
             raise self.error(f"forms nested deeper than {MAX_DEPTH} levels", offset)
-        closer = _CLOSERS[opener]
-        count = 0
         text, match = self.text, _TOKEN.match
-        plain = None
-        if self._plain is not None and depth + _PLAIN_LEVELS <= MAX_DEPTH:
-            plain = self._plain[2 if opener == "{" else 1].match  # pairs keep the count even
+        items = pairs = None
+        if self._plain is not None:
+            items, pairs = self._plain.items.match, self._plain.pairs.match
+        outer: list[tuple[str, str, int, int, int]] = []  # the enclosing collections
+        closer, count = _CLOSERS[opener], 0
+        fast = (pairs if opener == "{" else items) if depth <= _PLAIN_DEPTH else None
         while True:
-            if plain is not None:
-                self.pos = plain(text, self.pos).end()  # type: ignore[union-attr]
+            if fast is not None:
+                self.pos = fast(text, self.pos).end()  # type: ignore[union-attr]
             found = match(text, self.pos)
             assert found is not None  # the `bad` alternative matches any character
             kind = found.lastgroup
@@ -181,10 +182,28 @@ class _Checker(Reader):
                 if closing != closer:
                     raise self.error(f"expected {closer!r} to close {opener!r}, "
                                      f"found {closing!r}", found.start(kind))
-                break
-            elif kind == "open":
-                self.read_seq(found.group(kind), found.start(kind), depth + 1)
+                if opener == "{" and count % 2:
+                    raise self.error("a map needs an even number of forms", offset)
+                if not outer:
+                    return Seq(0, 0, "list")  # stands for the collection: nothing reads it
+                opener, closer, offset, depth, count = outer.pop()
                 count += 1
+                fast = (pairs if opener == "{" else items) if depth <= _PLAIN_DEPTH else None
+            elif kind == "open":
+                if (found.group(kind) == "(" and fast is not None
+                        and self.pos > self._lists_counted):
+                    end, looked = plain.list_end(text, self.pos - 1, MAX_DEPTH - depth)
+                    if end >= 0:  # a list of parentheses and names: counted, all checked
+                        self.pos = end
+                        count += 1
+                        continue
+                    self._lists_counted = looked
+                outer.append((opener, closer, offset, depth, count))
+                opener, offset, depth = found.group(kind), found.start(kind), depth + 1
+                if depth > MAX_DEPTH:
+                    raise self.error(f"forms nested deeper than {MAX_DEPTH} levels", offset)
+                closer, count = _CLOSERS[opener], 0
+                fast = (pairs if opener == "{" else items) if depth <= _PLAIN_DEPTH else None
             elif kind == "kw":
                 # Its pattern leaves one fault to check: a `/` at the end. Keywords are
                 # interned for good: checking makes none.
@@ -196,9 +215,6 @@ class _Checker(Reader):
                 count += 1
             else:
                 count += self._general(found.start(), opener, closer, offset, depth)
-        if opener == "{" and count % 2:
-            raise self.error("a map needs an even number of forms", offset)
-        return Seq(0, 0, "list")  # stands for the collection: nothing reads its items
 
     def _general(self, at: int, opener: str, closer: str, offset: int, depth: int) -> int:
         """The token at `at` by the general path, as `Reader.read_seq` takes it: the number
@@ -214,24 +230,31 @@ class _Checker(Reader):
         self.form_from(token, depth)
         return 1
 
-    def _plain_run(self, found: re.Match[str] | None, top: _Match, sink: Forms) -> None:
-        """Add the plain top-level form `found` and those right after it to `sink` (`where`
-        inlined: this loop is most of the time a file of many small forms takes)."""
+    def _plain_run(self, found: re.Match[str] | None, sink: Forms) -> None:
+        """Add the plain top-level form `found` and those after it to `sink`, a block of them
+        at a time while they last (`where` inlined: this loop is most of the time a file of
+        many small forms takes)."""
+        assert self._plain is not None
         text, count, rfind = self.text, self.text.count, self.text.rfind
-        add_start, add_line, add_col = sink._starts.append, sink._lines.append, sink._cols.append
+        top, block, blanks = self._plain.top.match, self._plain.block.match, _BLANKS.match
         counted, line, line_start = self._counted, self._line, self._line_start
+        forms, blocks = 1, True
         while found is not None:
-            start = found.start(1)
+            # A block's first form starts after the blanks, as the pattern of one form says.
+            if forms == 1:
+                start = found.start(1)
+            else:
+                start = blanks(text, self.pos).end()  # type: ignore[union-attr]  # may be empty
             newlines = count("\n", counted, start)
             if newlines:
                 line += newlines
                 line_start = rfind("\n", counted, start) + 1
             counted = start
-            add_start(start)
-            add_line(line)
-            add_col(start - line_start + 1)
+            sink._add(start, line, start - line_start + 1, forms)
             self.pos = found.end()
-            found = top(text, self.pos)
+            found, forms = (block(text, self.pos) if blocks else None), plain.BLOCK_FORMS
+            if found is None:  # fewer left: one at a time until the run ends
+                found, forms, blocks = top(text, self.pos), 1, False
         self._counted, self._line, self._line_start = counted, line, line_start
 
     def check_string(self, offset: int) -> None:
@@ -244,14 +267,14 @@ class _Checker(Reader):
               ) -> Iterator[tuple[RtfsSyntaxError | None, int, int, int, int]]:
         """(error or None, start, end, line, column) of each top-level form, in order; with
         a `sink`, runs of plain forms are added to it instead (`read`'s fast way)."""
-        top = self._plain[0].match if self._plain is not None else None
+        top = self._plain.top.match if self._plain is not None else None
         text = self.text
         while True:
             if top is not None:
                 found = top(text, self.pos)
                 if found is not None:
                     if sink is not None:
-                        self._plain_run(found, top, sink)
+                        self._plain_run(found, sink)
                         continue
                     start, self.pos = found.start(1), found.end()
                     yield None, start, self.pos, *self.where(start)
@@ -275,26 +298,26 @@ class _Checker(Reader):
             yield None, start, self.pos, line, col
 
 
-def read(text: str, *, plain: bool | None = None) -> Forms:
+def read(text: str, *, use_plain: bool | None = None) -> Forms:
     """Every top-level form of `text` (made when asked for); raises the first
-    `RtfsSyntaxError`. `plain`: recognise plainly valid text by the large patterns (default:
-    for texts of `PLAIN_MIN_CHARS` or more; the result is the same either way)."""
+    `RtfsSyntaxError`. `use_plain`: move past plainly valid text by `rtfs.plain`'s patterns
+    (default: for texts of `PLAIN_MIN_CHARS` or more; the result is the same either way)."""
     forms = Forms(text)
-    for error, start, _, line, col in _Checker(text, plain=plain).spans(forms):
+    for error, start, _, line, col in _Checker(text, use_plain=use_plain).spans(forms):
         if error is not None:
             raise error
         forms._add(start, line, col)
     return forms
 
 
-def read_each(text: str, *, plain: bool | None = None) -> Iterator[Form | RtfsSyntaxError]:
+def read_each(text: str, *, use_plain: bool | None = None) -> Iterator[Form | RtfsSyntaxError]:
     """Yield each top-level form, or the syntax error standing in its place, then go on."""
-    for item, _, _ in read_spans(text, plain=plain):
+    for item, _, _ in read_spans(text, use_plain=use_plain):
         yield item
 
 
-def read_spans(text: str, *, plain: bool | None = None
+def read_spans(text: str, *, use_plain: bool | None = None
                ) -> Iterator[tuple[Form | RtfsSyntaxError, int, int]]:
     """Like `read_each`, with the start and end offsets of the text each item came from."""
-    for error, start, end, line, col in _Checker(text, plain=plain).spans():
+    for error, start, end, line, col in _Checker(text, use_plain=use_plain).spans():
         yield (error if error is not None else form_at(text, start, line, col)), start, end
