@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import shutil
 import signal
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -36,30 +34,15 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rayenv import RAY_HOME  # first: Ray reads the environment it sets at import
 
-BATCH = 20  # calls per sample for the sub-microsecond paths
-
-
-RAY_HOME = Path(tempfile.mkdtemp(prefix="rtfs-bench-ray-"))  # Ray's session files, the token
-
-
-def _environment() -> None:
-    home = RAY_HOME
-    os.environ.setdefault("RAY_TMPDIR", str(home))
-    if "RAY_AUTH_TOKEN" not in os.environ and "RAY_AUTH_TOKEN_PATH" not in os.environ:
-        (home / "auth_token").write_text(secrets.token_hex(32))
-        os.environ["RAY_AUTH_TOKEN_PATH"] = str(home / "auth_token")
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only
-
-
-_environment()
+# isort: split
 
 # (imported after the environment Ray reads at import)
 import ray  # noqa: E402
+from timing import GoalTable, alternate, pct, timed, verdict
+
+BATCH = 20  # calls per sample for the sub-microsecond paths
 
 from cluster.actors import Fleet, ray_get, start_fleet  # noqa: E402
 from cluster.planstore import ShardedPlanStore  # noqa: E402
@@ -76,60 +59,18 @@ class Echo:
         return data
 
 
-def pct(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[max(0, int(len(ordered) * 0.99) - 1)]
-
-
-def timed(fn: Callable[[], object], calls: int = 1) -> float:
-    """Seconds per call of `calls` calls of `fn`."""
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - start) / calls
-
-
-def alternate(a: Callable[[], float], b: Callable[[], float], rounds: int
-              ) -> tuple[list[float], list[float]]:
-    """`rounds` samples of each, taken in alternation."""
-    xs, ys = [], []
-    for _ in range(rounds):
-        xs.append(a())
-        ys.append(b())
-    return xs, ys
-
-
-class Table:
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, str, str, str]] = []
-
-    def add(self, what: str, measured: str, ratio: str = "", goal: str = "") -> None:
-        self.rows.append((what, measured, ratio, goal))
-
-    def print(self) -> None:
-        head = ("measure", "value", "ratio", "goal")
-        widths = [max(len(r[i]) for r in [head, *self.rows]) for i in range(4)]
-        for row in [head, *self.rows]:
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
-def verdict(ratio: float, goal: float, at_least: bool) -> str:
-    met = ratio >= goal if at_least else ratio <= goal
-    return f"{'>=' if at_least else '<='} {goal:g}x: {'met' if met else 'NOT met'}"
-
-
 # --- the measurements ---------------------------------------------------------------------
 
-def ray_ceilings(rounds: int, fleet: Fleet, table: Table) -> tuple[float, float]:
+def ray_ceilings(rounds: int, fleet: Fleet, table: GoalTable) -> tuple[float, float]:
     """1:1 call p50 (s) and unbatched calls/s, alternating with their cluster counterparts."""
     echoes = [ray.remote(Echo).options(num_cpus=0).remote() for _ in fleet.shards]
     ray.get([e.ping.remote(b"") for e in echoes], timeout=60)
     client = fleet.client(timeout_s=10.0)
     shard = fleet.topology.names[0]
     one_op = {shard: [["get", "l1", [["agent-1", "t"]]]]}
-    one_to_one, round_trip = alternate(
+    one_to_one, round_trip = alternate([
         lambda: timed(lambda: ray.get(echoes[0].ping.remote(b"x" * 64), timeout=10)),
-        lambda: timed(lambda: client.send(one_op)), rounds * 5)
+        lambda: timed(lambda: client.send(one_op))], rounds * 5)
     p50, p99 = pct(one_to_one)
     r50, r99 = pct(round_trip)
     table.add("Ray 1:1 sync call (trivial actor)", f"p50 {p50 * 1e3:.2f} ms, p99 "
@@ -152,7 +93,7 @@ def ray_ceilings(rounds: int, fleet: Fleet, table: Table) -> tuple[float, float]
         client.send(batch)
         return len(keys) * len(batch) / (time.perf_counter() - start)
 
-    plain, sharded = alternate(unbatched, batched, rounds)
+    plain, sharded = alternate([unbatched, batched], rounds)
     rate, keys_rate = statistics.median(plain), statistics.median(sharded)
     table.add(f"Ray n:n unbatched calls ({in_flight} in flight)", f"{rate:,.0f} calls/s",
               "yardstick")
@@ -175,7 +116,7 @@ def seed(fleet: Fleet, runtime: Runtime, symbols: list[str]) -> dict[str, str]:
     return tasks
 
 
-def near_cache_vs_l1(rounds: int, fleet: Fleet, table: Table, tmp: Path) -> None:
+def near_cache_vs_l1(rounds: int, fleet: Fleet, table: GoalTable, tmp: Path) -> None:
     config = default_config(tmp, state_dir=tmp / "state")
     symbols = [f"agent-{i}" for i in range(100)]
     near = ShardedPlanStore(fleet.client(timeout_s=10.0))
@@ -195,7 +136,7 @@ def near_cache_vs_l1(rounds: int, fleet: Fleet, table: Table, tmp: Path) -> None
         engine = runtime.engine
         return lambda: timed(lambda: [engine.decide(c) for c in contexts[:BATCH]]) / BATCH
 
-    fleet_s, local_s = alternate(sample(fleet_runtime), sample(local_runtime), rounds * 50)
+    fleet_s, local_s = alternate([sample(fleet_runtime), sample(local_runtime)], rounds * 50)
     f50, f99 = pct(fleet_s)
     l50, l99 = pct(local_s)
     table.add("decide() on the local L1", f"p50 {l50 * 1e6:.2f} us, p99 {l99 * 1e6:.2f} us",
@@ -213,7 +154,7 @@ PROGRAM = """
 """
 
 
-def waits_after_prefetch(runs: int, fleet: Fleet, table: Table, tmp: Path) -> None:
+def waits_after_prefetch(runs: int, fleet: Fleet, table: GoalTable, tmp: Path) -> None:
     """Runs of a program, each a fresh runtime with a fresh near-cache (a new process)."""
     decisions = waited = 0
     for n in range(runs):
@@ -230,7 +171,7 @@ def waits_after_prefetch(runs: int, fleet: Fleet, table: Table, tmp: Path) -> No
               f"<= 1%: {'met' if share <= 0.01 else 'NOT met'}")
 
 
-def decide_under_a_kill(fleet: Fleet, table: Table, tmp: Path, seconds: float) -> None:
+def decide_under_a_kill(fleet: Fleet, table: GoalTable, tmp: Path, seconds: float) -> None:
     """decide() p99 in a loop whose near-cache revalidates every 50 ms, undisturbed and then
     while a shard is SIGKILLed and restarted by Ray."""
     config = default_config(tmp, state_dir=tmp / "kill")
@@ -281,7 +222,7 @@ def main() -> None:
              object_store_memory=80 * 1024 * 1024, _node_ip_address="127.0.0.1",
              log_to_driver=False, configure_logging=False)
     fleet = start_fleet(f"bench-{uuid.uuid4().hex[:8]}", args.shards, 2)
-    table = Table()
+    table = GoalTable()
     tmp = Path(tempfile.mkdtemp(prefix="rtfs-bench-"))
     try:
         ray_ceilings(args.rounds, fleet, table)

@@ -21,37 +21,19 @@ the table says whether the goal was met in this run.
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import shutil
-import statistics
-import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rayenv import RAY_HOME  # first: Ray reads the environment it sets at import
 
-RAY_HOME = Path(tempfile.mkdtemp(prefix="rtfs-bench-ray-"))  # Ray's session files, the token
-
-
-def _environment() -> None:
-    os.environ.setdefault("RAY_TMPDIR", str(RAY_HOME))
-    if "RAY_AUTH_TOKEN" not in os.environ and "RAY_AUTH_TOKEN_PATH" not in os.environ:
-        (RAY_HOME / "auth_token").write_text(secrets.token_hex(32))
-        os.environ["RAY_AUTH_TOKEN_PATH"] = str(RAY_HOME / "auth_token")
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only
-
-
-_environment()
+# isort: split
 
 import ray  # after the environment Ray reads at import
+from timing import interleaved, pct
 
 from cluster.actors import peer_transport, start_arbiter, start_fleet, stop_arbiter
 from cluster.arbiter import ArbiterSpec
@@ -77,26 +59,6 @@ class Echo:
 
     def ping(self, data: bytes) -> bytes:
         return data
-
-
-def pct(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[max(0, int(len(ordered) * 0.99) - 1)]
-
-
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def interleaved(sides: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
-    """`rounds` timings of each side, one call of each per round, in turn."""
-    samples: dict[str, list[float]] = {name: [] for name in sides}
-    for _ in range(rounds):
-        for name, fn in sides.items():
-            samples[name].append(timed(fn))
-    return samples
 
 
 def forward(provider: PeerProvider) -> Callable[[], object]:

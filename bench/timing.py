@@ -62,3 +62,46 @@ class Table:
         print("\ngoals, as ratios of p50s measured in this run:")
         for line in self.goals:
             print("  " + line)
+
+
+def pct(samples: list[float]) -> tuple[float, float]:
+    """(p50, p99) of `samples`."""
+    return p50(samples), p99(samples)
+
+
+def timed(fn: Callable[[], object], calls: int = 1) -> float:
+    """Seconds per call of `calls` calls of `fn`."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def alternate(sides: list[Callable[[], float]], rounds: int) -> list[list[float]]:
+    """`rounds` samples of each side (each side returns its own measurement), in turn."""
+    out: list[list[float]] = [[] for _ in sides]
+    for _ in range(rounds):
+        for samples, side in zip(out, sides, strict=True):
+            samples.append(side())
+    return out
+
+
+def verdict(ratio: float, goal: float, at_least: bool) -> str:
+    met = ratio >= goal if at_least else ratio <= goal
+    return f"{'>=' if at_least else '<='} {goal:g}x: {'met' if met else 'NOT met'}"
+
+
+class GoalTable:
+    """Rows of measure, value, ratio and goal, printed aligned at the end."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, str]] = []
+
+    def add(self, what: str, measured: str, ratio: str = "", goal: str = "") -> None:
+        self.rows.append((what, measured, ratio, goal))
+
+    def print(self) -> None:
+        head = ("measure", "value", "ratio", "goal")
+        widths = [max(len(r[i]) for r in [head, *self.rows]) for i in range(4)]
+        for row in [head, *self.rows]:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

@@ -14,27 +14,20 @@ import sys
 from cluster.config import ClusterConfig
 from cluster.errors import ClusterError
 from cluster.stats import ShardReport
-from delegation.errors import UsageError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from cluster.connect import add_fleet_options
+
     sub = parser.add_subparsers(dest="cache_command", required=True)
     stats = sub.add_parser("stats", help="entries, hits, misses, restarts per cache shard")
-    stats.add_argument("--cluster", metavar="ADDR",
-                       help="the fleet (default: [delegation.cluster] address)")
-    stats.add_argument("--config", metavar="F")
-    stats.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_fleet_options(stats)
 
 
 def run(args: argparse.Namespace) -> int:
-    from cluster.connect import check_address
-    from cluster.serve import load
+    from cluster.connect import fleet_address
 
-    cluster = ClusterConfig.from_sections(load(args.config).sections)
-    address = args.cluster or cluster.address
-    if not address:
-        raise UsageError("cache stats needs --cluster ADDR (or [delegation.cluster] address)")
-    check_address(address)
+    cluster, address = fleet_address(args, "cache stats")
     try:
         reports = _reports(address, cluster)
     except ClusterError as err:

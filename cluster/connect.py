@@ -15,6 +15,7 @@ and the run completes on local caches.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import socket
@@ -49,6 +50,31 @@ def check_address(address: str, option: str = "--cluster") -> None:
             split_address(address)
         except ValueError as err:
             raise UsageError(f"{option} {err}") from None
+
+
+def add_fleet_options(parser: argparse.ArgumentParser) -> None:
+    """`--cluster`, `--config` and `--json`: what a command that looks at a fleet takes."""
+    parser.add_argument("--cluster", metavar="ADDR",
+                        help="the fleet (default: [delegation.cluster] address)")
+    parser.add_argument("--config", metavar="F")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+
+
+def fleet_address(args: argparse.Namespace, command: str) -> tuple[ClusterConfig, str]:
+    """The cluster settings and the checked address a fleet command was given.
+
+    Raises:
+        UsageError: no address (neither `--cluster` nor `[delegation.cluster] address`), or
+            not a `host:port`.
+    """
+    from cluster.serve import load
+
+    cluster = ClusterConfig.from_sections(load(args.config).sections)
+    address = args.cluster or cluster.address
+    if not address:
+        raise UsageError(f"{command} needs --cluster ADDR (or [delegation.cluster] address)")
+    check_address(address)
+    return cluster, address
 
 
 def connect(config: Any, address: str, *, environ: Mapping[str, str] | None = None

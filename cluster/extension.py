@@ -12,8 +12,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cluster.config import CONFIG_SECTION
-from delegation.extensions import Command, Extensions, SharedState
+from cluster.config import CONFIG_SECTION, DEFAULT_NAMESPACE
+from delegation.extensions import Command, Extensions, ProviderKindSpec, SharedState
+from delegation.schema import Option, OptionType
+
+RAY_RTFS_OPTIONS = {  # see cluster.rayrtfs
+    "resources": Option(OptionType.STRING_LIST, default=(),
+                        help="custom resources the node running a step must offer"),
+    "namespace": Option(OptionType.STRING, default=DEFAULT_NAMESPACE,
+                        help="the fleet whose step policy applies"),
+}
 
 
 def register(ext: Extensions) -> None:
@@ -24,6 +32,7 @@ def register(ext: Extensions) -> None:
     ext.add_command(Command("cache", "the fleet's shared caches", _configure_cache,
                             _run_cache))
     ext.set_cluster_connector(_connect)
+    ext.add_provider_kind(ProviderKindSpec("ray-rtfs", RAY_RTFS_OPTIONS, _build_ray_rtfs))
     _register_federation(ext)
 
 
@@ -83,3 +92,12 @@ def _connect(config: Any, address: str, *, environ: Any = None) -> SharedState:
     from cluster import connect
 
     return connect.connect(config, address, environ=environ)
+
+
+def _build_ray_rtfs(cfg: Any, ctx: Any) -> Any:
+    from cluster.rayrtfs import RayRTFSProvider
+
+    return RayRTFSProvider(cfg.id, namespace=cfg.options["namespace"],
+                           resources=tuple(cfg.options["resources"]), timeout_s=cfg.timeout_s,
+                           health_ttl_s=cfg.health_ttl_s, cost_per_call=cfg.cost_per_call,
+                           capabilities=cfg.capabilities, clock=ctx.clock, timer=ctx.timer)

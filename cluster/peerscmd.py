@@ -130,20 +130,15 @@ def load(path: str | None) -> Any:
 # --- delegation peers ---------------------------------------------------------------------
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cluster", metavar="ADDR",
-                        help="the fleet (default: [delegation.cluster] address)")
-    parser.add_argument("--config", metavar="F")
-    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    from cluster.connect import add_fleet_options
+
+    add_fleet_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from cluster.connect import check_address
+    from cluster.connect import fleet_address
 
-    cluster = ClusterConfig.from_sections(load(args.config).sections)
-    address = args.cluster or cluster.address
-    if not address:
-        raise UsageError("peers needs --cluster ADDR (or [delegation.cluster] address)")
-    check_address(address)
+    cluster, address = fleet_address(args, "peers")
     try:
         adverts = _adverts(address, cluster)
     except ClusterError as err:

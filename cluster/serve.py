@@ -2,6 +2,7 @@
 
     delegation serve [--config F] [--address ADDR] [--host H] [--shards N] [--metrics-port P]
                      [--arbiter NAME [--resources JSON]]
+                     [--http-port P] [--http-host H] [--http-token-env VAR]
 
 Without `--address` it starts a Ray head in this process, bound to `--host` (127.0.0.1 by
 default), token authentication on; with `--address ADDR` (`host:port`, or `auto` for the
@@ -10,6 +11,8 @@ starts the fleet's directory and shards in the `[delegation.cluster]` namespace,
 line `ready: <address>` (what `--cluster` takes) and stays until SIGINT or SIGTERM; then it
 stops what it started (the shards, the metrics endpoint, and the head if it started one),
 within `STOP_TIMEOUT_S`. `--arbiter NAME` also runs an arbiter (see `cluster.peerscmd`).
+It also publishes how remote steps run on the fleet (its configuration, `cluster.steptasks`)
+and, with `--http-port`, serves them over HTTP (`cluster.http`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 from cluster import peerscmd
 from cluster.config import ClusterConfig
 from cluster.errors import ClusterError
-from delegation.errors import UsageError
+from delegation.errors import ConfigError, UsageError
 
 STOP_TIMEOUT_S = 25.0  # the contract says 30 s
 
@@ -41,6 +44,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, metavar="P",
                         help="serve Prometheus metrics on this port (0: a free one)")
     peerscmd.configure_serve(parser)
+    from cluster import http
+
+    http.configure(parser)
 
 
 class _Stop:
@@ -84,15 +90,16 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UsageError(str(err)) from None
     peerscmd.check_serve(args)
+    steps = _steps(args, config)  # before Ray starts: no token is bad input, exit 2
     try:
-        return _serve(args, cluster, shards, replication, stop)
+        return _serve(args, cluster, shards, replication, stop, steps)
     except ClusterError as err:
         print(f"delegation: serve: {err}", file=sys.stderr)
         return 1
 
 
 def _serve(args: argparse.Namespace, cluster: ClusterConfig, shards: int, replication: int,
-           stop: _Stop) -> int:
+           stop: _Stop, steps: tuple[Any, Any]) -> int:
     from cluster import raynode
     from cluster.connect import check_address
 
@@ -109,6 +116,7 @@ def _serve(args: argparse.Namespace, cluster: ClusterConfig, shards: int, replic
         from cluster.actors import start_fleet
 
         fleet = peerscmd.joined_fleet(args, cluster.namespace)  # an arbiter joining a fleet
+        joined = fleet is not None
         if fleet is None:
             fleet = start_fleet(cluster.namespace, shards, replication,
                                 max_entries=cluster.max_entries,
@@ -120,11 +128,41 @@ def _serve(args: argparse.Namespace, cluster: ClusterConfig, shards: int, replic
             server, port = _metrics(fleet, args.host, args.metrics_port, cluster.timeout_s)
             started.append(server.shutdown)
             print(f"delegation: metrics on http://{args.host}:{port}/metrics", file=sys.stderr)
+        start_steps(cluster.namespace, *steps, started, publish=not joined)
         print(f"ready: {address}", flush=True)
         stop.wait()
     finally:
         _stop_all(started)
     return 0
+
+
+def _steps(args: argparse.Namespace, config: Any) -> tuple[Any, Any]:
+    """How remote steps run on this fleet, and the HTTP endpoint's options (or None)."""
+    from cluster import http
+    from cluster.steps import StepSettings
+
+    options = http.options_from(args, os.environ)
+    try:
+        return StepSettings.of(config), options
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+
+
+def start_steps(namespace: str, settings: Any, options: Any, started: list[Any], *,
+                publish: bool = True) -> None:
+    """Publish the step policy (unless this process joins a fleet that has one: an arbiter
+    does not replace its fleet's policy), start the HTTP endpoint if asked (each stop step is
+    added to `started` as soon as there is something to stop)."""
+    from cluster import http
+    from cluster.steptasks import publish_policy, withdraw_policy
+
+    if publish:
+        policy = publish_policy(settings, namespace)  # held by the stop step: lives as long
+        started.append(lambda: withdraw_policy(namespace, policy))
+    if options is not None:
+        endpoint = http.start(settings, options)
+        started.append(endpoint.stop)
+        print(f"delegation: http on {endpoint.url}/execute", file=sys.stderr, flush=True)
 
 
 def _metrics(fleet: Any, host: str, port: int, timeout_s: float) -> tuple[Any, int]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from delegation.configtypes import (
     DEFAULT_CAPABILITIES,
+    DEFAULT_REMOTE_CAPABILITIES,
     DelegationConfig,
     KeyRef,
     L4Config,
@@ -89,6 +90,10 @@ _DELEGATION_KEYS = (
 _REMOTE_COMMON = ("kind", "api_key_env", "timeout_s", "cost_per_call", "capabilities",
                   "health_ttl_s")
 _REMOTE_KEYS = _REMOTE_COMMON + ("base_url", "model")
+# remote-rtfs names its token variable `auth_token_env` (kept as `api_key_env`: a secret read
+# at the edge and withheld from local model runners like any API key)
+_REMOTE_RTFS_KEYS = tuple(k for k in _REMOTE_COMMON if k != "api_key_env") + (
+    "endpoint", "auth_token_env")
 MAX_TIMEOUT_S = 86_400.0  # a day: anything longer is a typo, not a timeout
 MAX_TTL_S = 366 * 86_400.0
 MAX_COST = 1e9
@@ -183,21 +188,25 @@ class Builder:
         out = {}
         for pid, table, path in self._entries(section, "remote_providers"):
             kind = self._provider_kind(table, path)
-            common = dict(
-                id=pid,
-                kind=kind,
-                api_key_env=self.r.string(table, path, "api_key_env", None),
-                timeout_s=self.r.number(table, path, "timeout_s",
+            common = {
+                "id": pid,
+                "kind": kind,
+                "api_key_env": self.r.string(table, path, "api_key_env", None),
+                "timeout_s": self.r.number(table, path, "timeout_s",
                                         _D(RemoteProviderConfig, "timeout_s"),
                                         positive=True, maximum=MAX_TIMEOUT_S),
-                cost_per_call=self.r.number(table, path, "cost_per_call",
+                "cost_per_call": self.r.number(table, path, "cost_per_call",
                                             _D(RemoteProviderConfig, "cost_per_call"),
                                             maximum=MAX_COST),
-                capabilities=self._capabilities(table, path, ()),
-                health_ttl_s=self.r.number(table, path, "health_ttl_s",
+                "capabilities": self._capabilities(table, path,
+                                                DEFAULT_REMOTE_CAPABILITIES.get(kind, ())),
+                "health_ttl_s": self.r.number(table, path, "health_ttl_s",
                                            _D(RemoteProviderConfig, "health_ttl_s"),
                                            maximum=MAX_TIMEOUT_S),
-            )
+            }
+            if kind == ProviderKind.REMOTE_RTFS:
+                out[pid] = self._remote_rtfs(table, path, common)
+                continue
             spec = self.ext.provider_kinds.get(kind)
             if spec is None:  # a built-in kind
                 self.r.check_keys(table, path, _REMOTE_KEYS)
@@ -214,6 +223,14 @@ class Builder:
             )
         return out
 
+    def _remote_rtfs(self, table: dict[str, object], path: tuple[str, ...],
+                     common: dict[str, Any]) -> RemoteProviderConfig:
+        """`kind = "remote-rtfs"`: `endpoint` (http(s) URL of `delegation serve --http-port`)
+        and `auth_token_env` (the variable holding its bearer token)."""
+        self.r.check_keys(table, path, _REMOTE_RTFS_KEYS)
+        common["api_key_env"] = self.r.string(table, path, "auth_token_env", None)
+        return RemoteProviderConfig(base_url=self._url(table, path, "endpoint"), **common)
+
     def _provider_kind(self, table: dict[str, object], path: tuple[str, ...]) -> str:
         kind = self.r.string(table, path, "kind")
         known = [str(k) for k in ProviderKind] + sorted(self.ext.provider_kinds)
@@ -222,10 +239,11 @@ class Builder:
                                + ", ".join(repr(k) for k in known) + ")")
         return kind
 
-    def _url(self, table: dict[str, object], path: tuple[str, ...]) -> str:
-        url = self.r.string(table, path, "base_url")
+    def _url(self, table: dict[str, object], path: tuple[str, ...], key: str = "base_url"
+             ) -> str:
+        url = self.r.string(table, path, key)
         if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):
-            raise self.r.error(path + ("base_url",), f"{url!r} is not an http(s) URL")
+            raise self.r.error(path + (key,), f"{url!r} is not an http(s) URL")
         return url.rstrip("/")
 
     def _capabilities(

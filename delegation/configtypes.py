@@ -28,6 +28,18 @@ class ProviderKind(StrEnum):
     """Kinds of remote provider."""
 
     OPENAI_CHAT = "openai-chat"
+    REMOTE_RTFS = "remote-rtfs"
+    """A plan step run by another node's HTTP endpoint (`POST {endpoint}/execute`)."""
+
+
+EXACT_INPUT_KINDS: frozenset[str] = frozenset({ProviderKind.REMOTE_RTFS})
+"""Provider kinds whose answer depends on every character of the input (a program, not a
+prompt): L2 never serves or stores their answers."""
+
+DEFAULT_REMOTE_CAPABILITIES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {ProviderKind.REMOTE_RTFS: ("remote-rtfs.execute",)}
+)
+"""Capabilities a remote provider offers when its table has no `capabilities` key."""
 
 
 class LocalModelKind(StrEnum):
@@ -74,9 +86,9 @@ class RemoteProviderConfig:
 
     id: str
     kind: str  # a `ProviderKind` or a kind an extension registered
-    base_url: str = ""
+    base_url: str = ""  # remote-rtfs: its `endpoint`
     model: str = ""
-    api_key_env: str | None = None
+    api_key_env: str | None = None  # remote-rtfs: its `auth_token_env` (the bearer token)
     timeout_s: float = 10.0
     cost_per_call: float = 0.0
     capabilities: tuple[str, ...] = ()

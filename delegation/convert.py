@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rtfs.printer import to_display
-from rtfs.values import Keyword, Map
+from rtfs.values import Keyword, Map, RList
 
 
 def prompt_of(args: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
@@ -24,8 +24,25 @@ def _param_name(key: Any) -> str:
     return name.replace("-", "_")
 
 
+class _Nil:
+    """The type of `NIL`."""
+
+    def __repr__(self) -> str:
+        return "NIL"
+
+
+NIL = _Nil()
+"""A provider's `ModelResult.value` meaning the RTFS value nil (a value of None means "no
+structured answer: use the text")."""
+
+
 def to_rtfs(value: Any) -> Any:
-    """A provider's plain answer as an RTFS value (dicts -> maps with keyword keys)."""
+    """A provider's plain answer as an RTFS value (dicts -> maps with keyword keys); an
+    answer that already is an RTFS map or list (a remote RTFS step's value) is kept as is."""
+    if isinstance(value, Map) or type(value) is RList:
+        return value
+    if value is NIL:
+        return None
     if isinstance(value, Mapping):
         return Map((Keyword(str(k)), to_rtfs(v)) for k, v in value.items())
     if isinstance(value, (list, tuple)):

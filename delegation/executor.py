@@ -4,7 +4,7 @@
 provider registry (arguments as a prompt, a trailing map as parameters; a provider that is a
 `delegation.federation.CallForwarder`, a peer arbiter, gets the call itself), `L4CacheHit` by
 loading verified published bytecode and binding the functions it was compiled against by
-source hash.
+source hash (only those `bindable` allows).
 """
 
 from __future__ import annotations
@@ -22,13 +22,19 @@ from rtfs.values import Closure
 
 
 class Executor:
-    """Runs a call on a target."""
+    """Runs a call on a target.
+
+    `bindable(name)` says whether a function published code depends on may be defined in
+    the VM under `name` (a step run for a remote caller binds no sensitive one).
+    """
 
     def __init__(self, registry: Any, library: CodeLibrary | None,
-                 vm: Callable[[], Any]) -> None:
+                 vm: Callable[[], Any], *,
+                 bindable: Callable[[str], bool] = lambda name: True) -> None:
         self.registry = registry
         self.library = library
         self._vm = vm
+        self.bindable = bindable
 
     def run(self, target: ExecTarget, call: RoutedCall) -> tuple[Any, float]:
         """(value, cost) of running `call` on `target`."""
@@ -61,18 +67,23 @@ class Executor:
             raise StorageFailure(call.name, "no trusted version is published in L4")
         code = self.library.decode(found.record.blob_id, found.data)
         vm = self._vm()
-        self._bind_dependencies(code, vm, depth=0)
+        self.bind_dependencies(code, vm)
         # The call's deadline stops published code too (inside a run the VM's own applies;
         # a call routed from outside one, such as a peer's, brings it here).
         return vm.call(Closure(code, (), code.name), list(call.args), route=False,
                        deadline=call.deadline)
+
+    def bind_dependencies(self, code: Any, vm: Any) -> None:
+        """Define in `vm`, by source hash, the functions `code` was compiled against (and
+        theirs), as far as L4 holds them and `bindable` allows."""
+        self._bind_dependencies(code, vm, depth=0)
 
     def _bind_dependencies(self, code: Any, vm: Any, depth: int) -> None:
         """Define, by source hash, the functions published code was compiled against."""
         if depth > 32 or self.library is None:
             return
         for name, source_hash in code.deps:
-            if source_hash is None or name in vm.globals:
+            if source_hash is None or name in vm.globals or not self.bindable(name):
                 continue
             dep = self.library.by_source(source_hash)
             if dep is not None:

@@ -26,14 +26,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import msgpack
-
-from delegation.errors import PlanCacheError, TargetError
+from delegation.errors import PlanCacheError
+from delegation.statefile import StateFile
 from delegation.targets import ExecTarget, from_tagged
-from storage import atomic_write
 
 FILE_FORMAT = 1
 FILE_KIND = "rtfs-l1-plans"
+_STATE = StateFile(FILE_KIND, FILE_FORMAT, "L1 plan cache", PlanCacheError)
 DEFAULT_TTL_S = 3600.0
 DEFAULT_MAX_ENTRIES = 10_000
 
@@ -338,11 +337,7 @@ class L1PlanCache:
                 for (agent, task), (plan, expires) in self._data.items()
                 if expires > now
             ]
-        try:
-            data = msgpack.packb([FILE_FORMAT, FILE_KIND, rows], use_bin_type=True)
-        except (TypeError, ValueError, OverflowError) as e:
-            raise PlanCacheError(str(path), f"a plan's metadata cannot be encoded: {e}") from e
-        atomic_write(Path(path), data)
+        _STATE.write(path, rows)
         return len(rows)
 
     def load(self, path: str | Path) -> LoadReport:
@@ -351,14 +346,9 @@ class L1PlanCache:
         Raises:
             PlanCacheError: the file is not a plan cache this version can read.
         """
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+        rows = _STATE.read(path, _row)
+        if rows is None:
             return LoadReport(0, 0)
-        except OSError as e:
-            raise PlanCacheError(str(path), e.strerror or str(e)) from e
-        rows = _decode(data, str(path))
         restored = expired = 0
         now_wall, now = self._wall_clock(), self._timer()
         with self._lock:
@@ -379,27 +369,8 @@ def _discard(index: dict[str, set[str]], key: str, member: str) -> None:
         del index[key]
 
 
-def _decode(data: bytes, path: str) -> list[tuple[str, str, DelegationPlan]]:
-    try:
-        doc = msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except (ValueError, msgpack.UnpackException) as e:
-        raise PlanCacheError(path, f"not msgpack: {e}") from None
-    if not (isinstance(doc, list) and len(doc) == 3 and doc[1] == FILE_KIND):
-        raise PlanCacheError(
-            path, f"not an L1 plan cache file (expected [{FILE_FORMAT}, {FILE_KIND!r}, rows])"
-        )
-    if doc[0] != FILE_FORMAT:
-        raise PlanCacheError(path, f"format {doc[0]!r} is not {FILE_FORMAT}")
-    if not isinstance(doc[2], list):
-        raise PlanCacheError(path, "rows must be a list")
-    return [_row(row, i, path) for i, row in enumerate(doc[2])]
-
-
-def _row(row: Any, index: int, path: str) -> tuple[str, str, DelegationPlan]:
-    try:
-        agent, task, *plan = row
-        if not isinstance(agent, str) or not isinstance(task, str):
-            raise TypeError("agent and task must be strings")
-        return agent, task, DelegationPlan.from_list(plan)
-    except (ValueError, TypeError, TargetError) as e:
-        raise PlanCacheError(path, f"row {index}: {e}") from None
+def _row(row: Any) -> tuple[str, str, DelegationPlan]:
+    agent, task, *plan = row
+    if not isinstance(agent, str) or not isinstance(task, str):
+        raise TypeError("agent and task must be strings")
+    return agent, task, DelegationPlan.from_list(plan)

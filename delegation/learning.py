@@ -11,15 +11,15 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import msgpack
+from typing import Any
 
 from delegation.errors import PlanCacheError
+from delegation.statefile import StateFile
 from delegation.targets import ExecTarget, from_tagged
-from storage import atomic_write
 
 FILE_FORMAT = 1
 FILE_KIND = "rtfs-outcomes"
+_STATE = StateFile(FILE_KIND, FILE_FORMAT, "outcome record", PlanCacheError)
 
 
 @dataclass
@@ -108,8 +108,7 @@ class Learner:
                      r.cost_total]
                     for symbol, per in sorted(self._records.items())
                     for target, r in per.items()]
-        data = msgpack.packb([FILE_FORMAT, FILE_KIND, rows], use_bin_type=True)
-        atomic_write(Path(path), data)
+        _STATE.write(path, rows)
         return len(rows)
 
     def load(self, path: str | Path) -> int:
@@ -118,14 +117,9 @@ class Learner:
         Raises:
             PlanCacheError: the file exists but is not an outcome record.
         """
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+        rows = _STATE.read(path, _row)
+        if rows is None:
             return 0
-        except OSError as err:
-            raise PlanCacheError(str(path), f"cannot read: {err.strerror}") from err
-        rows = _decode(data, str(path))
         with self._lock:
             for symbol, target, calls, successes, latency, cost in rows:
                 self._records.setdefault(symbol, {})[target] = TargetRecord(
@@ -133,17 +127,8 @@ class Learner:
         return len(rows)
 
 
-def _decode(data: bytes, path: str) -> list[tuple[str, ExecTarget, int, int, float, float]]:
-    try:
-        fmt, kind, rows = msgpack.unpackb(data, raw=False)
-        if (fmt, kind) != (FILE_FORMAT, FILE_KIND):
-            raise ValueError(f"not a {FILE_KIND} v{FILE_FORMAT} file")
-        out = []
-        for symbol, tagged, calls, successes, latency, cost in rows:
-            if not (isinstance(symbol, str) and 0 <= successes <= calls):
-                raise ValueError("malformed row")
-            out.append((symbol, from_tagged(tagged), int(calls), int(successes),
-                        float(latency), float(cost)))
-        return out
-    except Exception as err:  # any malformed content is one clear error naming the file
-        raise PlanCacheError(path, f"corrupt outcome record: {err}") from err
+def _row(row: Any) -> tuple[str, ExecTarget, int, int, float, float]:
+    symbol, tagged, calls, successes, latency, cost = row
+    if not (isinstance(symbol, str) and 0 <= successes <= calls):
+        raise ValueError("malformed row")
+    return symbol, from_tagged(tagged), int(calls), int(successes), float(latency), float(cost)

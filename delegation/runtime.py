@@ -28,6 +28,7 @@ from delegation.config import DelegationConfig, SecurityLevel, default_config
 from delegation.context import ContextFactory
 from delegation.engine import (
     Decision,
+    Engine,
     ResilientDelegationEngine,
     SecurityAwareDelegationEngine,
     StaticDelegationEngine,
@@ -44,6 +45,7 @@ from delegation.learning import Learner
 from delegation.planstore import PlanStore
 from delegation.providers import build_registry
 from delegation.providers.registry import ProviderRegistry
+from delegation.remotecaller import RemoteCaller, RemoteCallerEngine, refusing_builtins
 from delegation.router import DelegationRouter
 from delegation.trace import CallRecord
 from rtfs.bytecode import Code
@@ -117,12 +119,16 @@ class Runtime:
             the plans); ignored when L3 is disabled.
         warn: called with each warning line (a state file set aside, L4 down, ...); they
             are also kept in `warnings`.
-        read_only: write nothing (no state saved, no store or key created): for commands
-            that only look, such as `delegation decide`.
+        read_only: write nothing (no state saved, no code published, no store or key
+            created): for commands that only look, such as `delegation decide`, and for
+            steps run for another node.
         health, l2, l3: the circuit breakers, semantic and contextual caches to share (an
             arbiter serves each request with its own runtime around the node's shared parts).
         federation: the fleet's peer arbiters: a call that cannot run here goes to one of
             them (`delegation.federation`); None: never.
+        remote_caller: the run is a step for a caller from outside this node (another node,
+            HTTP): it may not call this node's sensitive functions or use its models and
+            providers (`delegation.remotecaller`).
 
     Injected parts belong to the caller, who restores and persists them; the runtime only
     restores and saves the parts it made itself.
@@ -139,7 +145,8 @@ class Runtime:
                  warn: Callable[[str], None] | None = None, read_only: bool = False,
                  health: HealthMonitor | None = None, l2: ModelResults | None = None,
                  l3: ContextualCache | None = None,
-                 federation: Federation | None = None) -> None:
+                 federation: Federation | None = None,
+                 remote_caller: RemoteCaller | None = None) -> None:
         self.config = config or default_config()
         cfg = self.config
         self.registry = registry if registry is not None else build_registry(
@@ -181,25 +188,40 @@ class Runtime:
                                         capabilities=self.registry.capabilities,
                                         l4=self.library, learner=self.learner, l3=self.l3,
                                         usable=self.health.circuit_ok)
-        self.engine: Any = ResilientDelegationEngine(
+        self.engine: Engine = ResilientDelegationEngine(
             SecurityAwareDelegationEngine(static, cfg, self.health,
                                           capabilities=self.registry.capabilities), self.health)
         if federation is not None:
             self.engine = FederatingEngine(self.engine, federation, cfg.security, self.health)
+        if remote_caller is not None:  # outermost: no other layer can route around it
+            self.engine = RemoteCallerEngine(self.engine, remote_caller)
         self.contexts = ContextFactory(cfg, self.health, self.registry.targets(), monotonic)
         self.router = DelegationRouter(
             config=cfg, engine=self.engine,
-            executor=Executor(providers, self.library, lambda: self.vm),
+            executor=Executor(providers, self.library, lambda: self.vm,
+                              bindable=self._bindable(remote_caller)),
             contexts=self.contexts, health=self.health, plans=self.plans,
             learner=self.learner, library=self.library,
             defined=lambda name: name in self.vm.globals,
             capabilities=self.registry.capabilities, timer=timer, clock=clock, l2=self.l2,
             l3=self.l3)
         self.vm = VM(router=self.router, out=out)
+        if remote_caller is not None:
+            for name, stand_in in refusing_builtins(self.vm.builtins, cfg.security,
+                                                    remote_caller).items():
+                self.vm.define(name, stand_in)
         self.last_calls: list[CallRecord] = []
         self.last_functions: list[FunctionRecord] = []
         self._pending: list[tuple[str, Any, str]] = []
         self._deadline: Deadline | float | None = None
+
+    def _bindable(self, remote_caller: RemoteCaller | None) -> Callable[[str], bool]:
+        """Which dependencies of published code may be bound into this VM: for a remote
+        caller, none that is sensitive (a value of one would escape the routed-call check)."""
+        if remote_caller is None:
+            return lambda name: True
+        security = self.config.security
+        return lambda name: not security.is_sensitive(name)
 
     def warn(self, message: str) -> None:
         """Report something that costs speed, never the answer (one line)."""
@@ -367,6 +389,10 @@ class Runtime:
         source_hash = code.source_hash_hex()
         if self.library is None:
             self.last_functions.append(FunctionRecord(name, source_hash, "compiled"))
+            return
+        if self.read_only:
+            self.last_functions.append(FunctionRecord(name, source_hash, "compiled",
+                                                      "not published (read-only runtime)"))
             return
         kept = self._kept_off_node(name)
         if kept is not None:

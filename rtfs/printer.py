@@ -68,6 +68,17 @@ def preview(value: Any, limit: int = 120) -> str:
     return "".join(out)
 
 
+def to_readable_within(value: Any, max_chars: int) -> str | None:
+    """`to_readable(value)` when it is at most `max_chars` characters long, else None
+    (found without printing the rest of a large value)."""
+    out = _Bounded(max_chars)
+    try:
+        _write(value, out, 0)
+    except _Full:
+        return None
+    return "".join(out)
+
+
 def to_display(value: Any) -> str:
     """Text for `str`/`println`: a string is itself, anything else as `to_readable`."""
     return value if type(value) is str else to_readable(value)

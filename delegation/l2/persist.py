@@ -15,17 +15,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import numpy as np
 
 from delegation.l2.errors import CacheStateError
 from delegation.l2.keys import BucketKey
 from delegation.l2.store import L2Entry, LocalL2Store
+from delegation.statefile import StateFile
 from rtfs.canonical import plain_to_value, value_to_plain
-from storage import atomic_write
 
 FILE_FORMAT = 1
 FILE_KIND = "rtfs-l2-entries"
+_STATE = StateFile(FILE_KIND, FILE_FORMAT, "L2 entries", CacheStateError)
 
 
 def save_store(store: LocalL2Store, path: str | Path) -> int:
@@ -42,11 +42,7 @@ def save_store(store: LocalL2Store, path: str | Path) -> int:
         b = entry.bucket
         rows.append([b.namespace, b.function, b.digest, entry.texts_key, list(entry.texts),
                      value, entry.model_id, vector, entry.created_at])
-    try:
-        data = msgpack.packb([FILE_FORMAT, FILE_KIND, rows], use_bin_type=True)
-    except (TypeError, ValueError, OverflowError) as e:
-        raise CacheStateError(str(path), f"cannot encode: {e}") from e
-    atomic_write(Path(path), data)
+    _STATE.write(path, rows)
     return len(rows)
 
 
@@ -58,30 +54,16 @@ def load_store(store: LocalL2Store, path: str | Path, *,
     Raises:
         CacheStateError: the file is not an L2 entries file.
     """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    entries = _STATE.read(path, _entry)
+    if entries is None:
         return 0
-    except OSError as e:
-        raise CacheStateError(str(path), f"cannot read: {e.strerror or e}") from e
     now, restored = wall_clock(), 0
-    for entry in _decode(data, str(path)):
+    for entry in entries:
         remaining = store.ttl_s - max(0.0, now - entry.created_at)
         if remaining > 0:
             store.restore(entry, remaining)
             restored += 1
     return restored
-
-
-def _decode(data: bytes, path: str) -> list[L2Entry]:
-    try:
-        fmt, kind, rows = msgpack.unpackb(data, raw=False)
-        if (fmt, kind) != (FILE_FORMAT, FILE_KIND):
-            raise ValueError(f"not a {FILE_KIND} file of format {FILE_FORMAT}")
-        return [_entry(row) for row in rows]
-    except Exception as e:  # any malformed content is one clear error naming the file
-        raise CacheStateError(path, f"corrupt L2 entries file: {e}") from e
 
 
 def _entry(row: Any) -> L2Entry:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from delegation.configtypes import DelegationConfig
+from delegation.configtypes import EXACT_INPUT_KINDS, DelegationConfig
 from delegation.l2.errors import EmbedderUnavailable
 from delegation.l2.keys import L2Call
 from delegation.learning import Learner
@@ -72,6 +72,10 @@ class ModelResults:
         self._off = not config.l2.enabled
         self._load_note = ""  # reported once, by the call during which the model loaded
         self.lookup_cost_s = config.l2.lookup_cost_ms / 1000.0
+        # The first lookup pays for first contact with the store (an index loaded from disk,
+        # a connection to the fleet's shards): warm-up, like the model's first inference, so
+        # it is not measured as what a lookup costs.
+        self._warm = False
 
     @property
     def cache(self) -> SemanticCache | None:
@@ -81,7 +85,7 @@ class ModelResults:
     def consult(self, target: ExecTarget, symbol: str, args: tuple[Any, ...],
                 sensitive: bool, tenant: str | None = None) -> Consult | None:
         """Look the call up when that pays; None when L2 does not apply to it at all."""
-        if self._off or not isinstance(target, (LocalModel, RemoteModel)):
+        if self._off or not isinstance(target, (LocalModel, RemoteModel)) or self._exact(target):
             return None
         call = L2Call(tenant or self.config.l2.namespace, symbol, self._target_key(target),
                       self.config.policy_version, args, sensitive)
@@ -93,7 +97,10 @@ class ModelResults:
         note = self._take_load_note()
         started = self._timer()
         found = cache.lookup(call)
-        self._measured(self._timer() - started)
+        if self._warm:
+            self._measured(self._timer() - started)
+        else:
+            self._warm = True
         return Consult(call, found, note, target)
 
     def settle(self, consult: Consult, value: Any, latency_s: float, cost: float) -> str:
@@ -111,6 +118,13 @@ class ModelResults:
             if cache is not None and cache.put(consult.call, value):
                 notes.append("stored" + (f" ({loaded})" if loaded else ""))
         return ", ".join(notes)
+
+    def _exact(self, target: ExecTarget) -> bool:
+        """A provider whose answer depends on every character of its input (a program):
+        a similar input is no evidence of the same answer."""
+        provider = (self.config.remote_providers.get(target.id)
+                    if isinstance(target, RemoteModel) else None)
+        return provider is not None and provider.kind in EXACT_INPUT_KINDS
 
     def _pays(self, symbol: str, target: ExecTarget) -> bool:
         if self._cost_per_call(target) > 0:

@@ -25,17 +25,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import msgpack
+from typing import Any
 
 from delegation.l2.errors import CacheStateError
 from delegation.l3.config import L3Config
 from delegation.l3.context import Context
+from delegation.statefile import StateFile
 from delegation.targets import ExecTarget, from_tagged
-from storage import atomic_write
 
 FILE_FORMAT = 1
 FILE_KIND = "rtfs-l3-contexts"
+_STATE = StateFile(FILE_KIND, FILE_FORMAT, "L3 table", CacheStateError)
 
 Key = tuple[str, str]
 
@@ -204,7 +204,7 @@ class ContextualCache:
             rows = [[fn, fp, [[t.to_tagged(), a.weight, a.reward, a.calls]
                               for t, a in table.arms.items()]]
                     for (fn, fp), table in self._tables.items()]
-        atomic_write(Path(path), msgpack.packb([FILE_FORMAT, FILE_KIND, rows]))
+        _STATE.write(path, rows)
         return len(rows)
 
     def load(self, path: str | Path) -> int:
@@ -213,14 +213,9 @@ class ContextualCache:
         Raises:
             CacheStateError: the file is not an L3 table file.
         """
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+        rows = _STATE.read(path, _row)
+        if rows is None:
             return 0
-        except OSError as e:
-            raise CacheStateError(str(path), f"cannot read: {e.strerror or e}") from e
-        rows = _decode(data, str(path))
         with self._lock:
             for fn, fp, arms in rows:
                 table = self._table((fn, fp), create=True)
@@ -229,17 +224,8 @@ class ContextualCache:
         return len(rows)
 
 
-def _decode(data: bytes, path: str) -> list[tuple[str, str, dict[ExecTarget, Arm]]]:
-    try:
-        fmt, kind, rows = msgpack.unpackb(data, raw=False)
-        if (fmt, kind) != (FILE_FORMAT, FILE_KIND):
-            raise ValueError(f"not a {FILE_KIND} file of format {FILE_FORMAT}")
-        out = []
-        for fn, fp, arms in rows:
-            if not (isinstance(fn, str) and isinstance(fp, str)):
-                raise TypeError("malformed table key")
-            out.append((fn, fp, {from_tagged(t): Arm(float(w), float(r), int(c))
-                                 for t, w, r, c in arms}))
-        return out
-    except Exception as e:  # any malformed content is one clear error naming the file
-        raise CacheStateError(path, f"corrupt L3 table file: {e}") from e
+def _row(row: Any) -> tuple[str, str, dict[ExecTarget, Arm]]:
+    fn, fp, arms = row
+    if not (isinstance(fn, str) and isinstance(fp, str)):
+        raise TypeError("malformed table key")
+    return fn, fp, {from_tagged(t): Arm(float(w), float(r), int(c)) for t, w, r, c in arms}

@@ -25,7 +25,8 @@ class ModelResult:
     Attributes:
         text: the answer as text (a label, a summary, a completion).
         value: the structured answer (e.g. `{"label": ..., "compound": ...}` for sentiment);
-            plain str/float/dict/list values only, so it converts to RTFS and msgpack.
+            plain str/float/dict/list values only, so it converts to RTFS and msgpack (a
+            remote RTFS step answers with the RTFS value itself, which stays as it is).
         latency_s: wall time the call took, measured by the provider's timer.
         cost: what the call cost, in the config's `cost_per_call` unit.
         provider_id: the provider that answered.

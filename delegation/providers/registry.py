@@ -28,6 +28,7 @@ from delegation.extensions import Extensions, discover
 from delegation.providers.base import Health, ModelProvider, ModelResult
 from delegation.providers.command import CommandProvider
 from delegation.providers.openai_chat import OpenAIChatProvider
+from delegation.providers.remote_rtfs import RemoteRTFSProvider
 from delegation.providers.sentiment import SentimentRulesProvider, load_rules
 from delegation.providers.summarizer import ExtractiveSummarizer
 from delegation.targets import ExecTarget, LocalModel, RemoteModel
@@ -228,6 +229,12 @@ def _remote(
     clock: Callable[[], float],
     timer: Callable[[], float],
 ) -> ModelProvider:
+    if cfg.kind == ProviderKind.REMOTE_RTFS:
+        return RemoteRTFSProvider(
+            cfg.id, endpoint=cfg.base_url, token=api_key, token_env=cfg.api_key_env,
+            timeout_s=cfg.timeout_s, health_ttl_s=cfg.health_ttl_s,
+            cost_per_call=cfg.cost_per_call, capabilities=cfg.capabilities,
+            proxy=proxy_for(cfg.base_url, proxies), clock=clock, timer=timer)
     if cfg.kind != ProviderKind.OPENAI_CHAT:
         raise UnknownProvider(f"{cfg.id} of kind {cfg.kind!r}", tuple(str(k) for k in ProviderKind))
     return OpenAIChatProvider(

@@ -17,7 +17,9 @@ import ipaddress
 import os
 import secrets
 import shutil
+import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +87,24 @@ def require_loopback_listeners(pid: int, what: str) -> None:
         pytest.fail(f"{what} listens beyond loopback ({'; '.join(found)}): the cluster tests "
                     "bind 127.0.0.1 only (run them as CI does, `scripts/test --netns`)",
                     pytrace=False)
+
+
+def run_readme_script(commands: list[str], cwd: Path, env: dict[str, str], ready: Path,
+                      what: str, start_s: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run README commands as one `set -e` bash script in `cwd`; once `ready` (a serve's
+    output file) says `ready: `, check that what the script started listens on loopback
+    only; wait for the script to end."""
+    script = "set -e\n" + "\n".join(commands) + "\n"
+    shell = subprocess.Popen(["bash", "-c", script], cwd=cwd, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + start_s
+    while shell.poll() is None and time.monotonic() < deadline:
+        if ready.exists() and "ready: " in ready.read_text():
+            require_loopback_listeners(shell.pid, what)
+            break
+        time.sleep(0.1)
+    stdout, stderr = shell.communicate(timeout=600)
+    return subprocess.CompletedProcess(shell.args, shell.returncode, stdout, stderr)
 
 
 def ensure_ray() -> RaySession:

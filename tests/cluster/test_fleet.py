@@ -123,7 +123,9 @@ def test_model_answers_and_context_tables_are_shared_by_the_fleet(fleet: Fleet) 
     program.write_text('[(call :answer "How do I reset my password?")'
                        ' (call :answer "how can I reset my password")]')
     config = fleet.home / "caches.toml"
-    config.write_text(faq_models(fleet.home) + '[delegation.context]\ntenant = "acme"\n'
+    # the fast model still takes 0.1 s: a lookup on a busy machine must stay cheaper than the
+    # call it saves, or L2 is rightly not asked at all
+    config.write_text(faq_models(fleet.home, fast_s=0.1) + '[delegation.context]\ntenant = "acme"\n'
                       '[delegation.l2]\nlocal_min_latency_ms = 0\nshadow_rate = 0\n'
                       f'[delegation.cluster]\nnamespace = "{NAMESPACE}"\n')
     runs = []

@@ -6,12 +6,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tests.cluster.conftest import require_loopback_listeners
+from tests.cluster.conftest import run_readme_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,18 +31,9 @@ def test_the_readme_fleet_commands_work_as_written(tmp_path: Path) -> None:
     shims.mkdir()
     (shims / "python").symlink_to(sys.executable)  # `python` as the README says it
     env = dict(os.environ, PATH=f"{shims}{os.pathsep}{os.environ['PATH']}")
-    script = "set -e\n" + "\n".join(fleet_commands()) + "\n"
-    shell = subprocess.Popen(["bash", "-c", script], cwd=tmp_path, env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    ready = tmp_path / "examples" / "fleet" / "run" / "serve.out"
-    deadline = time.monotonic() + 180
-    while shell.poll() is None and time.monotonic() < deadline:
-        if ready.exists() and "ready: " in ready.read_text():
-            require_loopback_listeners(shell.pid, "the README's delegation serve")
-            break
-        time.sleep(0.1)
-    stdout, stderr = shell.communicate(timeout=600)
-    done = subprocess.CompletedProcess(shell.args, shell.returncode, stdout, stderr)
+    done = run_readme_script(fleet_commands(), tmp_path, env,
+                             tmp_path / "examples" / "fleet" / "run" / "serve.out",
+                             "the README's delegation serve")
     assert done.returncode == 0, (done.stdout, done.stderr[-3000:])
     tone = [line.split() for line in done.stdout.splitlines() if re.match(r"\d+\s+tone\s", line)]
     assert len(tone) == 2

@@ -6,11 +6,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
-from tests.cluster.conftest import require_loopback_listeners
+from tests.cluster.conftest import run_readme_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,19 +27,11 @@ def test_the_readme_two_arbiter_fleet_works_as_written(tmp_path: Path) -> None:
     for example in ("federation", "models"):
         shutil.copytree(ROOT / "examples" / example, tmp_path / "examples" / example,
                         ignore=shutil.ignore_patterns("run"))
-    script = "set -e\n" + "\n".join(federation_commands()) + "\n"
-    shell = subprocess.Popen(["bash", "-c", script], cwd=tmp_path, text=True,
-                             env=dict(os.environ),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    ready = tmp_path / "examples" / "federation" / "run" / "b.out"
-    deadline = time.monotonic() + 240
-    while shell.poll() is None and time.monotonic() < deadline:
-        if ready.exists() and "ready: " in ready.read_text():
-            require_loopback_listeners(shell.pid, "the README's two serves")
-            break
-        time.sleep(0.1)
-    stdout, stderr = shell.communicate(timeout=600)
-    assert shell.returncode == 0, (stdout, stderr[-3000:])
+    done = run_readme_script(federation_commands(), tmp_path, dict(os.environ),
+                             tmp_path / "examples" / "federation" / "run" / "b.out",
+                             "the README's two serves", start_s=240)
+    stdout = done.stdout
+    assert done.returncode == 0, (stdout, done.stderr[-3000:])
     peers = [line.split()[0] for line in stdout.splitlines()
              if re.match(r"[ab]\s+\S+\s+\S+\s+ok\s", line)]
     assert peers == ["a", "b"]

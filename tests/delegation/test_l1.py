@@ -255,8 +255,8 @@ def test_missing_file_restores_nothing(tmp_path: Path) -> None:
     "data, reason",
     [
         (b"\xc1", "not msgpack"),
-        (msgpack.packb({"a": 1}), "not an L1 plan cache file"),
-        (msgpack.packb([1, "other", []]), "not an L1 plan cache file"),
+        (msgpack.packb({"a": 1}), "not a state file of kind 'rtfs-l1-plans'"),
+        (msgpack.packb([1, "other", []]), "not a state file of kind 'rtfs-l1-plans'"),
         (msgpack.packb([99, FILE_KIND, []]), "format 99 is not 1"),
         (msgpack.packb([1, FILE_KIND, {}]), "rows must be a list"),
         (
@@ -280,7 +280,7 @@ def test_corrupt_files_raise_plan_cache_error(tmp_path: Path, data: bytes, reaso
 def test_unencodable_metadata_fails_save_clearly(tmp_path: Path, timer: Clock, wall: Clock) -> None:
     cache = make(timer, wall)
     cache.put("f", "t", plan(bad=object()))
-    with pytest.raises(PlanCacheError, match="cannot be encoded"):
+    with pytest.raises(PlanCacheError, match="cannot encode"):
         cache.save(tmp_path / "plans")
     assert not (tmp_path / "plans").exists()
 

@@ -28,7 +28,7 @@ print("answer to: " + prompt.strip().lower().rstrip("?"))
 """
 
 
-def faq_models(tmp_path: Path) -> str:
+def faq_models(tmp_path: Path, fast_s: float = 0.0) -> str:
     script = tmp_path / "faq.py"
     script.write_text(FAQ)
     return textwrap.dedent(f"""
@@ -38,7 +38,7 @@ def faq_models(tmp_path: Path) -> str:
         capabilities = ["answer"]
         [delegation.local_models.fast]
         kind = "command"
-        command = ["{sys.executable}", "{script}", "0.0"]
+        command = ["{sys.executable}", "{script}", "{fast_s}"]
         capabilities = ["answer"]
         """)
 
@@ -285,6 +285,28 @@ def test_l2_is_asked_only_where_it_pays() -> None:
     assert slow_local is not None and slow_local.found is not None
     assert results.settle(slow_local, "x", 0.5, 0.0).startswith("stored")
     assert factory.built == 1
+
+
+def test_the_first_lookup_is_warm_up_not_a_lookups_cost() -> None:
+    from delegation.l2.serving import ModelResults
+    from delegation.learning import Learner
+    from delegation.targets import RemoteModel
+
+    config = parse_config('[delegation.remote_providers.chat]\nkind = "openai-chat"\n'
+                          'base_url = "http://127.0.0.1:9"\nmodel = "m"\n')
+    now = [0.0]
+    factory = _Factory()
+
+    def timer() -> float:  # every lookup seems to take 2 s
+        now[0] += 1.0
+        return now[0]
+
+    results = ModelResults(config, Learner(), factory, timer=timer)  # type: ignore[arg-type]
+    before = results.lookup_cost_s
+    results.consult(RemoteModel("chat"), "f", ("first contact",), False)
+    assert results.lookup_cost_s == before  # loading the store, connecting to shards
+    results.consult(RemoteModel("chat"), "f", ("a later lookup",), False)
+    assert results.lookup_cost_s > before
 
 
 def test_l2_disabled_in_config_is_never_asked() -> None:
