@@ -73,7 +73,8 @@ def deep(levels: int) -> str:
 
 SHAPES = {
     "string literal": lambda n: '(def s "' + repeat_to("plain text ", n) + '")',
-    "string, escapes": lambda n: '(def s "' + repeat_to('a\\n\\t\\"q\\" \\\\ \\u00e9', n) + '")',
+    "string with escapes": lambda n: ('(def s "' + repeat_to('a\\n\\t\\"q\\" \\\\ \\u00e9', n)
+                                      + '")'),
     "realistic code": lambda n: repeat_to(CODE, n),
     "vector of numbers": lambda n: "[" + repeat_to("1 22 333 4444 -5 6.5 ", n) + "]",
     "other numbers": lambda n: "[" + repeat_to("0x1F 1/2 1e5 -2.5E-3 .5 ##Inf ", n) + "]",
@@ -87,10 +88,10 @@ SHAPES = {
     "distinct symbols": lambda n: "[" + numbered("s{0} ", n) + "]",
     "map of keywords": lambda n: "{" + numbered(":k{0} :v{0} ", n) + "}",
     "comments": lambda n: repeat_to(";; a comment\n#| a (block) |#\n(f x) ; after\n", n),
-    "metadata, quotes": lambda n: repeat_to("(def ^:private x 'y) ^{:doc \"d\"} (g `(h ~z))\n",
+    "metadata and quotes": lambda n: repeat_to("(def ^:private x 'y) ^{:doc \"d\"} (g `(h ~z))\n",
                                             n),
     "discards #_": lambda n: repeat_to("#_ (f x) (g #_ y z)\n", n),
-    "annotated, unicode": lambda n: repeat_to("(let [x:int 1 é \"ü\"] (λ x é))\n", n),
+    "annotated and unicode": lambda n: repeat_to("(let [x:int 1 é \"ü\"] (λ x é))\n", n),
 }
 
 
