@@ -22,7 +22,7 @@ from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from typing import overload
 
-from rtfs import plain
+from rtfs import lexemes, plain
 from rtfs.builder import _CLOSERS, _TOKEN, MAX_DEPTH, Reader, Token, form_at
 from rtfs.errors import RtfsSyntaxError
 from rtfs.forms import (
@@ -258,10 +258,10 @@ class _Checker(Reader):
         self._counted, self._line, self._line_start = counted, line, line_start
 
     def check_string(self, offset: int) -> None:
-        """Check the string literal at `offset` (the token just read) without slicing it
-        out of the text unless it holds an escape."""
+        """Check the string literal at `offset` (the token just read) without making its
+        text (nor slicing it out of the source unless it holds an escape)."""
         if self.text.find("\\", offset + 1, self.pos - 1) != -1:
-            self.string(offset)
+            self._lexeme(lexemes.check_escapes, self.text[offset + 1:self.pos - 1], offset + 1)
 
     def spans(self, sink: Forms | None = None
               ) -> Iterator[tuple[RtfsSyntaxError | None, int, int, int, int]]:

@@ -108,6 +108,8 @@ SHAPES = {
     "string literal": lambda n: '(def s "' + repeat_to("plain text, then some more ", n) + '")',
     "string with escapes": lambda n: '(def s "' + repeat_to('line\\n\\t\\"quoted\\" \\\\ ', n)
                                      + '")',
+    "string of \\u escapes": lambda n: '(def s "' + repeat_to("\\u4e2d\\u00e9\\ud83d\\ude00", n)
+                                      + '")',
     "unicode string": lambda n: '(def s "' + repeat_to("héllo wörld ∑ 😀 ", n) + '")',
     "realistic code": realistic_code,
     "vector of numbers": lambda n: "[" + repeat_to("1 22 333 4444 -5 6.5 ", n) + "]",

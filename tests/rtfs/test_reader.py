@@ -203,6 +203,8 @@ def test_checking_first_gives_the_forms_and_errors_building_gives(text):
     "[(a ^{:doc \"d\"} [b])]", "(f ^{:a (g)} x)", "(f ^{:a 1} ^:b [c])", "(f #_ (g (h x)))",
     "(f (g #| ) |# x))", "(f (g \"(\" (h ;)\n x)))", "(a (b (c (d (e 1 -2 x)))))",
     "(a (b (c (d (e :k)))))", "(a (b (c (d (e \"s\")))))", "(a (b (c (d (e)]))))",
+    '(f "\\ud83d\\ude00")', '(f "\\udc00")', '(f "a\\\\ud800")', '(f "\\ud800\\ud800")',
+    '(f "\\ud800" "\\q")', '(f "\\u12")', '(f "\\ud83d\\ude00 \\u00e9\\n\\\\")',
 ])
 def test_checking_first_agrees_on_chosen_shapes(text):
     _same_as_built(text)
