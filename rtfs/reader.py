@@ -51,6 +51,9 @@ PLAIN_MIN_CHARS = 256 * 1024  # below this, compiling the plain patterns costs m
 # they save (about 0.2 s)
 _BLANKS = plain.blanks()
 _PLAIN_DEPTH = MAX_DEPTH - plain.DEPTH_MARGIN  # the patterns are used up to this depth
+# Lists are counted (`plain.list_end`) only this deep: code seldom nests so deep that the
+# patterns do not take it, so above this a try mostly fails and costs time.
+_COUNT_LISTS_FROM = 4
 
 class Forms(Sequence[Form]):
     """The top-level forms of a checked text, kept as where each starts (offset, line and
@@ -190,8 +193,8 @@ class _Checker(Reader):
                 count += 1
                 fast = (pairs if opener == "{" else items) if depth <= _PLAIN_DEPTH else None
             elif kind == "open":
-                if (found.group(kind) == "(" and fast is not None
-                        and self.pos > self._lists_counted):
+                if (depth >= _COUNT_LISTS_FROM and found.group(kind) == "("
+                        and fast is not None and self.pos > self._lists_counted):
                     end, looked = plain.list_end(text, self.pos - 1, MAX_DEPTH - depth)
                     if end >= 0:  # a list of parentheses and names: counted, all checked
                         self.pos = end

@@ -205,6 +205,8 @@ def test_checking_first_gives_the_forms_and_errors_building_gives(text):
     "(a (b (c (d (e :k)))))", "(a (b (c (d (e \"s\")))))", "(a (b (c (d (e)]))))",
     '(f "\\ud83d\\ude00")', '(f "\\udc00")', '(f "a\\\\ud800")', '(f "\\ud800\\ud800")',
     '(f "\\ud800" "\\q")', '(f "\\u12")', '(f "\\ud83d\\ude00 \\u00e9\\n\\\\")',
+    "(a (b (c (d (e (f (g x y) z) (h)))))) (i)", "(a (b (c (d (e (f (g x :a/)))))))",
+    "(a (b (c (d (e (f (g x]))))))", "(a (b (c (d (e (f (g x))))))", "(a (b (c (d (e (f 'g)))))))",
 ])
 def test_checking_first_agrees_on_chosen_shapes(text):
     _same_as_built(text)
