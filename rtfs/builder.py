@@ -42,8 +42,6 @@ __all__ = ["MAX_DEPTH", "Reader", "form_at"]
 
 MAX_DEPTH = 128  # nesting deeper than this is refused: no program needs it, and it bounds recursion
 
-
-
 _D = r'\s,()\[\]{}";^`~'  # characters that end an atom
 _TOKEN = re.compile(
     # blanks and line comments before the token, possessive so that nothing backtracks

@@ -11,7 +11,9 @@ Memory stays linear in the text with a small constant, whatever the shape of the
   same line and column, and a huge form made of tiny ones costs no object per tiny form;
 - `read` keeps where each top-level form starts (offset, line and column packed in arrays,
   `Forms`) and makes a form when it is asked for (`rtfs.builder.form_at`): a list is made
-  without reading it, as a `LazySeq` whose items are read when the compiler first asks.
+  without reading it, as a `LazySeq` whose items are read when the compiler first asks;
+- in a large text, runs of plainly valid text are recognised by `rtfs.plain`'s patterns,
+  in C, rather than token by token.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ _PLAIN_DEPTH = MAX_DEPTH - plain.DEPTH_MARGIN  # the patterns are used up to thi
 # Lists are counted (`plain.list_end`) only this deep: code seldom nests so deep that the
 # patterns do not take it, so above this a try mostly fails and costs time.
 _COUNT_LISTS_FROM = 4
+
 
 class Forms(Sequence[Form]):
     """The top-level forms of a checked text, kept as where each starts (offset, line and
