@@ -333,7 +333,9 @@ class Runtime:
         self._pending = []
         values = []
         try:
-            forms = read(source)
+            # One object per form: names_in and the hashes see the same forms (a form that
+            # `read` gives is made anew on each access).
+            forms = list(read(source))
             # One batch ahead of the first call: a shared plan store fetches the plans of every
             # name the program mentions, so no decision waits on a round trip.
             self.plans.prefetch(sorted(names_in(forms)))

@@ -27,7 +27,7 @@ from rtfs.values import Keyword, Symbol
 
 SourceResolver = Callable[[str], "bytes | None"]
 
-def compile_program(forms: list[Form], *, namespace: str = "user",
+def compile_program(forms: Sequence[Form], *, namespace: str = "user",
                     resolve_source: SourceResolver | None = None,
                     macros: MacroTable | None = None) -> Code:
     """Compile top-level forms into one `Code` whose value is the last form's.
@@ -37,6 +37,8 @@ def compile_program(forms: list[Form], *, namespace: str = "user",
     the table of macros earlier compilations defined (and this one adds to); by default the
     program's own.
     """
+    forms = list(forms)  # one object per form for both passes (`rtfs.reader.Forms` makes
+    # a form anew on every access)
     compiler = Compiler(namespace, macros=macros)
     code = compiler.compile_toplevel(forms)
     hashing.assign_source_hashes(compiler.units, resolve_source or (lambda name: None),

@@ -119,7 +119,7 @@ class ConstSeq(Seq):
         self.value = value
         self._text, self._start = text, start
 
-    # Set by rtfs.reader (which imports this module): reads the item forms of the collection
+    # Set by rtfs.builder (which imports this module): reads the item forms of the collection
     # at an offset of a text, again, at the given line and column.
     reread: Callable[[str, int, int, int], Sequence[Form]]
 
@@ -144,18 +144,18 @@ class LazySeq(Seq):
 
     __slots__ = ("_prefix", "_start", "_text")
 
-    # Set by rtfs.reader: reads the form starting at an offset of a text again (the offset
+    # Set by rtfs.builder: reads the form starting at an offset of a text again (the offset
     # of the line it starts on given, so that positions come out right).
     reread: Callable[[str, int, int, int], Form]
 
-    def __init__(self, form: Seq, text: str, start: int, line: int, line_start: int) -> None:
-        super().__init__(form.line, form.col, form.kind, None, form.meta)
+    def __init__(self, line: int, col: int, kind: str, meta: Map | None, text: str,
+                 start: int, prefix: tuple[int, int] | None) -> None:
+        super().__init__(line, col, kind, None, meta)
         self._items = None  # type: ignore[assignment]
         self._text, self._start = text, start
-        # Where the line of `start` begins: the form's own line unless a prefix (^meta, ')
-        # starts the text earlier; only then is it kept (most forms have none).
-        own = line == form.line and start - line_start + 1 == form.col
-        self._prefix = None if own else (line, line_start)
+        # (line, offset of that line's start) of `start` when a prefix (^meta, ') starts the
+        # text before the form itself; None when the form starts there.
+        self._prefix = prefix
 
     @property
     def items(self) -> Sequence[Form]:

@@ -16,6 +16,11 @@ _ESCAPE = re.compile(r"\\(?:u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-f
                      r"|u([0-9a-fA-F]{4})|(.))", re.DOTALL)
 # Valid text and escapes, left to right, then the first backslash that starts no escape.
 _BAD_ESCAPE = re.compile(r'(?:[^\\]++|\\[ntr"\\0bf]|\\u[0-9a-fA-F]{4})*+(\\.?)', re.DOTALL)
+# Checked text (no unknown escape) up to the first \u escape of half a surrogate pair that
+# is not followed by its other half.
+_NO_LONE_SURROGATE = re.compile(
+    r"(?:[^\\]++|\\[^u]|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    r"|\\u(?![dD][89a-fA-F])[0-9a-fA-F]{4})*+", re.DOTALL)
 _INT = re.compile(r"[+-]?\d+")
 _RADIX = re.compile(r"([+-]?)0([xXoObB])([0-9a-fA-F]+)")
 _FLOAT = re.compile(r"[+-]?(\d+\.\d*([eE][+-]?\d+)?|\d+[eE][+-]?\d+|\.\d+([eE][+-]?\d+)?)")
@@ -109,7 +114,36 @@ def unescape(body: str) -> str:
     return _replace_escapes(body)
 
 
+def check_escapes(body: str) -> None:
+    """Raise the `LexemeError` that `unescape(body)` raises, if any, without making the text
+    (checking a long string costs no object per escape)."""
+    bad = _BAD_ESCAPE.match(body)
+    if bad is not None and bad.group(1):
+        raise LexemeError(f"unknown escape {bad.group(1)} in string", bad.start(1))
+    if "\\u" in body:
+        fine = _NO_LONE_SURROGATE.match(body).end()  # type: ignore[union-attr]  # may be empty
+        if fine < len(body):
+            code = body[fine + 2:fine + 6]
+            raise LexemeError(f"\\u{code} is half of a surrogate pair, not a character", fine)
+
+
+# The characters \u escapes stand for, shared: a string of many escapes does not hold one
+# object per escape while it is made (distinct characters are bounded: at most 2**16 kept).
+_ESCAPED: dict[str, str] = {}
+
+
 def _unicode_escape(match: re.Match[str]) -> str:
+    escape = match.group()
+    known = _ESCAPED.get(escape)
+    if known is not None:
+        return known
+    char = _unicode_escape_char(match)
+    if len(_ESCAPED) < 1 << 16:
+        _ESCAPED[escape] = char
+    return char
+
+
+def _unicode_escape_char(match: re.Match[str]) -> str:
     high, low, code, char = match.groups()
     if high is not None:
         return chr(0x10000 + ((int(high, 16) - 0xD800) << 10) + int(low, 16) - 0xDC00)

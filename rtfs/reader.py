@@ -1,25 +1,31 @@
-"""Reader: RTFS text -> forms that carry line and column.
+"""Reader: RTFS text -> its top-level forms, each carrying line and column.
 
 `read(text)` returns every top-level form or raises the first `RtfsSyntaxError`.
 `read_each(text)` yields each top-level form or the syntax error that stands in its place,
 and goes on reading after it, so that one bad form does not hide the rest of a file.
 
-Memory stays linear in the text with a small constant: one regular expression finds each
-token together with the blanks and comments before it (strings and comments are matched
-without backtracking state per character), line numbers are counted as the reader moves
-forward instead of being indexed, and a vector, map or set made only of literals is kept as
-its value (`ConstSeq`) rather than as one form per item; its item forms are read again from
-the text only if a caller asks for them.
+Memory stays linear in the text with a small constant, whatever the shape of the source:
+
+- the whole text is checked by `rtfs.builder.Reader`'s own code in a mode that builds no
+  collection (`_Checker`), so every error is the one building the form would raise, at the
+  same line and column, and a huge form made of tiny ones costs no object per tiny form;
+- `read` keeps where each top-level form starts (offset, line and column packed in arrays,
+  `Forms`) and makes a form when it is asked for (`rtfs.builder.form_at`): a list is made
+  without reading it, as a `LazySeq` whose items are read when the compiler first asks;
+- in a large text, runs of plainly valid text are recognised by `rtfs.plain`'s patterns,
+  in C, rather than token by token.
 """
 
 from __future__ import annotations
 
 import re
 from array import array
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from bisect import bisect_right
+from collections.abc import Iterator, Sequence
+from typing import overload
 
-from rtfs import lexemes
+from rtfs import lexemes, plain
+from rtfs.builder import _CLOSERS, _TOKEN, MAX_DEPTH, Reader, Token, form_at
 from rtfs.errors import RtfsSyntaxError
 from rtfs.forms import (
     COLON,
@@ -37,480 +43,287 @@ from rtfs.forms import (
     form_to_value,
     make_atom,
 )
-from rtfs.printer import int_from_text
-from rtfs.values import DelegationHint, HintKind, Keyword, Map, Symbol, make_set, map_from_lists
 
 __all__ = ["COLON", "MAX_DEPTH", "QUASIQUOTE", "TYPE_FOLLOWS", "UNQUOTE", "UNQUOTE_SPLICING",
-           "AnnotatedAtom", "Atom", "ConstSeq", "Form", "HintForm", "LazySeq", "Seq",
-           "form_to_value",
-           "make_atom", "read", "read_each", "read_spans"]
-
-MAX_DEPTH = 128  # nesting deeper than this is refused: no program needs it, and it bounds recursion
+           "AnnotatedAtom", "Atom", "ConstSeq", "Form", "Forms", "HintForm", "LazySeq", "Seq",
+           "form_to_value", "make_atom", "read", "read_each", "read_spans"]
 
 
-
-_D = r'\s,()\[\]{}";^`~'  # characters that end an atom
-_TOKEN = re.compile(
-    # blanks and line comments before the token, possessive so that nothing backtracks
-    r"(?:[\s,]++|;[^\n]*+)*+(?:"
-    # the common atoms, recognised here so that they need no second look
-    r"(?P<sym>(?:[^" + _D + r"#'\d:/+\-.]|[+\-](?![\d.]))[^" + _D + r":]*+)(?![^" + _D + r"])"
-    r"|(?P<int>[+-]?\d++)(?![^" + _D + r"])"
-    r"|(?P<kw>:[^" + _D + r":/][^" + _D + r":]*+)(?![^" + _D + r"])"
-    r"|(?P<open>\#\{|\#\(|[(\[{])"
-    r"|(?P<close>[)\]}])"
-    r'|(?P<string>"[^"\\]*+(?:\\.[^"\\]*+)*+")'
-    # any other atom: numbers in other notations, annotated symbols, tagged literals
-    r"|(?P<atom>[^" + _D + r"#'][^" + _D + r"]*+)"
-    r"|(?P<quote>')|(?P<syntaxquote>`)|(?P<unquote>~@?)|(?P<meta>\^)|(?P<block>\#\|)"
-    r"|(?P<special>\#\#[-\w]+)|(?P<discard>\#_)|(?P<badstring>\")|(?P<end>\Z)|(?P<bad>.))",
-    re.DOTALL,
-)
-
-_CLOSERS = {"(": ")", "[": "]", "{": "}", "#{": "}", "#(": ")"}
-_KINDS = {"(": "list", "[": "vector", "{": "map", "#{": "set", "#(": "list"}
-_SPECIALS = {"##Inf": float("inf"), "##-Inf": float("-inf"), "##NaN": float("nan")}
-_LITERAL_WORDS = {"true": True, "false": False, "nil": None}
-_MISSING = object()
-_PREFIXES = {"quote": "'", "syntaxquote": "`", "~": "~", "~@": "~@"}
-_PREFIX_SYMBOLS = {"quote": Symbol("quote"), "syntaxquote": QUASIQUOTE, "~": UNQUOTE,
-                   "~@": UNQUOTE_SPLICING}
-
-_BLOCK_DELIMITER = re.compile(r"\#\||\|\#")
-_CONSTANT_KINDS = frozenset({"vector", "map", "set"})
-_NCOLUMNS = 4096
-_COLUMNS = tuple(range(_NCOLUMNS))  # one shared int object per column (ints > 256 are not)
-_VALUE_KINDS: dict[type, str] = {tuple: "vector", frozenset: "set"}
-
-Token = tuple[str, str, int]  # kind, text (empty for strings: see `string`), start offset
+PLAIN_MIN_CHARS = 256 * 1024  # below this, compiling the plain patterns costs more than
+# they save (about 0.2 s)
+_BLANKS = plain.blanks()
+_PLAIN_DEPTH = MAX_DEPTH - plain.DEPTH_MARGIN  # the patterns are used up to this depth
+# Lists are counted (`plain.list_end`) only this deep: code seldom nests so deep that the
+# patterns do not take it, so above this a try mostly fails and costs time.
+_COUNT_LISTS_FROM = 4
 
 
-class _Reader:
-    def __init__(self, text: str, pos: int = 0, line: int = 1, line_start: int = 0) -> None:
-        self.text = text
-        self.pos = pos
-        # Line of `_counted`, counted forward as the reader moves (no index of line starts).
-        self._counted, self._line, self._line_start = pos, line, line_start
-        self._atoms: dict[str, Any] = dict(_LITERAL_WORDS)
+class Forms(Sequence[Form]):
+    """The top-level forms of a checked text, kept as where each starts (offset, line and
+    column packed in arrays), or, for a run of `plain.BLOCK_FORMS` plain forms, where the
+    first one starts (the others are found again when asked for). `forms[i]` makes form i
+    anew on every access: keep the forms you use (`list(forms)`) rather than index twice."""
 
-    # -- positions -------------------------------------------------------------------------
-    def where(self, offset: int) -> tuple[int, int]:
-        if offset < self._counted:  # only error paths look back: count from the start
-            line = self.text.count("\n", 0, offset) + 1
-            return line, offset - (self.text.rfind("\n", 0, offset) + 1) + 1
-        newlines = self.text.count("\n", self._counted, offset)
-        if newlines:  # every form on one line shares one int object for its line
-            self._line += newlines
-            self._line_start = self.text.rfind("\n", self._counted, offset) + 1
-        self._counted = offset
-        col = offset - self._line_start + 1
-        return self._line, _COLUMNS[col] if col < _NCOLUMNS else col
+    __slots__ = ("_block", "_cols", "_ends", "_lines", "_starts", "_text")
 
-    def error(self, message: str, offset: int) -> RtfsSyntaxError:
-        return RtfsSyntaxError(message, *self.where(offset))
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._starts = array("Q")
+        self._lines = array("I")
+        self._cols = array("I")
+        self._ends = array("Q")  # how many forms the entries up to each one hold
+        self._block: tuple[int, list[tuple[int, int, int]]] = (-1, [])  # the last one found
 
-    # -- tokens ----------------------------------------------------------------------------
-    def next_token(self) -> Token | None:
-        """The next meaningful token as (kind, text, offset), skipping blanks and comments."""
-        while True:
-            match = _TOKEN.match(self.text, self.pos)
-            assert match is not None  # the `bad` alternative matches any character
-            kind = match.lastgroup
-            assert kind is not None
-            start = match.start(kind)
-            self.pos = match.end()
-            if kind == "end":
-                return None
-            if kind == "block":
-                self._skip_block_comment(start)
-                continue
-            if kind == "string":  # the text is sliced out of self.text once, by `string`
-                return kind, "", start
-            text = match.group(kind)
-            if kind in ("sym", "int", "kw"):
-                kind = "atom"  # the general path, as `form_from` sees it
-            return kind, text, start
+    def _add(self, start: int, line: int, col: int, count: int = 1) -> None:
+        self._starts.append(start)
+        self._lines.append(line)
+        self._cols.append(col)
+        self._ends.append(len(self) + count)
 
-    def peek_token(self) -> Token | None:
-        saved = self.pos
-        token = self.next_token()
-        self.pos = saved
-        return token
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
 
-    def _skip_block_comment(self, start: int) -> None:
-        depth = 1
-        while depth:
-            match = _BLOCK_DELIMITER.search(self.text, self.pos)
-            if match is None:
-                self.pos = len(self.text)
-                raise self.error("unterminated block comment #| ... |#", start)
-            depth += 1 if match.group() == "#|" else -1
-            self.pos = match.end()
+    @overload
+    def __getitem__(self, index: int) -> Form: ...
 
-    # -- forms -----------------------------------------------------------------------------
-    def read_form(self, depth: int = 0) -> Form | None:
-        """Read one form; None at the end of the text."""
-        token = self.next_token()
-        if token is None:
-            return None
-        return self.form_from(token, depth)
+    @overload
+    def __getitem__(self, index: slice) -> list[Form]: ...
 
-    def form_from(self, token: Token, depth: int) -> Form:
-        kind, text, offset = token
-        if kind == "atom":
-            return self.atom(text, offset)
-        if kind == "open":
-            return self.read_seq(text, offset, depth + 1)
-        if kind == "string":
-            return Atom(*self.where(offset), self.string(offset))
-        if kind == "special":
-            if text not in _SPECIALS:
-                raise self.error(f"unknown special literal {text}", offset)
-            return Atom(*self.where(offset), _SPECIALS[text])
-        if kind in ("quote", "syntaxquote", "unquote"):
-            key = text if kind == "unquote" else kind
-            line, col = self.where(offset)
-            quoted = self.required_form(depth + 1, offset, _PREFIXES[key])
-            return Seq(line, col, "list", [Atom(line, col, _PREFIX_SYMBOLS[key]), quoted])
-        if kind == "meta":
-            return self.read_meta(offset, depth)
-        if kind == "discard":
-            self.required_form(depth, offset, "#_")
-            following = self.read_form(depth)
-            if following is None:
-                raise self.error("#_ discards the last form: nothing left to read", offset)
-            return following
-        if kind == "close":
-            raise self.error(f"unexpected closing {text!r}", offset)
-        if kind == "badstring":
-            raise self.error("unterminated string", offset)
-        raise self.error(f"unexpected character {text!r}", offset)
+    def __getitem__(self, index: int | slice) -> Form | list[Form]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        size = len(self)
+        if index < 0:
+            index += size
+        if not 0 <= index < size:
+            raise IndexError("form index out of range")
+        entry = bisect_right(self._ends, index)
+        first = self._ends[entry - 1] if entry else 0
+        if self._ends[entry] - first == 1:
+            start, line, col = self._starts[entry], self._lines[entry], self._cols[entry]
+        else:
+            start, line, col = self._in_block(entry)[index - first]
+        return form_at(self._text, start, line, col)
 
-    def required_form(self, depth: int, offset: int, what: str) -> Form:
-        if depth > MAX_DEPTH:
-            raise self.error(f"forms nested deeper than {MAX_DEPTH} levels", offset)
-        token = self.next_token()
-        if token is None or token[0] == "close":
-            if token is not None:
-                self.pos = token[2]
-            raise self.error(f"{what} must be followed by a form", offset)
-        return self.form_from(token, depth)
+    def _in_block(self, entry: int) -> list[tuple[int, int, int]]:
+        """(start, line, column) of each form of the block `entry` (kept for the next)."""
+        if self._block[0] != entry:
+            text, top = self._text, plain.patterns().top.match
+            start, line = self._starts[entry], self._lines[entry]
+            line_start = start - self._cols[entry] + 1
+            places, counted = [], start
+            for _ in range(plain.BLOCK_FORMS):
+                found = top(text, start)
+                assert found is not None, "a block holds plain forms"
+                at = found.start(1)
+                newlines = text.count("\n", counted, at)
+                if newlines:
+                    line += newlines
+                    line_start = text.rfind("\n", counted, at) + 1
+                places.append((at, line, at - line_start + 1))
+                start, counted = found.end(), at
+            self._block = (entry, places)
+        return self._block[1]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(self) == len(other) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Forms({list(self)!r})"
+
+
+class _Checker(Reader):
+    """`Reader` in a mode that checks collections without building them: it keeps no item
+    (a map counts its items), and returns an empty `Seq` standing for the collection. The
+    forms metadata and hints are made of are built as `Reader` builds them (their values
+    decide what is valid), so errors are Reader's own."""
+
+    building = False
+
+    def __init__(self, text: str, *, use_plain: bool | None = None) -> None:
+        super().__init__(text)
+        if use_plain is None:
+            use_plain = len(text) >= PLAIN_MIN_CHARS
+        self._plain = plain.patterns() if use_plain else None
+        self._lists_counted = -1  # `plain.list_end` looked up to here (it is not tried again)
+
+    def small_form(self, depth: int, offset: int, what: str) -> Form:
+        saved, self.building = self.building, True
+        try:
+            return self.required_form(depth, offset, what)
+        finally:
+            self.building = saved
 
     def read_seq(self, opener: str, offset: int, depth: int, collapse: bool = True) -> Form:
-        """Read the items of a collection up to its closer.
-
-        A vector, map or set keeps its literal items as bare values (and their positions
-        packed in an array) for as long as every item is a literal, so that a large constant
-        never exists as one form per item; the first item that is not a literal turns the
-        values read so far back into atoms.
-        """
+        """Check the collection `opener` at `offset` starts, and those nested in it, with a
+        stack of the enclosing ones rather than recursion (deep nesting costs no call per
+        level); errors as `Reader.read_seq` raises them."""
+        if self.building:
+            return super().read_seq(opener, offset, depth, collapse)
         if depth > MAX_DEPTH:
             raise self.error(f"forms nested deeper than {MAX_DEPTH} levels", offset)
-        line, col = self.where(offset)
-        closer = _CLOSERS[opener]
-        kind = _KINDS[opener]
-        items: list[Any] = []
-        positions: array[int] | None = None  # line << 24 | col of each literal read so far
-        starts: array[int] | None = None  # where each nested constant collection starts
-        if collapse and kind in _CONSTANT_KINDS:
-            positions, starts = array("Q"), array("Q")
-        text, match, atoms = self.text, _TOKEN.match, self._atoms
+        text, match = self.text, _TOKEN.match
+        items = pairs = None
+        if self._plain is not None:
+            items, pairs = self._plain.items.match, self._plain.pairs.match
+        outer: list[tuple[str, str, int, int, int]] = []  # the enclosing collections
+        closer, count = _CLOSERS[opener], 0
+        fast = (pairs if opener == "{" else items) if depth <= _PLAIN_DEPTH else None
         while True:
+            if fast is not None:
+                self.pos = fast(text, self.pos).end()  # type: ignore[union-attr]
             found = match(text, self.pos)
             assert found is not None  # the `bad` alternative matches any character
-            tkind = found.lastgroup
-            assert tkind is not None
+            kind = found.lastgroup
             self.pos = found.end()
-            form: Any
-            if tkind == "int" or tkind == "kw" or tkind == "sym":  # the common cases first
-                start, name = found.start(tkind), found.group(tkind)
-                value = atoms.get(name, _MISSING)
-                if value is _MISSING:
-                    if tkind == "int":
-                        value = int_from_text(name)
-                    elif tkind == "kw":
-                        value = self.keyword(name, start)
-                        self._remember(name, value)
-                    else:
-                        form = self.atom(name, start)
-                        value = form.value
-                at_line, at_col = self.where(start)
-                if positions is not None and type(value) is not Symbol:
-                    items.append(value)  # a literal of a collection that may stay constant
-                    positions.append(at_line << 24 | min(at_col, 0xFFFFFF))
-                    continue
-                form = Atom(at_line, at_col, value)
-            elif tkind == "close":
-                closing = found.group(tkind)
+            # A `sym` or `int` token is valid by the pattern that found it: nothing to check.
+            if kind == "sym" or kind == "int":
+                count += 1
+            elif kind == "close":
+                closing = found.group(kind)
                 if closing != closer:
                     raise self.error(f"expected {closer!r} to close {opener!r}, "
-                                     f"found {closing!r}", found.start(tkind))
-                break
-            elif tkind == "open":
-                form = self.read_seq(found.group(tkind), found.start(tkind), depth + 1)
-            elif tkind == "string":
-                start = found.start(tkind)
-                form = Atom(*self.where(start), self.string(start))
+                                     f"found {closing!r}", found.start(kind))
+                if opener == "{" and count % 2:
+                    raise self.error("a map needs an even number of forms", offset)
+                if not outer:
+                    return Seq(0, 0, "list")  # stands for the collection: nothing reads it
+                opener, closer, offset, depth, count = outer.pop()
+                count += 1
+                fast = (pairs if opener == "{" else items) if depth <= _PLAIN_DEPTH else None
+            elif kind == "open":
+                if (depth >= _COUNT_LISTS_FROM and found.group(kind) == "("
+                        and fast is not None and self.pos > self._lists_counted):
+                    end, looked = plain.list_end(text, self.pos - 1, MAX_DEPTH - depth)
+                    if end >= 0:  # a list of parentheses and names: counted, all checked
+                        self.pos = end
+                        count += 1
+                        continue
+                    self._lists_counted = looked
+                outer.append((opener, closer, offset, depth, count))
+                opener, offset, depth = found.group(kind), found.start(kind), depth + 1
+                if depth > MAX_DEPTH:
+                    raise self.error(f"forms nested deeper than {MAX_DEPTH} levels", offset)
+                closer, count = _CLOSERS[opener], 0
+                fast = (pairs if opener == "{" else items) if depth <= _PLAIN_DEPTH else None
+            elif kind == "kw":
+                # Its pattern leaves one fault to check: a `/` at the end. Keywords are
+                # interned for good: checking makes none.
+                if text[self.pos - 1] == "/":
+                    self.keyword(found.group(kind), found.start(kind))
+                count += 1
+            elif kind == "string":
+                self.check_string(found.start(kind))
+                count += 1
             else:
-                self.pos = found.start()  # everything else takes the general path
-                token = self.next_token()
-                if token is None:
-                    raise self.error(
-                        f"unclosed {opener!r}: expected {closer!r} before end of input", offset)
-                form = self.form_from(token, depth)
-            if positions is not None and starts is not None:
-                if type(form) is Atom and type(form.value) is not Symbol:
-                    items.append(form.value)
-                elif type(form) is ConstSeq and form.meta is None:
-                    items.append(form.value)
-                    starts.frombytes(bytes(8 * (len(items) - 1 - len(starts))))
-                    starts.append(form._start)
-                else:
-                    items = self._as_forms(items, positions, starts)
-                    positions = starts = None
-                    items.append(form)
-                    continue
-                positions.append(form.line << 24 | min(form.col, 0xFFFFFF))
-                continue
-            items.append(form)
-        if opener == "{" and len(items) % 2:
-            raise self.error("a map needs an even number of forms", offset)
-        if opener == "#(":
-            return _anonymous_fn(line, col, items)
-        if positions is not None:
-            return ConstSeq(line, col, kind, _constant_value(kind, items), self.text, offset)
-        return Seq(line, col, kind, tuple(items))  # a tuple: no spare room, unlike a list
+                count += self._general(found.start(), opener, closer, offset, depth)
 
-    def _as_forms(self, values: list[Any], positions: array[int], starts: array[int]
-                  ) -> list[Any]:
-        """Literal values read optimistically, back as forms."""
-        forms: list[Any] = []
-        for index, (value, pos) in enumerate(zip(values, positions)):
-            line, col = pos >> 24, pos & 0xFFFFFF
-            start = starts[index] if index < len(starts) else 0
-            if start:
-                kind = "map" if isinstance(value, Map) else _VALUE_KINDS[type(value)]
-                forms.append(ConstSeq(line, col, kind, value, self.text, start))
+    def _general(self, at: int, opener: str, closer: str, offset: int, depth: int) -> int:
+        """The token at `at` by the general path, as `Reader.read_seq` takes it: the number
+        of items it makes (a discarded form makes none)."""
+        self.pos = at
+        token = self.next_token()
+        if token is None:
+            raise self.error(
+                f"unclosed {opener!r}: expected {closer!r} before end of input", offset)
+        if token[0] == "discard":
+            self.discard(depth, token[2])
+            return 0
+        self.form_from(token, depth)
+        return 1
+
+    def _plain_run(self, found: re.Match[str] | None, sink: Forms) -> None:
+        """Add the plain top-level form `found` and those after it to `sink`, a block of them
+        at a time while they last (`where` inlined: this loop is most of the time a file of
+        many small forms takes)."""
+        assert self._plain is not None
+        text, count, rfind = self.text, self.text.count, self.text.rfind
+        top, block, blanks = self._plain.top.match, self._plain.block.match, _BLANKS.match
+        counted, line, line_start = self._counted, self._line, self._line_start
+        forms, blocks = 1, True
+        while found is not None:
+            # A block's first form starts after the blanks, as the pattern of one form says.
+            if forms == 1:
+                start = found.start(1)
             else:
-                forms.append(Atom(line, col, value))
-        return forms
+                start = blanks(text, self.pos).end()  # type: ignore[union-attr]  # may be empty
+            newlines = count("\n", counted, start)
+            if newlines:
+                line += newlines
+                line_start = rfind("\n", counted, start) + 1
+            counted = start
+            sink._add(start, line, start - line_start + 1, forms)
+            self.pos = found.end()
+            found, forms = (block(text, self.pos) if blocks else None), plain.BLOCK_FORMS
+            if found is None:  # fewer left: one at a time until the run ends
+                found, forms, blocks = top(text, self.pos), 1, False
+        self._counted, self._line, self._line_start = counted, line, line_start
 
-    def read_meta(self, offset: int, depth: int) -> Form:
-        line, col = self.where(offset)
-        meta_form = self.required_form(depth + 1, offset, "^")
-        if isinstance(meta_form, Atom) and meta_form.value is Keyword("delegation"):
-            return HintForm(line, col, self.read_hint(offset, depth))
-        if isinstance(meta_form, Atom) and isinstance(meta_form.value, Keyword):
-            meta = Map({meta_form.value: True})
-        elif isinstance(meta_form, Seq) and meta_form.kind == "map":
-            meta = form_to_value(meta_form)
-        else:
-            raise self.error("metadata must be a keyword or a map", offset)
-        target = self.required_form(depth + 1, offset, "metadata")
-        if isinstance(target, Atom):
-            merged = Map({**(target.meta or {}), **meta})
-            return make_atom(target.line, target.col, target.value, target.annotation, merged)
-        if not isinstance(target, Seq):
-            raise self.error("metadata cannot apply to a delegation hint", offset)
-        target.meta = Map({**(target.meta or {}), **meta})
-        return target
+    def check_string(self, offset: int) -> None:
+        """Check the string literal at `offset` (the token just read) without making its
+        text (nor slicing it out of the source unless it holds an escape)."""
+        if self.text.find("\\", offset + 1, self.pos - 1) != -1:
+            self._lexeme(lexemes.check_escapes, self.text[offset + 1:self.pos - 1], offset + 1)
 
-    def read_hint(self, offset: int, depth: int) -> DelegationHint:
-        form = self.required_form(depth + 1, offset, "^:delegation")
-        if isinstance(form, Seq) and form.kind == "map":
-            return _hint_from_map(form_to_value(form), self.error, offset)
-        if isinstance(form, Atom) and isinstance(form.value, Keyword):
-            kind = form.value.name
-            if kind == "local":
-                return DelegationHint(HintKind.LOCAL)
-            if kind in ("local-model", "remote"):
-                target = self.required_form(depth + 1, offset, f":{kind}")
-                if not (isinstance(target, Atom) and isinstance(target.value, str)):
-                    raise self.error(f"^:delegation :{kind} needs a string id", offset)
-                return DelegationHint(HintKind(kind), target.value)
-        raise self.error(
-            "^:delegation takes :local, :local-model \"id\", :remote \"id\" or a map", offset
-        )
-
-    def atom(self, text: str, offset: int) -> Atom:
-        line, col = self.where(offset)
-        known = self._atoms.get(text, _MISSING)
-        if known is not _MISSING:
-            return Atom(line, col, known)
-        if text == ":":
-            return Atom(line, col, COLON)
-        first = text[0]
-        if first == ":":
-            return Atom(line, col, self.keyword(text, offset))
-        if first.isdigit() or (first in "+-." and len(text) > 1 and text[1].isdigit()):
-            number = self.number(text, offset)
-            if number is not None:
-                return Atom(line, col, number)
-        tagged = lexemes.tagged(text)
-        if tagged is not None:
-            return Atom(line, col, tagged)
-        value, annotation = self.symbol(text, offset)
-        if annotation is None:
-            self._remember(text, value)
-        return make_atom(line, col, value, annotation)
-
-    def _remember(self, text: str, value: Any) -> None:
-        if len(self._atoms) < 4096:  # repeated names are read once
-            self._atoms[text] = value
-
-    def symbol(self, text: str, offset: int) -> tuple[Symbol, str | None]:
-        return self._lexeme(lexemes.symbol, text, offset)
-
-    def keyword(self, text: str, offset: int) -> Keyword:
-        return self._lexeme(lexemes.keyword, text, offset)
-
-    def number(self, text: str, offset: int) -> int | float | None:
-        return self._lexeme(lexemes.number, text, offset)
-
-    def string(self, offset: int) -> str:
-        """The string literal whose opening quote is at `offset` (the token just read)."""
-        body = self.text[offset + 1:self.pos - 1]
-        if "\\" not in body:
-            return body
-        return self._lexeme(lexemes.unescape, body, offset + 1)
-
-    def _lexeme(self, parse: Callable[[str], Any], text: str, offset: int) -> Any:
-        try:
-            return parse(text)
-        except lexemes.LexemeError as err:
-            raise self.error(err.message, offset + err.at) from None
-
-    def skip_to_form_end(self, start: int) -> None:
-        """After an error, move past the rest of the top-level form that began at `start`."""
-        self.pos = start
-        depth = 0
+    def spans(self, sink: Forms | None = None
+              ) -> Iterator[tuple[RtfsSyntaxError | None, int, int, int, int]]:
+        """(error or None, start, end, line, column) of each top-level form, in order; with
+        a `sink`, runs of plain forms are added to it instead (`read`'s fast way)."""
+        top = self._plain.top.match if self._plain is not None else None
+        text = self.text
         while True:
+            if top is not None:
+                found = top(text, self.pos)
+                if found is not None:
+                    if sink is not None:
+                        self._plain_run(found, sink)
+                        continue
+                    start, self.pos = found.start(1), found.end()
+                    yield None, start, self.pos, *self.where(start)
+                    continue
+            start = self.pos
+            token: Token | None = None
             try:
                 token = self.next_token()
-            except RtfsSyntaxError:
+                if token is None:
+                    return
+                start = token[2]
+                line, col = self.where(start)
+                self.form_from(token, 0)
+            except RtfsSyntaxError as err:
+                if token is not None and token[0] == "close":
+                    self.pos = start + 1
+                else:
+                    self.skip_to_form_end(start)
+                yield err, start, self.pos, 0, 0  # the error carries its position
                 continue
-            if token is None:
-                return
-            kind = token[0]
-            if kind == "badstring":  # everything after an unterminated quote is its text
-                self.pos = len(self.text)
-                return
-            if kind == "open":
-                depth += 1
-            elif kind == "close":
-                depth -= 1
-            if depth <= 0 and kind not in ("meta", "quote", "syntaxquote", "unquote", "discard"):
-                return
+            yield None, start, self.pos, line, col
 
 
-def _constant_value(kind: str, values: list[Any]) -> Any:
-    if kind == "vector":
-        return tuple(values)
-    if kind == "map":
-        return map_from_lists(values[0::2], values[1::2])
-    return make_set(values)
-
-
-def _hint_from_map(meta: Map, error: Any, offset: int) -> DelegationHint:
-    target = meta.get(Keyword("target"))
-    if not isinstance(target, str):
-        raise error("^:delegation {...} needs a string :target", offset)
-    extra = sorted(
-        (k.name if isinstance(k, Keyword) else str(k), v)
-        for k, v in meta.items()
-        if k is not Keyword("target")
-    )
-    return DelegationHint(HintKind.TARGET, target, tuple(extra))
-
-
-def _anonymous_fn(line: int, col: int, body: list[Form]) -> Seq:
-    """`#(* % %)` -> `(fn [%1] (* %1 %1))`; `%N` are positional, `%&` the rest."""
-    highest, rest = 0, False
-
-    def scan(form: Form) -> Form:
-        nonlocal highest, rest
-        if isinstance(form, Seq) and not isinstance(form, ConstSeq):
-            return Seq(form.line, form.col, form.kind, [scan(f) for f in form.items], form.meta)
-        if isinstance(form, Atom) and isinstance(form.value, Symbol):
-            name = form.value.name
-            if name == "%":
-                highest = max(highest, 1)
-                return Atom(form.line, form.col, Symbol("%1"))
-            if name == "%&":
-                rest = True
-            elif name[0] == "%" and name[1:].isdigit():
-                highest = max(highest, int(name[1:]))
-        return form
-
-    call = Seq(line, col, "list", [scan(f) for f in body])
-    params: list[Form] = [Atom(line, col, Symbol(f"%{i}")) for i in range(1, highest + 1)]
-    if rest:
-        params += [Atom(line, col, Symbol("&")), Atom(line, col, Symbol("%&"))]
-    head = Atom(line, col, Symbol("fn"))
-    return Seq(line, col, "list", [head, Seq(line, col, "vector", params), call])
-
-
-def _reread(text: str, start: int, line: int, col: int) -> Sequence[Form]:
-    """The item forms of the collection at `start` (a ConstSeq's, when asked for)."""
-    reader = _Reader(text, start, line, start - col + 1)
-    token = reader.next_token()
-    assert token is not None and token[0] == "open"
-    seq = reader.read_seq(token[1], token[2], 1, collapse=False)
-    assert isinstance(seq, Seq)
-    return seq.items
-
-
-ConstSeq.reread = staticmethod(_reread)  # type: ignore[assignment]
-
-
-def _reread_form(text: str, start: int, line: int, line_start: int) -> Form:
-    """The top-level form starting at `start`, read again (a LazySeq's, when asked for)."""
-    form = _Reader(text, start, line, line_start).read_form()
-    assert form is not None
-    return form
-
-
-LazySeq.reread = staticmethod(_reread_form)  # type: ignore[assignment]
-
-
-def read(text: str) -> list[Form]:
-    """Read every top-level form of `text`; raises the first `RtfsSyntaxError`."""
-    forms = []
-    for item in read_each(text):
-        if isinstance(item, RtfsSyntaxError):
-            raise item
-        forms.append(item)
+def read(text: str, *, use_plain: bool | None = None) -> Forms:
+    """Every top-level form of `text` (made when asked for); raises the first
+    `RtfsSyntaxError`. `use_plain`: move past plainly valid text by `rtfs.plain`'s patterns
+    (default: for texts of `PLAIN_MIN_CHARS` or more; the result is the same either way)."""
+    forms = Forms(text)
+    for error, start, _, line, col in _Checker(text, use_plain=use_plain).spans(forms):
+        if error is not None:
+            raise error
+        forms._add(start, line, col)
     return forms
 
 
-def read_each(text: str) -> Iterator[Form | RtfsSyntaxError]:
+def read_each(text: str, *, use_plain: bool | None = None) -> Iterator[Form | RtfsSyntaxError]:
     """Yield each top-level form, or the syntax error standing in its place, then go on."""
-    for item, _, _ in read_spans(text):
+    for item, _, _ in read_spans(text, use_plain=use_plain):
         yield item
 
 
-def read_spans(text: str) -> Iterator[tuple[Form | RtfsSyntaxError, int, int]]:
+def read_spans(text: str, *, use_plain: bool | None = None
+               ) -> Iterator[tuple[Form | RtfsSyntaxError, int, int]]:
     """Like `read_each`, with the start and end offsets of the text each item came from."""
-    reader = _Reader(text)
-    while True:
-        start = reader.pos
-        token = None
-        try:
-            token = reader.peek_token()
-            if token is None:
-                return
-            start = token[2]
-            line, col = reader.where(start)
-            form = reader.read_form()
-        except RtfsSyntaxError as err:
-            if token is not None and token[0] == "close":
-                reader.pos = start + 1
-            else:
-                reader.skip_to_form_end(start)
-            yield err, start, reader.pos
-            continue
-        if form is None:
-            return
-        if type(form) is Seq:  # checked; kept as its span until the compiler needs it
-            form = LazySeq(form, text, start, line, start - col + 1)
-        yield form, start, reader.pos
+    for error, start, end, line, col in _Checker(text, use_plain=use_plain).spans():
+        yield (error if error is not None else form_at(text, start, line, col)), start, end
