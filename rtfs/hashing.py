@@ -166,7 +166,9 @@ def _hash_definitions(defs: list[Definition], resolve: Resolver) -> None:
     by_name: dict[str, list[Definition]] = {}
     for d in sorted(defs, key=lambda d: d.position):
         by_name.setdefault(d.name, []).append(d)
-    edges = {id(d): [v for name in sorted(d.refs & by_name.keys())
+    # Membership tests, not `refs & by_name.keys()` / `refs - by_name.keys()`: set arithmetic
+    # with a dict view walks the whole view, which made hashing quadratic in the program.
+    edges = {id(d): [v for name in sorted(n for n in d.refs if n in by_name)
                      for v in _visible(by_name[name], d)] for d in defs}
     labels = {id(d): d.name if len(by_name[d.name]) == 1 else
               f"{d.name}@{by_name[d.name].index(d)}" for d in defs}
@@ -180,7 +182,7 @@ def _hash_definitions(defs: list[Definition], resolve: Resolver) -> None:
                     entry = [labels[id(callee)], callee.source_hash.hex()]
                     if entry not in external:
                         external.append(entry)
-            for name in sorted(member.refs - by_name.keys()):
+            for name in sorted(n for n in member.refs if n not in by_name):
                 found = resolve(name)
                 if found is not None and [name, found.hex()] not in external:
                     external.append([name, found.hex()])
