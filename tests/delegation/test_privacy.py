@@ -86,6 +86,36 @@ def test_no_path_sends_a_sensitive_argument_remote(tmp_path: Path, chat_server, 
     assert received == [], f"{name}: the remote provider received {received}"
 
 
+# One call site, first warmed by a public function that goes remote (its decision is kept on
+# the site), then given the sensitive one: what the site learned must not carry it remote.
+PUBLIC = '(defn ^:delegation :remote "chat" ai-public [s] (str "public " s))\n'
+WARMED = {
+    "one site, public then private": PUBLIC + HINTED
+        + '(defn call-it [f s] (f s))\n'
+        + f'(call-it ai-public "warm")\n(call-it ai-public "warm")\n(call-it private-x "{SECRET}")',
+    "map over both": PUBLIC + HINTED
+        + '(map (fn [[f s]] (f s))'
+        + f' [[ai-public "warm"] [ai-public "warm"] [private-x "{SECRET}"]])',
+    "alias after warming": PUBLIC + LOCAL
+        + '(defn call-it [f s] (f s))\n(call-it ai-public "warm")\n'
+        + f'(def ai-alias private-local)\n(call-it ai-alias "{SECRET}")',
+}
+
+
+@pytest.mark.parametrize("name", sorted(WARMED))
+def test_a_warmed_call_site_never_carries_a_sensitive_argument_remote(
+        tmp_path: Path, chat_server, name: str) -> None:
+    runtime = make_runtime(tmp_path, chat_server.base_url)
+    for _ in range(2):  # and again, with every decision of the first run kept
+        try:
+            runtime.run(WARMED[name])
+        except RtfsError:
+            pass
+    received = chat_server.requests()
+    assert received, f"{name}: the control (the public function) never went remote"
+    assert SECRET not in repr(received), f"{name}: the remote provider received {received}"
+
+
 def test_a_sensitive_call_runs_locally_or_is_refused_and_says_why(tmp_path: Path,
                                                                  chat_server) -> None:
     runtime = make_runtime(tmp_path, chat_server.base_url)
