@@ -30,6 +30,16 @@ from rtfs.values import (
 )
 
 MAX_RANGE = 10_000_000
+MAX_ITEMS = 1 << 26
+"""The most items `concat`, `into` and `conj` put in one vector or list (64 Mi): a program
+that doubles a collection in a loop stops with an RTFS error instead of taking the machine's
+memory."""
+
+
+def _check_items(name: str, total: int) -> None:
+    if total > MAX_ITEMS:
+        raise RtfsValueError(f"{name} would build a collection of {total} items "
+                             f"(at most {MAX_ITEMS})")
 
 
 def as_seq(fn: str, coll: Any) -> tuple[Any, ...] | RList | str:
@@ -224,10 +234,9 @@ def conj(coll: Any, *xs: Any) -> Any:
     (conj (1 2) 3) is (1 2 3)), to a set, or entries to a map; nil is an empty list."""
     if coll is None:
         return RList(xs)
-    if type(coll) is tuple:
-        return coll + xs
-    if type(coll) is RList:
-        return RList(tuple(coll) + xs)
+    if type(coll) is tuple or type(coll) is RList:
+        _check_items("conj", len(coll) + len(xs))
+        return coll + xs if type(coll) is tuple else RList(tuple(coll) + xs)
     if type(coll) is frozenset:
         return coll | make_set(xs)
     if isinstance(coll, Map):
@@ -324,6 +333,9 @@ def zipmap(ks: Any, vs: Any) -> Map:
 
 @builtin("into")
 def into(to: Any, source: Any) -> Any:
+    if type(to) is tuple or type(to) is RList:  # refused before the items are gathered
+        sized = isinstance(source, (tuple, RList, str, frozenset, dict))
+        _check_items("into", len(to) + (len(source) if sized else 0))
     return conj(to, *as_seq("into", source)) if to is not None else RList(as_seq("into", source))
 
 
@@ -339,9 +351,11 @@ def empty(coll: Any) -> Any:
 @builtin("concat")
 def concat(*colls: Any) -> tuple[Any, ...]:
     seqs = [as_seq("concat", c) for c in checked(colls)]
+    total = sum(len(s) for s in seqs)
+    _check_items("concat", total)
     tick = ticker()
     if tick is not None:
-        tick(sum(len(s) for s in seqs))
+        tick(total)
     return tuple(chain.from_iterable(seqs))
 
 

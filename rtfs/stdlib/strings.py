@@ -29,6 +29,20 @@ def expect_string(fn: str, value: Any) -> str:
     raise RtfsTypeError(f"{fn} expects a string, got {type_name(value)}")
 
 
+MAX_STRING_CHARS = 1 << 28
+"""The longest string `str`, `pr-str` and `join` build (256 Mi characters): a program that
+doubles a string in a loop stops with an RTFS error instead of taking the machine's memory."""
+
+
+def _bounded_join(name: str, sep: str, parts: list[str]) -> str:
+    """`sep.join(parts)`, refused before it is built when it would pass `MAX_STRING_CHARS`."""
+    total = sum(map(len, parts)) + len(sep) * max(0, len(parts) - 1)
+    if total > MAX_STRING_CHARS:
+        raise RtfsValueError(f"{name} would build a string of {total} characters "
+                             f"(at most {MAX_STRING_CHARS})")
+    return sep.join(parts)
+
+
 def _register(names: tuple[str, ...], fn: Any) -> None:
     for name in names:
         builtin(name)(fn)
@@ -37,12 +51,12 @@ def _register(names: tuple[str, ...], fn: Any) -> None:
 # -- building and measuring --------------------------------------------------------------------
 @builtin("str")
 def str_(*xs: Any) -> str:
-    return "".join(to_display(x) for x in checked(xs))
+    return _bounded_join("str", "", [to_display(x) for x in checked(xs)])
 
 
 @builtin("pr-str")
 def pr_str(*xs: Any) -> str:
-    return " ".join(to_readable(x) for x in checked(xs))
+    return _bounded_join("pr-str", " ", [to_readable(x) for x in checked(xs)])
 
 
 @builtin("substring")
@@ -107,7 +121,7 @@ def _join(separator: Any, items: Any = _ABSENT) -> str:
     if items is _ABSENT:
         separator, items = "", separator
     sep = expect_string("join", separator)
-    return sep.join(to_display(x) for x in checked(as_seq("join", items)))
+    return _bounded_join("join", sep, [to_display(x) for x in checked(as_seq("join", items))])
 
 
 _register(("join", "string-join"), _join)
