@@ -418,8 +418,7 @@ class ArbiterActor:
 def _fleet_stores(config: Any, namespace: str) -> tuple[Any, Any, Callable[[], None]]:
     """The fleet's sharded plan store and shared learner for an arbiter, as `delegation run
     --cluster` uses them; local ones (None) when the fleet has no directory."""
-    from cluster.config import ClusterConfig
-    from cluster.connect import writer_id
+    from cluster.config import ClusterConfig, writer_id
     from cluster.learner import SharedLearner
     from cluster.planstore import ShardedPlanStore
 

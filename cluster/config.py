@@ -17,6 +17,9 @@ cross-key rule (replication <= shards) is checked when a fleet is built.
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -88,3 +91,18 @@ class ClusterConfig:
             raise ValueError(f"delegation.cluster.replication = {self.replication} needs at "
                              f"least as many shards, not {shards}")
         return self.replication
+
+
+def load(path: str | None) -> Any:
+    """The configuration a cluster command was given: `--config F`, else the built-in
+    default (API keys from this process's environment: commands are the edge)."""
+    from delegation.config import default_config, load_config
+
+    return (load_config(path, environ=os.environ) if path is not None
+            else default_config(environ=os.environ))
+
+
+def writer_id() -> str:
+    """A writer id for this runtime in the fleet's last-writer-wins: host, process and a
+    random part."""
+    return f"{socket.gethostname()[:24]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"

@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import socket
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from cluster.client import ShardClient
-from cluster.config import ClusterConfig
+from cluster.config import ClusterConfig, load, writer_id
 from cluster.errors import ClusterError
 from cluster.l2store import ShardedL2Store
 from cluster.l3shared import SharedContextualCache
@@ -34,11 +31,6 @@ from delegation.errors import UsageError
 from delegation.extensions import SharedState
 
 REPORT_TIMEOUT_S = 5.0
-
-
-def writer_id() -> str:
-    """A writer id for this runtime: host, process and a random part."""
-    return f"{socket.gethostname()[:24]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def check_address(address: str, option: str = "--cluster") -> None:
@@ -67,8 +59,6 @@ def fleet_address(args: argparse.Namespace, command: str) -> tuple[ClusterConfig
         UsageError: no address (neither `--cluster` nor `[delegation.cluster] address`), or
             not a `host:port`.
     """
-    from cluster.serve import load
-
     cluster = ClusterConfig.from_sections(load(args.config).sections)
     address = args.cluster or cluster.address
     if not address:

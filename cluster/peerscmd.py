@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cluster.config import ClusterConfig
+from cluster.config import ClusterConfig, load
 from cluster.errors import ClusterError, FleetNotFound
 from cluster.federation import FederationConfig
 from cluster.peers_wire import Advert
@@ -117,14 +117,6 @@ def arbiter_spec(args: argparse.Namespace, namespace: str) -> tuple[Any, Federat
     spec = ArbiterSpec(args.arbiter, namespace, text, source, str(base),
                        str(config.state_dir / f"arbiter-{args.arbiter}"), environ, placed)
     return spec, FederationConfig.from_sections(config.sections)
-
-
-def load(path: str | None) -> Any:
-    """The configuration of a command: `--config F`, else the built-in default."""
-    from delegation.config import default_config, load_config
-
-    return (load_config(path, environ=os.environ) if path is not None
-            else default_config(environ=os.environ))
 
 
 # --- delegation peers ---------------------------------------------------------------------

@@ -26,7 +26,7 @@ from types import FrameType
 from typing import Any
 
 from cluster import peerscmd
-from cluster.config import ClusterConfig
+from cluster.config import ClusterConfig, load
 from cluster.errors import ClusterError
 from delegation.errors import ConfigError, UsageError
 
@@ -65,14 +65,6 @@ class _Stop:
     def wait(self) -> None:
         while not self.event.wait(0.5):
             pass
-
-
-def load(path: str | None) -> Any:
-    """The configuration of a cluster command: `--config F`, else the built-in default."""
-    from delegation.config import default_config, load_config
-
-    return (load_config(path, environ=os.environ) if path is not None
-            else default_config(environ=os.environ))
 
 
 def run(args: argparse.Namespace) -> int:
