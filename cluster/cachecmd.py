@@ -43,16 +43,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _reports(address: str, cluster: ClusterConfig) -> list[ShardReport]:
-    from cluster import raynode
+    from cluster.connect import fleet_session
+    from cluster.stats import fleet_report
 
-    try:
-        raynode.connect(address, cluster.namespace)
-        from cluster.actors import DIRECTORY_NAME, open_fleet, ray_get
-        from cluster.stats import fleet_report
+    with fleet_session(address, cluster) as fleet:
+        from cluster.actors import DIRECTORY_NAME, ray_get  # Ray, once connected
 
-        fleet = open_fleet(address, cluster.namespace, timeout_s=cluster.timeout_s * 2)
         restarts = ray_get(fleet.directory.restarts.remote(), timeout_s=cluster.timeout_s * 2,
                            name=DIRECTORY_NAME)
         return fleet_report(fleet.client(timeout_s=cluster.timeout_s), restarts)
-    finally:
-        raynode.disconnect()

@@ -16,8 +16,9 @@ and the run completes on local caches.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from cluster.client import ShardClient
@@ -65,6 +66,24 @@ def fleet_address(args: argparse.Namespace, command: str) -> tuple[ClusterConfig
         raise UsageError(f"{command} needs --cluster ADDR (or [delegation.cluster] address)")
     check_address(address)
     return cluster, address
+
+
+@contextlib.contextmanager
+def fleet_session(address: str, cluster: ClusterConfig) -> Iterator[Any]:
+    """The fleet at `address` (its `Fleet` handle), connected for the `with` block only.
+
+    Raises:
+        ClusterError: no fleet there, or its directory did not answer in time.
+    """
+    from cluster import raynode
+
+    try:
+        raynode.connect(address, cluster.namespace)
+        from cluster.actors import open_fleet
+
+        yield open_fleet(address, cluster.namespace, timeout_s=cluster.timeout_s * 2)
+    finally:
+        raynode.disconnect()
 
 
 def connect(config: Any, address: str, *, environ: Mapping[str, str] | None = None

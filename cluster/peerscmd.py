@@ -145,18 +145,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _adverts(address: str, cluster: ClusterConfig) -> list[Advert]:
-    from cluster import raynode
+    from cluster.connect import fleet_session
 
-    try:
-        raynode.connect(address, cluster.namespace)
-        from cluster.actors import DIRECTORY_NAME, open_fleet, ray_get
+    with fleet_session(address, cluster) as fleet:
+        from cluster.actors import DIRECTORY_NAME, ray_get  # Ray, once connected
 
-        fleet = open_fleet(address, cluster.namespace, timeout_s=cluster.timeout_s * 2)
         found = ray_get(fleet.directory.arbiters.remote(), timeout_s=cluster.timeout_s * 2,
                         name=DIRECTORY_NAME)
-        return [Advert.from_list(a) for a in found]
-    finally:
-        raynode.disconnect()
+    return [Advert.from_list(a) for a in found]
 
 
 def as_dict(advert: Advert, now: float) -> dict[str, Any]:
