@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -87,6 +88,17 @@ def require_loopback_listeners(pid: int, what: str) -> None:
         pytest.fail(f"{what} listens beyond loopback ({'; '.join(found)}): the cluster tests "
                     "bind 127.0.0.1 only (run them as CI does, `scripts/test --netns`)",
                     pytrace=False)
+
+
+def readme_commands(heading: str) -> list[str]:
+    """The commands of the first sh block after `heading` in the README, one per line
+    (continuations joined), without the install line this test environment already did."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split(heading, 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert block is not None, f"the README's {heading!r} section has no sh block"
+    return [line for line in block.group(1).replace("\\\n", "").splitlines()
+            if line.strip() and not line.startswith("pip install")]
 
 
 def run_readme_script(commands: list[str], cwd: Path, env: dict[str, str], ready: Path,

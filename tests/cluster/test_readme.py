@@ -9,19 +9,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from tests.cluster.conftest import run_readme_script
+from tests.cluster.conftest import readme_commands, run_readme_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def fleet_commands() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## The fleet on one machine", 1)[1]
-    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
-    assert block is not None, "the README's fleet section has no sh block"
-    # The install line is what this test environment already did.
-    return [line for line in block.group(1).replace("\\\n", "").splitlines()
-            if line.strip() and not line.startswith("pip install")]
+    return readme_commands('## The fleet on one machine')
 
 
 def test_the_readme_fleet_commands_work_as_written(tmp_path: Path) -> None:

@@ -8,19 +8,13 @@ import re
 import shutil
 from pathlib import Path
 
-from tests.cluster.conftest import run_readme_script
+from tests.cluster.conftest import readme_commands, run_readme_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def federation_commands() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    section = text.split("### Two arbiters: a call federates", 1)[1]
-    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
-    assert block is not None, "the README's two-arbiter section has no sh block"
-    # The install line is what this test environment already did.
-    return [line for line in block.group(1).replace("\\\n", "").splitlines()
-            if line.strip() and not line.startswith("pip install")]
+    return readme_commands('### Two arbiters: a call federates')
 
 
 def test_the_readme_two_arbiter_fleet_works_as_written(tmp_path: Path) -> None:
