@@ -14,6 +14,7 @@ sets the process environment Ray reads; the core classes never do).
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import logging
 import os
@@ -146,7 +147,12 @@ def disconnect(timeout_s: float = SHUTDOWN_TIMEOUT_S) -> bool:
             done.set()
 
     threading.Thread(target=shutdown, name="ray-shutdown", daemon=True).start()
-    return done.wait(timeout_s)
+    finished = done.wait(timeout_s)
+    if not finished:
+        # Ray registered its own `shutdown` to run at exit: against the same dead head it
+        # would block the interpreter's exit with no bound, after this one gave up.
+        atexit.unregister(ray.shutdown)
+    return finished
 
 
 def _refused_token(err: BaseException) -> bool:
