@@ -19,6 +19,8 @@ import re
 import secrets
 import shutil
 import subprocess
+import sys
+import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass
@@ -99,6 +101,19 @@ def readme_commands(heading: str) -> list[str]:
     assert block is not None, f"the README's {heading!r} section has no sh block"
     return [line for line in block.group(1).replace("\\\n", "").splitlines()
             if line.strip() and not line.startswith("pip install")]
+
+
+def readme_env(tmp_path: Path, env: dict[str, str]) -> dict[str, str]:
+    """`env` where the README's `python` and `delegation` are this interpreter's own (also
+    in a virtualenv that is not activated: a symlink to its python would not find the
+    environment's packages, and `delegation` on PATH could be another installation's)."""
+    shims = tmp_path / "bin"
+    shims.mkdir(exist_ok=True)
+    python = shims / "python"
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    scripts = sysconfig.get_path("scripts")
+    return dict(env, PATH=os.pathsep.join([str(shims), scripts, env.get("PATH", "")]))
 
 
 def run_readme_script(commands: list[str], cwd: Path, env: dict[str, str], ready: Path,

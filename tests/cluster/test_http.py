@@ -32,7 +32,12 @@ from rtfs.errors import HostError
 from rtfs.forms import form_to_value
 from rtfs.reader import read
 from rtfs.values import Keyword, Map
-from tests.cluster.conftest import ensure_ray, require_loopback_listeners, run_readme_script
+from tests.cluster.conftest import (
+    ensure_ray,
+    readme_env,
+    require_loopback_listeners,
+    run_readme_script,
+)
 from tests.cluster.publishing import Fleet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -307,11 +312,7 @@ def test_the_readme_http_commands_work_as_written(tmp_path: Path) -> None:
     assert commands is not None and shown is not None
     shutil.copytree(ROOT / "examples" / "fleet", tmp_path / "examples" / "fleet",
                     ignore=shutil.ignore_patterns("run"))
-    shims = tmp_path / "bin"
-    shims.mkdir()
-    (shims / "python").symlink_to(sys.executable)  # `python` as the README says it
-    env = {k: v for k, v in os.environ.items() if k != "RTFS_HTTP_TOKEN"}
-    env["PATH"] = f"{shims}{os.pathsep}{env['PATH']}"
+    env = readme_env(tmp_path, {k: v for k, v in os.environ.items() if k != "RTFS_HTTP_TOKEN"})
     done = run_readme_script([commands.group(1)], tmp_path, env,
                              tmp_path / "examples" / "fleet" / "run" / "exec.out",
                              "the README's delegation serve")

@@ -6,10 +6,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
-from tests.cluster.conftest import readme_commands, run_readme_script
+from tests.cluster.conftest import readme_commands, readme_env, run_readme_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,10 +20,7 @@ def fleet_commands() -> list[str]:
 def test_the_readme_fleet_commands_work_as_written(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "examples" / "fleet", tmp_path / "examples" / "fleet",
                     ignore=shutil.ignore_patterns("run"))
-    shims = tmp_path / "bin"
-    shims.mkdir()
-    (shims / "python").symlink_to(sys.executable)  # `python` as the README says it
-    env = dict(os.environ, PATH=f"{shims}{os.pathsep}{os.environ['PATH']}")
+    env = readme_env(tmp_path, dict(os.environ))
     done = run_readme_script(fleet_commands(), tmp_path, env,
                              tmp_path / "examples" / "fleet" / "run" / "serve.out",
                              "the README's delegation serve")

@@ -8,7 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
-from tests.cluster.conftest import readme_commands, run_readme_script
+from tests.cluster.conftest import readme_commands, readme_env, run_readme_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,8 @@ def test_the_readme_two_arbiter_fleet_works_as_written(tmp_path: Path) -> None:
     for example in ("federation", "models"):
         shutil.copytree(ROOT / "examples" / example, tmp_path / "examples" / example,
                         ignore=shutil.ignore_patterns("run"))
-    done = run_readme_script(federation_commands(), tmp_path, dict(os.environ),
+    env = readme_env(tmp_path, dict(os.environ))
+    done = run_readme_script(federation_commands(), tmp_path, env,
                              tmp_path / "examples" / "federation" / "run" / "b.out",
                              "the README's two serves", start_s=240)
     stdout = done.stdout
