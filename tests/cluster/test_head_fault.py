@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -64,7 +65,7 @@ def refused(address: str) -> bool:
 
 def test_the_run_completes_on_local_caches_after_the_head_dies(tmp_path: Path) -> None:
     write_node(tmp_path)
-    env = dict(os.environ)
+    env = dict(os.environ, PYTHONFAULTHANDLER="1")  # a hung run shows where it hangs
     serve = ServeProcess(tmp_path / "serve", "--config", str(tmp_path / "node.toml"),
                          "--shards", "2", env=env)
     try:
@@ -93,7 +94,13 @@ def test_the_run_completes_on_local_caches_after_the_head_dies(tmp_path: Path) -
         assert run.poll() is None, run.communicate()  # Ray would have ended it by now
         time.sleep(0.5)
     (tmp_path / "go").touch()
-    stdout, stderr = run.communicate(timeout=120)
+    try:
+        stdout, stderr = run.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        run.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+        stdout, stderr = run.communicate(timeout=30)
+        raise AssertionError(f"the run did not end 120 s after the gate opened:\n"
+                             f"{stdout[-2000:]}\n{stderr[-8000:]}") from None
     assert run.returncode == 0, stderr[-3000:]
     document = json.loads(stdout)
     assert document["error"] is None and document["value"].startswith("{:label")
