@@ -165,9 +165,9 @@ def _shared(config: Any, cluster: ClusterConfig, fleet: Any) -> SharedState:
         except ClusterError:
             pass  # metrics are best effort: the run's answer does not depend on them
 
-    def close() -> None:
+    def close() -> bool:
         state.close()
-        raynode.disconnect()
+        return raynode.disconnect()
 
     return dataclasses.replace(state, warnings=warnings, close=close, report=report,
                                federation=_federation(config))

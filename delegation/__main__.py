@@ -1,5 +1,3 @@
-import sys
+from delegation.cli import entry
 
-from delegation.cli import main
-
-sys.exit(main())
+entry()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,35 @@ def _with_context(config: DelegationConfig, text: str | None) -> DelegationConfi
     return replace(config, context=config.context.merged(extra))
 
 
+CLOSE_TIMEOUT_S = 60.0
+"""Longest a run waits, after printing its answer, for its fleet connection to flush and
+stop; past it (or when the connection says it could not stop) the process ends without it."""
+
+_abandoned: list[str] = []  # what could not be stopped: `entry` ends the process anyway
+
+
+def _close(shared: SharedState) -> None:
+    """`shared.close()`, bounded by `CLOSE_TIMEOUT_S`. A fleet whose head died can leave
+    Ray's client unable to stop; the run's answer is out by then, and the process must not
+    wait on it (`entry` ends it without running Ray's exit hooks)."""
+    outcome: list[bool | None] = []
+
+    def close() -> None:
+        try:
+            outcome.append(shared.close())
+        except Exception as err:  # a cache that cannot flush costs speed, not the answer
+            _warn(f"closing the fleet connection failed: {type(err).__name__}: {err}")
+            outcome.append(True)
+
+    thread = threading.Thread(target=close, name="close-shared", daemon=True)
+    thread.start()
+    thread.join(CLOSE_TIMEOUT_S)
+    if not outcome:
+        _abandoned.append(f"the fleet connection did not close in {CLOSE_TIMEOUT_S:g} s")
+    elif outcome[0] is False:
+        _abandoned.append("the fleet connection could not stop")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     program = Path(args.file)
     try:
@@ -80,7 +110,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     config, origin = _config(args.config, program, args.state_dir)
     config = _with_context(config, args.context)
     shared = _connect(config, args.cluster)
-    error = None
     try:
         # with --json, stdout holds exactly one JSON document: what the plan prints goes to
         # stderr
@@ -89,13 +118,21 @@ def cmd_run(args: argparse.Namespace) -> int:
                           l2_store=shared.l2_store, l3=shared.l3, warn=_warn,
                           out=sys.stderr if args.json else None,
                           federation=shared.federation)
+        error = None
         try:
             value = runtime.run(source).value
         except (RtfsError, DelegationError, StorageError) as err:
             error, value = f"{program}: {_one_line(err)}", None
         shared.report(runtime)
+        # the answer is out before the fleet connection flushes and stops (write-behind)
+        _show(args, runtime, value, error, origin)
     finally:
-        shared.close()
+        _close(shared)
+    return 0 if error is None else 1
+
+
+def _show(args: argparse.Namespace, runtime: Runtime, value: Any, error: str | None,
+          origin: str) -> None:
     calls, functions = runtime.last_calls, runtime.last_functions
     if args.json:
         print(as_json(value, calls, functions, config_source=origin, error=error))
@@ -108,8 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                 plans_restored=runtime.plans_restored))
     if error is not None:
         print(f"delegation: {error}", file=sys.stderr)
-        return 1
-    return 0
+    sys.stdout.flush()
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
@@ -222,5 +258,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def entry() -> None:
+    """The `delegation` command: `main`, then the process ends with its exit status. When a
+    run could not stop its fleet connection (a dead Ray head), it ends without running exit
+    hooks, which would wait on that connection with no bound; its output is flushed first."""
+    code = main()
+    if _abandoned:
+        _warn(f"{_abandoned[0]}; exiting without it")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -74,7 +74,8 @@ class SharedState:
     `delegation.federation.Federation`) lets calls that cannot run here go to the fleet's
     arbiters; `warnings` are printed once (one line each); `report(runtime)` is called once
     after the run (the fleet's metrics: decisions, cache tiers, breakers); `close` flushes and
-    disconnects.
+    disconnects, and returns False when something it started could not be stopped (the
+    process should then end without waiting on it).
     """
 
     plans: Any = None
@@ -84,7 +85,7 @@ class SharedState:
     l3: Any = None
     federation: Any = None
     warnings: list[str] = field(default_factory=list)
-    close: Callable[[], None] = lambda: None
+    close: Callable[[], bool | None] = lambda: None
     report: Callable[[Any], None] = lambda runtime: None
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from importlib.metadata import EntryPoint
 
 import pytest
@@ -146,3 +148,56 @@ def test_run_with_cluster_uses_the_shared_state_and_reports_after_the_run(
     assert events == [("connect", "127.0.0.1:1"), ("report", plans), ("close", None)]
     out, err = capsys.readouterr()
     assert out.strip() == "3" and "warning: fleet says hi" in err
+
+
+ENTRY_SCRIPT = """
+import atexit, sys, threading, time
+from delegation import cli
+from delegation.extensions import Extensions, SharedState
+
+mode = sys.argv[1]
+cli.CLOSE_TIMEOUT_S = 1.0
+
+def close():
+    if mode == "hangs":
+        threading.Event().wait()
+    return mode != "cannot-stop"
+
+def connect(config, address, *, environ):
+    # like Ray's client of a dead head: its exit hook would wait with no bound
+    atexit.register(lambda: (print("exit hook ran", file=sys.stderr, flush=True),
+                             mode != "stops" and time.sleep(600)))
+    return SharedState(close=close)
+
+ext = Extensions()
+ext.set_cluster_connector(connect)
+cli.discover = lambda: ext
+sys.argv = ["delegation", "run", sys.argv[2], "--cluster", "127.0.0.1:1", "--state-dir",
+            sys.argv[3]]
+cli.entry()
+"""
+
+
+@pytest.mark.parametrize("mode, why", [
+    ("cannot-stop", "the fleet connection could not stop; exiting without it"),
+    ("hangs", "the fleet connection did not close in 1 s; exiting without it"),
+])
+def test_a_run_whose_fleet_connection_cannot_stop_still_prints_and_exits(
+        tmp_path, mode: str, why: str) -> None:  # type: ignore[no-untyped-def]
+    program = tmp_path / "p.rtfs"
+    program.write_text("(+ 1 2)")
+    done = subprocess.run([sys.executable, "-c", ENTRY_SCRIPT, mode, str(program),
+                           str(tmp_path / "state")], capture_output=True, text=True,
+                          timeout=120)
+    assert (done.returncode, done.stdout.strip()) == (0, "3"), done.stderr
+    assert why in done.stderr and "exit hook ran" not in done.stderr
+
+
+def test_a_run_whose_fleet_connection_stops_exits_normally(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    program = tmp_path / "p.rtfs"
+    program.write_text("(/ 1 0)")  # an error: exit 1, exit hooks run as usual
+    done = subprocess.run([sys.executable, "-c", ENTRY_SCRIPT, "stops", str(program),
+                           str(tmp_path / "state")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1 and "exit hook ran" in done.stderr, done.stderr
+    assert "exiting without it" not in done.stderr
