@@ -9,7 +9,8 @@ calls `ray.remote`.
   records from its replicas before Ray delivers it any request, and counts the restart in the
   directory.
 - `RayTransport` is the `ShardTransport` over actor handles: one call per shard, all in
-  flight together, every wait bounded by the batch's timeout. A Ray error becomes a
+  flight together, every wait bounded by the batch's timeout, finding a shard's actor
+  included (`cluster.lookup`: Ray's own lookup waits 60 s for a dead head's GCS). A Ray error becomes a
   `ShardUnavailable` (or `ShardTimeout`); a `RayTaskError` is re-raised as its cause.
 - `start_fleet` creates a fleet's directory and shards in the connected Ray cluster (shards
   spread over the nodes, each node a failure domain); `open_fleet` finds a running one.
@@ -43,6 +44,7 @@ from cluster.errors import (
     ShardTimeout,
     ShardUnavailable,
 )
+from cluster.lookup import lookup_actor
 from cluster.peers_ray import RayPeerTransport, transport_for
 from cluster.peers_wire import arbiter_actor_name
 from cluster.shard import DEFAULT_MAX_ENTRIES, CacheShard
@@ -212,13 +214,15 @@ class RayTransport:
         self.namespace = namespace
         self._handles: dict[str, Any] = dict(handles or {})
 
-    def _handle(self, name: str) -> Any:
+    def _handle(self, name: str, timeout_s: float) -> Any:
         handle = self._handles.get(name)
         if handle is None:
             try:
-                handle = ray.get_actor(name, namespace=self.namespace)
+                handle = lookup_actor(name, self.namespace, timeout_s)
             except ValueError:
                 raise ShardUnavailable(name, "no such actor (stopped for good?)") from None
+            except TimeoutError as err:
+                raise ShardTimeout(name, str(err)) from None
             self._handles[name] = handle
         return handle
 
@@ -228,14 +232,15 @@ class RayTransport:
             return {name: ShardUnavailable(name, "not connected to Ray") for name in requests}
         out: dict[str, bytes | ClusterError] = {}
         refs = {}
+        deadline = time.monotonic() + timeout_s  # finding a shard's actor counts too
         for name, request in requests.items():
             try:
-                refs[name] = self._handle(name).handle.remote(request)
+                handle = self._handle(name, deadline - time.monotonic())
+                refs[name] = handle.handle.remote(request)
             except ClusterError as err:
                 out[name] = err
             except RayError as err:
                 out[name] = to_cluster_error(name, err)
-        deadline = time.monotonic() + timeout_s
         for name, ref in refs.items():  # all in flight: the total wait is the slowest one
             try:
                 out[name] = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
@@ -338,9 +343,11 @@ def open_fleet(address: str, namespace: str, *, timeout_s: float = 5.0) -> Fleet
         ShardUnavailable, ShardTimeout: its directory did not answer.
     """
     try:
-        directory = ray.get_actor(DIRECTORY_NAME, namespace=namespace)
+        directory = lookup_actor(DIRECTORY_NAME, namespace, timeout_s)
     except ValueError:
         raise FleetNotFound(address, namespace) from None
+    except TimeoutError as err:
+        raise ShardTimeout(DIRECTORY_NAME, str(err)) from None
     described = ray_get(directory.describe.remote(), timeout_s=timeout_s, name=DIRECTORY_NAME)
     try:
         topology, _ = parse_description(described)

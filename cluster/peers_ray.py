@@ -9,6 +9,7 @@ adverts come from the directory actor through an `AdvertBook`: at most one direc
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
 from cluster.errors import ArbiterTimeout, ArbiterUnavailable, FleetNotFound
 from cluster.federation import AdvertBook
+from cluster.lookup import lookup_actor
 from cluster.peers_wire import Advert, arbiter_actor_name
 
 
@@ -47,10 +49,11 @@ class RayPeerTransport:
     def call(self, arbiter: str, request: bytes, timeout_s: float) -> bytes:
         if not ray.is_initialized():
             raise ArbiterUnavailable(arbiter, "not connected to a fleet (run with --cluster)")
-        handle = self._handle(arbiter)
+        deadline = time.monotonic() + timeout_s  # finding the arbiter's actor counts too
+        handle = self._handle(arbiter, timeout_s)
         try:
             ref = handle.handle.remote(request)
-            return bytes(ray.get(ref, timeout=timeout_s))
+            return bytes(ray.get(ref, timeout=max(0.0, deadline - time.monotonic())))
         except GetTimeoutError:
             raise ArbiterTimeout(arbiter, f"no answer within {timeout_s:.3g} s") from None
         except RayTaskError as err:
@@ -61,13 +64,15 @@ class RayPeerTransport:
             first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise ArbiterUnavailable(arbiter, first_line) from None
 
-    def _handle(self, arbiter: str) -> Any:
+    def _handle(self, arbiter: str, timeout_s: float) -> Any:
         handle = self._handles.get(arbiter)
         if handle is None:
             try:
-                handle = ray.get_actor(arbiter_actor_name(arbiter), namespace=self.namespace)
+                handle = lookup_actor(arbiter_actor_name(arbiter), self.namespace, timeout_s)
             except ValueError:
                 raise ArbiterUnavailable(arbiter, "no such arbiter in the fleet") from None
+            except TimeoutError as err:
+                raise ArbiterTimeout(arbiter, str(err)) from None
             self._handles[arbiter] = handle
         return handle
 
@@ -76,13 +81,17 @@ class RayPeerTransport:
 
     def _fetch_adverts(self) -> list[Advert]:
         try:
-            directory = ray.get_actor(self.directory, namespace=self.namespace)
-            found: list[Any] = ray.get(directory.arbiters.remote(), timeout=self.timeout_s)
+            deadline = time.monotonic() + self.timeout_s
+            directory = lookup_actor(self.directory, self.namespace, self.timeout_s)
+            found: list[Any] = ray.get(directory.arbiters.remote(),
+                                       timeout=max(0.0, deadline - time.monotonic()))
         except ValueError:
             raise FleetNotFound("this cluster", self.namespace) from None
         except RayError as err:
             raise ArbiterUnavailable(self.directory, f"the directory did not answer: "
                                                      f"{type(err).__name__}") from None
+        except TimeoutError as err:  # the lookup (Ray's own timeout is a RayError too)
+            raise ArbiterTimeout(self.directory, str(err)) from None
         return [Advert.from_list(advert) for advert in found]
 
 

@@ -3,6 +3,7 @@ as ours, caught by their own types; a shard that cannot be placed times out."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -123,3 +124,38 @@ def test_a_shard_stopped_for_good_is_unavailable(fleet: Fleet) -> None:
     assert isinstance(reply, ShardUnavailable)
     fresh = RayTransport(namespace).call_many({"rtfs-shard-0": request}, 1.0)
     assert isinstance(fresh["rtfs-shard-0"], ShardUnavailable)
+
+
+def test_a_lookup_the_gcs_does_not_answer_costs_the_calls_timeout(
+        fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the head dead, `ray.get_actor` waits 60 s for the GCS; a shard call that must
+    first find its actor waits its own timeout instead, for every shard of the batch
+    together, and concurrent lookups of one actor share one question to the GCS."""
+    from cluster import lookup
+
+    answered = threading.Event()
+    asked: list[str] = []
+    get_actor = ray.get_actor
+
+    def gcs_gone(name: str, namespace: str) -> Any:
+        asked.append(name)
+        answered.wait(60)
+        return get_actor(name, namespace=namespace)
+
+    monkeypatch.setattr(lookup.ray, "get_actor", gcs_gone)
+    transport = RayTransport(fleet.namespace)  # no handles yet: every shard is looked up
+    request = encode_request([["ping"]])
+    names = fleet.topology.names
+    started = time.monotonic()
+    replies = transport.call_many({name: request for name in names}, 0.5)
+    waited = time.monotonic() - started
+    assert all(isinstance(replies[name], ShardTimeout) for name in names), replies
+    assert waited < 5  # one timeout for the whole batch, not one per shard, not 60 s
+    again = transport.call_many({names[0]: request}, 0.2)
+    assert isinstance(again[names[0]], ShardTimeout)
+    assert sorted(asked) == sorted(names)  # the second call waited on the first lookup
+    answered.set()  # the GCS is back: the lookups in flight finish and the shards answer
+    deadline = time.monotonic() + 30
+    while not all(isinstance(r, bytes) for r in replies.values()):
+        assert time.monotonic() < deadline, replies
+        replies = transport.call_many({name: request for name in names}, 10.0)

@@ -332,3 +332,24 @@ def test_when_node_b_dies_calls_fall_back_or_fail_within_their_deadline(
     assert call.layer == "default" and call.attempts == []  # no peer was even tried
     assert call.reason.endswith("not federated: no peer advertises x")
     assert runtime.run(program).value == "local: hi"
+
+
+def test_a_peer_the_gcs_cannot_find_costs_the_calls_timeout(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the head dead, `ray.get_actor` waits 60 s for the GCS: a peer call that must
+    first find its arbiter (or the directory) fails within its own timeout instead."""
+    from cluster import lookup
+    from cluster.errors import ArbiterTimeout
+
+    answered = threading.Event()
+    monkeypatch.setattr(lookup.ray, "get_actor", lambda name, namespace: answered.wait(60))
+    transport = RayPeerTransport("rtfs-directory", NAMESPACE, timeout_s=0.5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ArbiterTimeout, match="is the Ray head down"):
+            transport.call("a", b"", 0.5)
+        with pytest.raises(ArbiterTimeout, match="is the Ray head down"):
+            transport._fetch_adverts()
+        assert time.monotonic() - started < 5
+    finally:
+        answered.set()
