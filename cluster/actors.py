@@ -10,10 +10,12 @@ calls `ray.remote`.
   directory.
 - `RayTransport` is the `ShardTransport` over actor handles: one call per shard, all in
   flight together, every wait bounded by the batch's timeout, finding a shard's actor
-  included (`cluster.lookup`: Ray's own lookup waits 60 s for a dead head's GCS). A Ray error becomes a
-  `ShardUnavailable` (or `ShardTimeout`); a `RayTaskError` is re-raised as its cause.
+  included (`cluster.lookup`: Ray's own lookup waits 60 s for a dead head's GCS). A Ray
+  error becomes a `ShardUnavailable` (or `ShardTimeout`); a `RayTaskError` is re-raised as
+  its cause.
 - `start_fleet` creates a fleet's directory and shards in the connected Ray cluster (shards
-  spread over the nodes, each node a failure domain); `open_fleet` finds a running one.
+  spread over the nodes, each node a failure domain); `open_fleet` finds a running one and
+  its shards' actors (while the GCS answers).
 - `ArbiterActor` wraps an `Arbiter` (`<namespace>/arbiter-<name>`, no CPU, concurrent
   requests, restarted by Ray) and advertises it to the directory every heartbeat;
   `start_arbiter`, `stop_arbiter`; the transport between arbiters is `cluster.peers_ray`.
@@ -353,7 +355,13 @@ def open_fleet(address: str, namespace: str, *, timeout_s: float = 5.0) -> Fleet
         topology, _ = parse_description(described)
     except (ValueError, TypeError) as err:
         raise ShardUnavailable(DIRECTORY_NAME, f"unreadable description: {err}") from None
-    return Fleet(topology, directory, {})
+    shards = {}
+    for name in topology.names:  # found now, while the GCS answers: a run whose head dies
+        try:                     # later needs no lookup to reach (or give up on) a shard
+            shards[name] = lookup_actor(name, namespace, timeout_s)
+        except (ValueError, TimeoutError):
+            pass  # looked up again at its first call
+    return Fleet(topology, directory, shards)
 
 
 # --- arbiters -----------------------------------------------------------------------------
